@@ -1,0 +1,333 @@
+//! Values of Kafka Connect's data model, including logical values.
+
+use std::fmt;
+
+use num_bigint::BigInt;
+
+/// A value. Logical types have their own variants so that connectors do not juggle encodings;
+/// converters map them to Kafka Connect's physical representation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Boolean(bool),
+    Int8(i8),
+    Int16(i16),
+    Int32(i32),
+    Int64(i64),
+    Float32(f32),
+    Float64(f64),
+    String(String),
+    Bytes(Vec<u8>),
+    Array(Vec<Value>),
+    /// Entries in insertion order; keys need not be strings.
+    Map(Vec<(Value, Value)>),
+    Struct(Struct),
+    /// Kafka Connect `Decimal`: arbitrary precision unscaled integer and a scale.
+    Decimal(Decimal),
+    /// Kafka Connect `Date`: days since 1970-01-01.
+    Date(i32),
+    /// Kafka Connect `Time`: milliseconds since midnight.
+    Time(i32),
+    /// Kafka Connect `Timestamp`: milliseconds since the Unix epoch.
+    Timestamp(i64),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Self::Null)
+    }
+
+    /// The name used in error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Null => "null",
+            Self::Boolean(_) => "boolean",
+            Self::Int8(_) => "int8",
+            Self::Int16(_) => "int16",
+            Self::Int32(_) => "int32",
+            Self::Int64(_) => "int64",
+            Self::Float32(_) => "float",
+            Self::Float64(_) => "double",
+            Self::String(_) => "string",
+            Self::Bytes(_) => "bytes",
+            Self::Array(_) => "array",
+            Self::Map(_) => "map",
+            Self::Struct(_) => "struct",
+            Self::Decimal(_) => "Decimal",
+            Self::Date(_) => "Date",
+            Self::Time(_) => "Time",
+            Self::Timestamp(_) => "Timestamp",
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Any integer variant widened to i64.
+    pub fn as_i64(&self) -> Option<i64> {
+        match *self {
+            Self::Int8(v) => Some(v.into()),
+            Self::Int16(v) => Some(v.into()),
+            Self::Int32(v) => Some(v.into()),
+            Self::Int64(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Plain JSON without a schema, as the JSON converter writes with schemas off: bytes as
+    /// base64, decimals as their exact text, logical dates and times as their numbers.
+    pub fn to_plain_json(&self) -> serde_json::Value {
+        use base64::Engine as _;
+        use serde_json::Value as Json;
+        match self {
+            Self::Null => Json::Null,
+            Self::Boolean(v) => Json::Bool(*v),
+            Self::Int8(_) | Self::Int16(_) | Self::Int32(_) | Self::Int64(_) => {
+                Json::from(self.as_i64().unwrap_or_default())
+            }
+            Self::Date(v) | Self::Time(v) => Json::from(*v),
+            Self::Timestamp(v) => Json::from(*v),
+            Self::Float32(v) => serde_json::Number::from_f64(f64::from(*v)).map_or(Json::Null, Json::Number),
+            Self::Float64(v) => serde_json::Number::from_f64(*v).map_or(Json::Null, Json::Number),
+            Self::String(v) => Json::String(v.clone()),
+            Self::Bytes(v) => Json::String(base64::engine::general_purpose::STANDARD.encode(v)),
+            Self::Decimal(d) => Json::String(d.to_string()),
+            Self::Array(items) => Json::Array(items.iter().map(Self::to_plain_json).collect()),
+            Self::Map(entries) => {
+                if entries.iter().all(|(k, _)| matches!(k, Self::String(_))) {
+                    Json::Object(entries.iter().map(|(k, v)| (k.to_string(), v.to_plain_json())).collect())
+                } else {
+                    Json::Array(
+                        entries.iter().map(|(k, v)| Json::Array(vec![k.to_plain_json(), v.to_plain_json()])).collect(),
+                    )
+                }
+            }
+            Self::Struct(s) => Json::Object(s.iter().map(|(k, v)| (k.to_owned(), v.to_plain_json())).collect()),
+        }
+    }
+
+    pub fn as_struct(&self) -> Option<&Struct> {
+        match self {
+            Self::Struct(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    /// A plain rendering: strings unquoted, everything else as its natural text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Null => f.write_str("null"),
+            Self::Boolean(v) => write!(f, "{v}"),
+            Self::Int8(v) => write!(f, "{v}"),
+            Self::Int16(v) => write!(f, "{v}"),
+            Self::Int32(v) | Self::Date(v) | Self::Time(v) => write!(f, "{v}"),
+            Self::Int64(v) | Self::Timestamp(v) => write!(f, "{v}"),
+            Self::Float32(v) => write!(f, "{v}"),
+            Self::Float64(v) => write!(f, "{v}"),
+            Self::String(v) => f.write_str(v),
+            Self::Bytes(v) => write!(f, "<{} bytes>", v.len()),
+            Self::Array(items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str("]")
+            }
+            Self::Map(entries) => {
+                f.write_str("{")?;
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{k}={v}")?;
+                }
+                f.write_str("}")
+            }
+            Self::Struct(s) => {
+                f.write_str("Struct{")?;
+                for (i, (k, v)) in s.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{k}={v}")?;
+                }
+                f.write_str("}")
+            }
+            Self::Decimal(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+macro_rules! value_from {
+    ($($t:ty => $variant:ident),* $(,)?) => {
+        $(impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Self::$variant(v.into())
+            }
+        })*
+    };
+}
+
+value_from!(
+    bool => Boolean,
+    i8 => Int8,
+    i16 => Int16,
+    i32 => Int32,
+    i64 => Int64,
+    f32 => Float32,
+    f64 => Float64,
+    String => String,
+    &str => String,
+    Vec<u8> => Bytes,
+    Struct => Struct,
+    Decimal => Decimal,
+);
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Self::Null, Into::into)
+    }
+}
+
+/// A struct value: named fields in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Struct {
+    fields: Vec<(String, Value)>,
+}
+
+impl Struct {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces a field, builder style.
+    pub fn with(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.put(name, value);
+        self
+    }
+
+    /// Sets a field, replacing an existing one of the same name in place.
+    pub fn put(&mut self, name: impl Into<String>, value: impl Into<Value>) {
+        let name = name.into();
+        let value = value.into();
+        match self.fields.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.fields.push((name, value)),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.fields.iter().map(|(n, v)| (n.as_str(), v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+impl FromIterator<(String, Value)> for Struct {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
+        let mut s = Self::new();
+        for (k, v) in iter {
+            s.put(k, v);
+        }
+        s
+    }
+}
+
+/// An arbitrary-precision decimal: `unscaled * 10^-scale`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Decimal {
+    pub unscaled: BigInt,
+    pub scale: i32,
+}
+
+impl Decimal {
+    pub fn new(unscaled: BigInt, scale: i32) -> Self {
+        Self { unscaled, scale }
+    }
+
+    /// Parses `-12.345` style text; the scale is the number of digits after the point.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let (int_part, frac_part) = text.split_once('.').unwrap_or((text, ""));
+        if frac_part.starts_with(['-', '+']) {
+            return None;
+        }
+        let digits = format!("{int_part}{frac_part}");
+        let unscaled: BigInt = digits.parse().ok()?;
+        Some(Self { unscaled, scale: i32::try_from(frac_part.len()).ok()? })
+    }
+
+    /// The unscaled value as big-endian two's-complement bytes (Kafka Connect's encoding).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.unscaled.to_signed_bytes_be()
+    }
+
+    pub fn from_bytes(bytes: &[u8], scale: i32) -> Self {
+        Self { unscaled: BigInt::from_signed_bytes_be(bytes), scale }
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.unscaled.magnitude().to_string();
+        let sign = if self.unscaled.sign() == num_bigint::Sign::Minus { "-" } else { "" };
+        if self.scale <= 0 {
+            let zeros = "0".repeat(self.scale.unsigned_abs() as usize);
+            let digits = if digits == "0" { String::from("0") } else { format!("{digits}{zeros}") };
+            return write!(f, "{sign}{digits}");
+        }
+        let scale = self.scale as usize;
+        let padded = if digits.len() <= scale {
+            format!("{}{digits}", "0".repeat(scale - digits.len() + 1))
+        } else {
+            digits
+        };
+        let (int_part, frac_part) = padded.split_at(padded.len() - scale);
+        write!(f, "{sign}{int_part}.{frac_part}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_round_trips_text_and_bytes() {
+        for text in ["12.34", "-0.05", "100", "0.000", "-123456789012345678901234567890.1"] {
+            let d = Decimal::parse(text).unwrap();
+            assert_eq!(d.to_string(), text);
+            assert_eq!(Decimal::from_bytes(&d.to_bytes(), d.scale), d);
+        }
+        assert_eq!(Decimal::new(BigInt::from(1234), 2).to_bytes(), vec![0x04, 0xd2]);
+        assert_eq!(Decimal::new(BigInt::from(-1), 0).to_bytes(), vec![0xff]);
+        assert!(Decimal::parse("1.-2").is_none());
+        assert!(Decimal::parse("abc").is_none());
+    }
+
+    #[test]
+    fn struct_put_replaces_in_place() {
+        let mut s = Struct::new().with("a", 1i32).with("b", "x");
+        s.put("a", 2i32);
+        assert_eq!(s.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(s.get("a"), Some(&Value::Int32(2)));
+    }
+}

@@ -1,0 +1,63 @@
+use rdkafka::error::KafkaError;
+use sluice_connector_api::ConnectorError;
+
+use crate::config::Problem;
+use crate::convert::ConvertError;
+use crate::storage::StorageError;
+
+/// Why the runtime could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Config(Vec<Problem>),
+    #[error("kafka client: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("connector {connector}: {source}")]
+    Connector {
+        connector: String,
+        #[source]
+        source: ConnectorError,
+    },
+    #[error("every task failed; see the errors above")]
+    AllTasksFailed,
+}
+
+/// Why a task stopped with a failure. The message is what its status shows.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("{stage} failed ({kind} error): {source}", kind = .source.kind())]
+    Connector {
+        stage: &'static str,
+        #[source]
+        source: ConnectorError,
+    },
+    #[error("cannot convert the {part} of {location}: {source}")]
+    Convert {
+        part: &'static str,
+        location: String,
+        #[source]
+        source: ConvertError,
+    },
+    #[error("Kafka did not accept a record for {topic}: {source}")]
+    Delivery {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("kafka client: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("offset storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("sink config: {0}")]
+    Config(String),
+    #[error("internal: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+impl TaskError {
+    pub(crate) fn connector(stage: &'static str) -> impl FnOnce(ConnectorError) -> Self {
+        move |source| Self::Connector { stage, source }
+    }
+}

@@ -1,0 +1,48 @@
+//! rdkafka client construction. Settings from the worker's `kafka:` block pass through to
+//! librdkafka; the few settings Sluice's delivery guarantees rest on are set last so they cannot
+//! be overridden by accident.
+
+mod consumer;
+
+use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+use tracing::warn;
+
+use crate::config::WorkerConfig;
+
+pub(crate) use consumer::{RebalanceEvent, SinkConsumer, sink_consumer};
+
+/// Producer settings the no-loss guarantee depends on.
+const PRODUCER_GUARANTEES: &[(&str, &str)] = &[("enable.idempotence", "true"), ("acks", "all")];
+/// Consumer settings the no-loss guarantee depends on: offsets are committed by the task loop only.
+const CONSUMER_GUARANTEES: &[(&str, &str)] = &[("enable.auto.commit", "false"), ("enable.auto.offset.store", "false")];
+
+fn base_config(worker: &WorkerConfig, client_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &worker.bootstrap_servers);
+    config.set("client.id", client_id);
+    for (key, value) in worker.kafka_settings() {
+        config.set(key, value);
+    }
+    config
+}
+
+fn enforce(config: &mut ClientConfig, guarantees: &[(&str, &str)]) {
+    for (key, required) in guarantees {
+        if let Some(given) = config.get(key).filter(|given| given != required) {
+            warn!(setting = key, given, required, "ignoring a kafka setting that would break delivery guarantees");
+        }
+        config.set(*key, *required);
+    }
+}
+
+/// An idempotent producer with `acks=all` for one source task.
+pub(crate) fn source_producer(worker: &WorkerConfig, client_id: &str) -> Result<FutureProducer, KafkaError> {
+    let mut config = base_config(worker, client_id);
+    if config.get("linger.ms").is_none() {
+        config.set("linger.ms", "5");
+    }
+    enforce(&mut config, PRODUCER_GUARANTEES);
+    config.create()
+}

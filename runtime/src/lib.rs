@@ -1,0 +1,37 @@
+//! Sluice, a connector runtime for Kafka: source connectors copy from external systems into
+//! topics, sink connectors from topics out; tasks do the copying with at-least-once delivery,
+//! offsets committed only after the data they cover is durable downstream.
+//!
+//! The entry points: [`config`] reads worker and pipeline files, [`registry::builtin`] lists the
+//! connector types, and [`run_standalone`] runs pipelines in this process (tests use it too).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sluice::Error> {
+//! let registry = sluice::registry::builtin();
+//! let worker = sluice::config::load_worker("configs/worker.yaml".as_ref())?;
+//! let pipeline = sluice::config::load_pipeline("configs/pipelines/quickstart.yaml".as_ref(), &registry)?;
+//! sluice::run_standalone(worker, vec![pipeline], tokio_util::sync::CancellationToken::new()).await
+//! # }
+//! ```
+
+pub mod config;
+pub mod convert;
+mod error;
+pub mod herder;
+mod kafka;
+pub mod registry;
+pub mod storage;
+mod task;
+
+pub use error::{Error, TaskError};
+
+use tokio_util::sync::CancellationToken;
+
+/// Runs pipelines in standalone mode until `cancel` fires or every task has failed.
+pub async fn run_standalone(
+    worker: config::WorkerConfig,
+    pipelines: Vec<config::Pipeline>,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    herder::Standalone::new(worker, pipelines)?.run(cancel).await
+}

@@ -1,0 +1,220 @@
+//! The `sluice` command: thin CLI over the library.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use sluice::config::{ConfigFile, FileKind, Problem};
+use sluice_connector_api::{FieldKind, Registry};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "A small, fast, safe connector runtime for Kafka")]
+struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log filter, e.g. `info` or `sluice=debug,rdkafka=warn` (RUST_LOG also works).
+    #[arg(long, global = true, env = "SLUICE_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run pipelines in this process (standalone mode) until SIGINT/SIGTERM.
+    Run {
+        /// The worker file.
+        worker: PathBuf,
+        /// One or more pipeline files.
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+    },
+    /// Check worker and pipeline files; print every problem; exit non-zero if there is any.
+    Validate {
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the connector types with their config fields.
+    Plugins {
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+fn main() -> ExitCode {
+    match try_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format, &cli.log)?;
+    let registry = sluice::registry::builtin();
+    match cli.command {
+        Command::Run { worker, pipelines } => run(&registry, &worker, &pipelines),
+        Command::Validate { output, files } => Ok(validate(&registry, output, &files)),
+        Command::Plugins { output } => {
+            plugins(&registry, output);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).with_context(|| format!("invalid log filter `{filter}`"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+fn run(registry: &Registry, worker: &PathBuf, pipelines: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let worker = sluice::config::load_worker(worker)?;
+    let pipelines = pipelines
+        .iter()
+        .map(|p| sluice::config::load_pipeline(p, registry))
+        .collect::<Result<Vec<_>, _>>()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        tokio::spawn(stop_on_signal(cancel.clone()));
+        sluice::run_standalone(worker, pipelines, cancel).await
+    })?;
+    info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The first SIGINT/SIGTERM stops cleanly; a second one exits at once.
+async fn stop_on_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        warn!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    cancel.cancel();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    warn!("second signal: exiting without a clean stop");
+    std::process::exit(130);
+}
+
+fn validate(registry: &Registry, output: Output, files: &[PathBuf]) -> ExitCode {
+    let mut results = Vec::new();
+    for path in files {
+        let (kind, problems) = match ConfigFile::load(path) {
+            Ok(file) => (Some(file.kind), file.check(registry)),
+            Err(problems) => (None, problems),
+        };
+        results.push((path, kind, problems));
+    }
+    let problems: Vec<&Problem> = results.iter().flat_map(|(_, _, p)| p).collect();
+    if output == Output::Json {
+        let files: Vec<_> = results
+            .iter()
+            .map(|(path, kind, problems)| {
+                json!({"file": path.display().to_string(), "kind": kind, "valid": problems.is_empty(), "errors": problems})
+            })
+            .collect();
+        println!("{}", json!({"valid": problems.is_empty(), "files": files}));
+    } else {
+        for (path, kind, file_problems) in &results {
+            if file_problems.is_empty() {
+                let kind = match kind {
+                    Some(FileKind::Worker) => "worker file",
+                    _ => "pipeline file",
+                };
+                println!("{}: ok ({kind})", path.display());
+            }
+            for problem in file_problems {
+                println!("{problem}");
+            }
+        }
+        if !problems.is_empty() {
+            let bad_files = results.iter().filter(|(_, _, p)| !p.is_empty()).count();
+            eprintln!("{} problem(s) in {bad_files} file(s)", problems.len());
+        }
+    }
+    if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn kind_name(kind: &FieldKind) -> &'static str {
+    match kind {
+        FieldKind::String => "string",
+        FieldKind::Int => "int",
+        FieldKind::Float => "float",
+        FieldKind::Bool => "bool",
+        FieldKind::Duration => "duration",
+        FieldKind::List => "list",
+        FieldKind::Map => "map",
+        FieldKind::Object(_) => "object",
+    }
+}
+
+fn plugins(registry: &Registry, output: Output) {
+    if output == Output::Json {
+        let list: Vec<_> = registry
+            .iter()
+            .map(|p| {
+                let fields: Vec<_> = p
+                    .spec()
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        json!({"name": f.name, "type": kind_name(&f.kind), "required": f.required,
+                               "default": f.default, "secret": f.secret, "doc": f.doc})
+                    })
+                    .collect();
+                json!({"name": p.name(), "kind": p.kind().as_str(), "doc": p.doc(), "config": fields})
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return;
+    }
+    for plugin in registry.iter() {
+        println!("{} ({})\n  {}", plugin.name(), plugin.kind().as_str(), plugin.doc());
+        for f in &plugin.spec().fields {
+            let presence = match (&f.default, f.required) {
+                (_, true) => "required".to_owned(),
+                (Some(d), _) => format!("default {d}"),
+                (None, false) => "optional".to_owned(),
+            };
+            let secret = if f.secret { " (secret)" } else { "" };
+            println!("    {:<14} {:<9} {:<16} {}{secret}", f.name, kind_name(&f.kind), presence, f.doc);
+        }
+        println!();
+    }
+}

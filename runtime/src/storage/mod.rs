@@ -1,0 +1,43 @@
+//! Where a worker keeps state. Standalone mode keeps source offsets in a local file.
+
+mod offset_file;
+
+use async_trait::async_trait;
+use sluice_connector_api::{SourceOffset, SourcePartition};
+
+pub use offset_file::FileOffsetStore;
+
+/// Why state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid offsets file: {source}")]
+    Corrupt {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("offset storage task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Committed source offsets, keyed as Kafka Connect keys its offsets topic:
+/// `["<connector>", {source partition}]` -> `{source offset}`.
+#[async_trait]
+pub trait OffsetStore: Send + Sync {
+    async fn get(&self, connector: &str, partition: &SourcePartition) -> Result<Option<SourceOffset>, StorageError>;
+
+    /// Stores the offsets durably; returns only once they survive a crash.
+    async fn put(&self, connector: &str, offsets: &[(SourcePartition, SourceOffset)]) -> Result<(), StorageError>;
+}
+
+/// The key Kafka Connect uses for a source partition: `["<connector>",{partition}]`.
+pub fn offset_key(connector: &str, partition: &SourcePartition) -> String {
+    serde_json::Value::Array(vec![connector.into(), serde_json::Value::Object(partition.clone())]).to_string()
+}

@@ -1,0 +1,210 @@
+use std::collections::HashMap;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use futures::FutureExt;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use sluice_connector_api::{ConnectorConfig, Header, SinkRecord, SinkTask, SinkTaskContext, TopicPartition};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::convert::Converter;
+use crate::error::TaskError;
+use crate::kafka::{RebalanceEvent, SinkConsumer};
+
+/// Runs one sink task until cancelled or failed.
+pub(crate) struct SinkTaskRunner {
+    pub(crate) connector: String,
+    pub(crate) task_id: u32,
+    pub(crate) task: Box<dyn SinkTask>,
+    pub(crate) config: ConnectorConfig,
+    pub(crate) topics: Vec<String>,
+    pub(crate) consumer: Arc<SinkConsumer>,
+    pub(crate) rebalances: mpsc::Receiver<RebalanceEvent>,
+    pub(crate) key_converter: Arc<dyn Converter>,
+    pub(crate) value_converter: Arc<dyn Converter>,
+    pub(crate) flush_interval: Duration,
+    pub(crate) batch_size: usize,
+}
+
+/// Per partition: the offset after the last record handed to `put`, and the last committed one.
+#[derive(Default)]
+struct Positions {
+    consumed: HashMap<TopicPartition, i64>,
+    committed: HashMap<TopicPartition, i64>,
+}
+
+impl SinkTaskRunner {
+    pub(crate) async fn run(mut self, cancel: CancellationToken) -> Result<(), TaskError> {
+        let ctx = SinkTaskContext { connector: self.connector.clone(), task_id: self.task_id };
+        self.task.start(ctx, &self.config).await.map_err(TaskError::connector("start"))?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        self.consumer.subscribe(&topics)?;
+        info!(connector = %self.connector, task = self.task_id, topics = ?self.topics, "sink task started");
+        let mut positions = Positions::default();
+        let outcome = self.copy(&cancel, &mut positions).await;
+        // On a clean stop, and after a failure, commit what the task has made durable.
+        let flushed = match &outcome {
+            Err(TaskError::Connector { stage: "put" | "flush", .. }) => Ok(()),
+            _ => self.flush_and_commit(&mut positions).await,
+        };
+        let assigned: Vec<TopicPartition> = positions.consumed.keys().cloned().collect();
+        if let Err(e) = self.task.close(&assigned).await {
+            warn!(connector = %self.connector, task = self.task_id, error = %e, "sink task close failed");
+        }
+        if let Err(e) = self.task.stop().await {
+            warn!(connector = %self.connector, task = self.task_id, error = %e, "sink task stop failed");
+        }
+        // Leaving the group blocks on the broker: do it off the async threads.
+        let consumer = self.consumer.clone();
+        drop(self);
+        tokio::task::spawn_blocking(move || {
+            consumer.unsubscribe();
+            drop(consumer);
+        })
+        .await?;
+        outcome.and(flushed)
+    }
+
+    async fn copy(&mut self, cancel: &CancellationToken, positions: &mut Positions) -> Result<(), TaskError> {
+        let mut flush_tick = tokio::time::interval(self.flush_interval);
+        flush_tick.tick().await;
+        loop {
+            let batch = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(()),
+                // Periodic flush: the only place Kafka offsets advance.
+                _ = flush_tick.tick() => {
+                    self.flush_and_commit(positions).await?;
+                    continue;
+                }
+                first = self.consumer.recv() => {
+                    let first = match first {
+                        Ok(message) => message,
+                        Err(e) => {
+                            // Consumer errors (a topic not created yet, a broker away) are
+                            // transient to librdkafka, which keeps retrying underneath.
+                            warn!(connector = %self.connector, task = self.task_id, error = %e, "consumer error");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    };
+                    let mut batch = vec![self.to_record(&first)];
+                    while batch.len() < self.batch_size {
+                        match self.consumer.recv().now_or_never() {
+                            Some(Ok(message)) => batch.push(self.to_record(&message)),
+                            Some(Err(e)) => {
+                                warn!(connector = %self.connector, task = self.task_id, error = %e, "consumer error");
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    batch
+                }
+            };
+            self.apply_rebalances(positions).await?;
+            let mut records = Vec::with_capacity(batch.len());
+            let mut failure = None;
+            for converted in batch {
+                match converted {
+                    Ok(record) => records.push(record),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            // Records before a bad one are still written, so the committed position stops right
+            // at the bad record.
+            let next: Vec<(TopicPartition, i64)> =
+                records.iter().map(|r| (r.topic_partition(), r.offset + 1)).collect();
+            if !records.is_empty() {
+                self.task.put(records).await.map_err(TaskError::connector("put"))?;
+                positions.consumed.extend(next);
+            }
+            if let Some(e) = failure {
+                return Err(e);
+            }
+        }
+    }
+
+    async fn apply_rebalances(&mut self, positions: &mut Positions) -> Result<(), TaskError> {
+        while let Ok(event) = self.rebalances.try_recv() {
+            match event {
+                RebalanceEvent::Assigned(partitions) => {
+                    info!(connector = %self.connector, task = self.task_id, ?partitions, "partitions assigned");
+                    self.task.open(&partitions).await.map_err(TaskError::connector("open"))?;
+                }
+                RebalanceEvent::Revoked(partitions) => {
+                    info!(connector = %self.connector, task = self.task_id, ?partitions, "partitions revoked");
+                    self.task.close(&partitions).await.map_err(TaskError::connector("close"))?;
+                    // Their new owner resumes from the last commit: records after it are delivered
+                    // again there, never lost.
+                    for tp in &partitions {
+                        positions.consumed.remove(tp);
+                        positions.committed.remove(tp);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn to_record(&self, message: &BorrowedMessage<'_>) -> Result<SinkRecord, TaskError> {
+        let location = || format!("{}-{} offset {}", message.topic(), message.partition(), message.offset());
+        let (key_schema, key) = self
+            .key_converter
+            .to_connect(message.key())
+            .map_err(|source| TaskError::Convert { part: "key", location: location(), source })?;
+        let (value_schema, value) = self
+            .value_converter
+            .to_connect(message.payload())
+            .map_err(|source| TaskError::Convert { part: "value", location: location(), source })?;
+        let headers = message
+            .headers()
+            .map(|hs| hs.iter().map(|h| Header { key: h.key.to_owned(), value: h.value.map(<[u8]>::to_vec) }).collect())
+            .unwrap_or_default();
+        Ok(SinkRecord {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key_schema,
+            key,
+            value_schema,
+            value,
+            headers,
+            timestamp: message.timestamp().to_millis(),
+        })
+    }
+
+    /// Asks the task what is durable and commits exactly that to Kafka.
+    async fn flush_and_commit(&mut self, positions: &mut Positions) -> Result<(), TaskError> {
+        if positions.consumed.is_empty() {
+            return Ok(());
+        }
+        let durable = self.task.flush(&positions.consumed).await.map_err(TaskError::connector("flush"))?;
+        let mut list = TopicPartitionList::new();
+        let mut advanced = Vec::new();
+        for (tp, offset) in durable {
+            // Never beyond what was consumed, never backwards.
+            let consumed = positions.consumed.get(&tp).copied();
+            let offset = consumed.map_or(offset, |c| offset.min(c));
+            if consumed.is_none() || positions.committed.get(&tp).is_some_and(|c| *c >= offset) {
+                continue;
+            }
+            list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(offset))?;
+            advanced.push((tp, offset));
+        }
+        if advanced.is_empty() {
+            return Ok(());
+        }
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await??;
+        debug!(connector = %self.connector, task = self.task_id, partitions = advanced.len(), "sink offsets committed");
+        positions.committed.extend(advanced);
+        Ok(())
+    }
+}

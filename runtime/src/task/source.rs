@@ -1,0 +1,247 @@
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{FuturesOrdered, StreamExt};
+use futures::FutureExt;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use sluice_connector_api::{
+    ConnectorConfig, SourceOffset, SourcePartition, SourceRecord, SourceTask, SourceTaskContext,
+};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::offsets::ConnectorOffsets;
+use crate::convert::Converter;
+use crate::error::TaskError;
+use crate::storage::{OffsetStore, offset_key};
+
+/// A record sent to Kafka whose acknowledgement is awaited, with the source position it covers.
+struct Ack {
+    result: Result<(), KafkaError>,
+    topic: String,
+    partition: SourcePartition,
+    offset: SourceOffset,
+}
+
+type Pending = Pin<Box<dyn Future<Output = Ack> + Send>>;
+
+/// Runs one source task until cancelled or failed.
+pub(crate) struct SourceTaskRunner {
+    pub(crate) connector: String,
+    pub(crate) task_id: u32,
+    pub(crate) task: Box<dyn SourceTask>,
+    pub(crate) config: ConnectorConfig,
+    pub(crate) producer: FutureProducer,
+    pub(crate) key_converter: Arc<dyn Converter>,
+    pub(crate) value_converter: Arc<dyn Converter>,
+    pub(crate) offsets: Arc<dyn OffsetStore>,
+    pub(crate) flush_interval: Duration,
+    pub(crate) max_in_flight: usize,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+/// Offsets whose records Kafka has acknowledged, in order, not yet stored.
+#[derive(Default)]
+struct Acked {
+    latest: HashMap<String, (SourcePartition, SourceOffset)>,
+    /// Set once a record failed: no offset after it may be stored.
+    poisoned: bool,
+}
+
+impl SourceTaskRunner {
+    pub(crate) async fn run(mut self, cancel: CancellationToken) -> Result<(), TaskError> {
+        let ctx = SourceTaskContext {
+            connector: self.connector.clone(),
+            task_id: self.task_id,
+            offsets: Arc::new(ConnectorOffsets { connector: self.connector.clone(), store: self.offsets.clone() }),
+        };
+        self.task.start(ctx, &self.config).await.map_err(TaskError::connector("start"))?;
+        info!(connector = %self.connector, task = self.task_id, "source task started");
+        let result = self.copy(&cancel).await;
+        if let Err(e) = self.task.stop().await {
+            warn!(connector = %self.connector, task = self.task_id, error = %e, "source task stop failed");
+        }
+        result
+    }
+
+    async fn copy(&mut self, cancel: &CancellationToken) -> Result<(), TaskError> {
+        let mut in_flight: FuturesOrdered<Pending> = FuturesOrdered::new();
+        let mut acked = Acked::default();
+        let mut last_flush = Instant::now();
+        let outcome = loop {
+            // Acknowledgements arrive in send order (FuturesOrdered), so an offset is only taken
+            // once every record before it was acknowledged too.
+            let mut failed = None;
+            while let Some(Some(ack)) = in_flight.next().now_or_never() {
+                if let Err(e) = acked.take(ack) {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if let Some(e) = failed {
+                break Err(e);
+            }
+            if let Err(e) = self.hold_at_bound(&mut in_flight, &mut acked).await {
+                break Err(e);
+            }
+            if last_flush.elapsed() >= self.flush_interval {
+                if let Err(e) = self.flush(&mut acked).await {
+                    break Err(e);
+                }
+                last_flush = Instant::now();
+            }
+            let records = tokio::select! {
+                biased;
+                // Stop requested: records polled from here on would only be produced again after restart.
+                _ = cancel.cancelled() => break Ok(()),
+                polled = self.task.poll() => match polled {
+                    Ok(records) => records,
+                    Err(e) => break Err(TaskError::Connector { stage: "poll", source: e }),
+                },
+            };
+            if let Err(e) = self.send_all(records, &mut in_flight, &mut acked).await {
+                break Err(e);
+            }
+        };
+        self.drain(&mut in_flight, &mut acked).await;
+        // Whatever happened, store what Kafka has acknowledged so a restart resumes after it.
+        let flushed = self.flush(&mut acked).await;
+        outcome.and(flushed)
+    }
+
+    /// Waits for acknowledgements while as many records as allowed are unacknowledged.
+    async fn hold_at_bound(&self, in_flight: &mut FuturesOrdered<Pending>, acked: &mut Acked) -> Result<(), TaskError> {
+        while in_flight.len() >= self.max_in_flight {
+            match in_flight.next().await {
+                Some(ack) => acked.take(ack)?,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_all(
+        &self,
+        records: Vec<SourceRecord>,
+        in_flight: &mut FuturesOrdered<Pending>,
+        acked: &mut Acked,
+    ) -> Result<(), TaskError> {
+        for record in records {
+            let (key, value) = self.convert(&record)?;
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for h in &record.headers {
+                headers = headers.insert(KafkaHeader { key: &h.key, value: h.value.as_deref() });
+            }
+            loop {
+                let mut out = FutureRecord::to(&record.topic).headers(headers.clone());
+                if let Some(key) = &key {
+                    out = out.key(key);
+                }
+                if let Some(value) = &value {
+                    out = out.payload(value);
+                }
+                if let Some(partition) = record.partition {
+                    out = out.partition(partition);
+                }
+                if let Some(ts) = record.timestamp {
+                    out = out.timestamp(ts);
+                }
+                match self.producer.send_result(out) {
+                    Ok(delivery) => {
+                        let topic = record.topic.clone();
+                        let partition = record.source_partition.clone();
+                        let offset = record.source_offset.clone();
+                        in_flight.push_back(Box::pin(delivery.map(move |result| Ack {
+                            result: match result {
+                                Ok(Ok(_)) => Ok(()),
+                                Ok(Err((e, _))) => Err(e),
+                                Err(_canceled) => Err(KafkaError::Canceled),
+                            },
+                            topic,
+                            partition,
+                            offset,
+                        })));
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        // librdkafka's queue is full: wait for an acknowledgement to free room.
+                        match in_flight.next().await {
+                            Some(ack) => acked.take(ack)?,
+                            None => tokio::time::sleep(Duration::from_millis(10)).await,
+                        }
+                    }
+                    Err((e, _)) => return Err(TaskError::Delivery { topic: record.topic.clone(), source: e }),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn convert(&self, record: &SourceRecord) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), TaskError> {
+        let location = || format!("the record for {} at source offset {:?}", record.topic, record.source_offset);
+        let key = self
+            .key_converter
+            .from_connect(record.key_schema.as_deref(), &record.key)
+            .map_err(|source| TaskError::Convert { part: "key", location: location(), source })?;
+        let value = self
+            .value_converter
+            .from_connect(record.value_schema.as_deref(), &record.value)
+            .map_err(|source| TaskError::Convert { part: "value", location: location(), source })?;
+        Ok((key, value))
+    }
+
+    /// Stores acknowledged offsets durably, then tells the task they are committed.
+    async fn flush(&mut self, acked: &mut Acked) -> Result<(), TaskError> {
+        if acked.latest.is_empty() {
+            return Ok(());
+        }
+        let offsets: Vec<(SourcePartition, SourceOffset)> = acked.latest.drain().map(|(_, v)| v).collect();
+        self.offsets.put(&self.connector, &offsets).await?;
+        debug!(connector = %self.connector, task = self.task_id, partitions = offsets.len(), "source offsets stored");
+        if let Err(e) = self.task.commit(&offsets).await {
+            warn!(connector = %self.connector, task = self.task_id, error = %e, "task commit failed; it is called again at the next flush");
+        }
+        Ok(())
+    }
+
+    /// On stop or failure: waits (within the shutdown timeout) for records already sent.
+    async fn drain(&self, in_flight: &mut FuturesOrdered<Pending>, acked: &mut Acked) {
+        if in_flight.is_empty() {
+            return;
+        }
+        let waiting = in_flight.len();
+        let drained = tokio::time::timeout(self.shutdown_timeout, async {
+            while let Some(ack) = in_flight.next().await {
+                if acked.take(ack).is_err() {
+                    // Offsets after a failed record must not be stored.
+                    return;
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            warn!(connector = %self.connector, task = self.task_id, waiting, "records still unacknowledged at the shutdown deadline; they are produced again after restart");
+        }
+        let _ = self.producer.flush(Duration::from_millis(0));
+    }
+}
+
+impl Acked {
+    fn take(&mut self, ack: Ack) -> Result<(), TaskError> {
+        if self.poisoned {
+            return Ok(());
+        }
+        if let Err(source) = ack.result {
+            self.poisoned = true;
+            return Err(TaskError::Delivery { topic: ack.topic, source });
+        }
+        self.latest.insert(offset_key("", &ack.partition), (ack.partition, ack.offset));
+        Ok(())
+    }
+}
