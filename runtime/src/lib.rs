@@ -9,8 +9,8 @@
 //! # async fn demo() -> Result<(), sluice::Error> {
 //! let registry = sluice::registry::builtin();
 //! let worker = sluice::config::load_worker("configs/worker.yaml".as_ref())?;
-//! let pipeline = sluice::config::load_pipeline("configs/pipelines/quickstart.yaml".as_ref(), &registry)?;
-//! sluice::run_standalone(worker, vec![pipeline], tokio_util::sync::CancellationToken::new()).await
+//! let pipelines = sluice::config::load_pipelines("configs/pipelines/quickstart.yaml".as_ref(), &registry)?;
+//! sluice::run_standalone(worker, pipelines, tokio_util::sync::CancellationToken::new()).await
 //! # }
 //! ```
 

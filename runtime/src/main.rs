@@ -98,10 +98,11 @@ fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<()> {
 
 fn run(registry: &Registry, worker: &PathBuf, pipelines: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let worker = sluice::config::load_worker(worker)?;
-    let pipelines = pipelines
-        .iter()
-        .map(|p| sluice::config::load_pipeline(p, registry))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut all = Vec::new();
+    for path in pipelines {
+        all.extend(sluice::config::load_pipelines(path, registry)?);
+    }
+    let pipelines = all;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let cancel = CancellationToken::new();
@@ -136,7 +137,7 @@ fn validate(registry: &Registry, output: Output, files: &[PathBuf]) -> ExitCode 
     let mut results = Vec::new();
     for path in files {
         let (kind, problems) = match ConfigFile::load(path) {
-            Ok(file) => (Some(file.kind), file.check(registry)),
+            Ok(docs) => (docs.first().map(|d| d.kind), docs.iter().flat_map(|d| d.check(registry)).collect()),
             Err(problems) => (None, problems),
         };
         results.push((path, kind, problems));

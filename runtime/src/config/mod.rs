@@ -21,10 +21,21 @@ use crate::error::Error;
 
 /// Loads and validates a worker file.
 pub fn load_worker(path: &Path) -> Result<WorkerConfig, Error> {
-    file::load_kind(path, FileKind::Worker).and_then(|f| f.worker()).map_err(Error::Config)
+    let files = file::load_kind(path, FileKind::Worker).map_err(Error::Config)?;
+    files.first().ok_or_else(|| Error::Config(vec![Problem::whole(path, "the file is empty")]))?.worker().map_err(Error::Config)
 }
 
-/// Loads and validates a pipeline file against the connector types in `registry`.
-pub fn load_pipeline(path: &Path, registry: &Registry) -> Result<Pipeline, Error> {
-    file::load_kind(path, FileKind::Pipeline).and_then(|f| f.pipeline(registry)).map_err(Error::Config)
+/// Loads and validates a pipeline file (one connector per YAML document) against the connector
+/// types in `registry`. Every problem in every document is reported.
+pub fn load_pipelines(path: &Path, registry: &Registry) -> Result<Vec<Pipeline>, Error> {
+    let files = file::load_kind(path, FileKind::Pipeline).map_err(Error::Config)?;
+    let mut pipelines = Vec::new();
+    let mut problems = Vec::new();
+    for file in files {
+        match file.pipeline(registry) {
+            Ok(p) => pipelines.push(p),
+            Err(p) => problems.extend(p),
+        }
+    }
+    if problems.is_empty() { Ok(pipelines) } else { Err(Error::Config(problems)) }
 }

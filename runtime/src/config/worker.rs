@@ -35,8 +35,12 @@ pub struct WorkerConfig {
     pub key_converter: ConverterConfig,
     /// Default value converter.
     pub value_converter: ConverterConfig,
-    /// librdkafka settings passed through to every client, e.g. `compression.type: lz4`.
+    /// librdkafka settings passed through to every client, e.g. `security.protocol`.
     pub kafka: BTreeMap<String, Json>,
+    /// librdkafka settings for source producers only, e.g. `compression.type: lz4`.
+    pub producer: BTreeMap<String, Json>,
+    /// librdkafka settings for sink consumers only, e.g. `fetch.min.bytes`.
+    pub consumer: BTreeMap<String, Json>,
 }
 
 /// Spec of a `key_converter`/`value_converter` block.
@@ -88,15 +92,22 @@ pub fn worker_spec() -> ConfigSpec {
             "Default value converter.",
         )
         .optional("kafka", FieldKind::Map, json!({}), "librdkafka settings passed through to every client.")
+        .optional("producer", FieldKind::Map, json!({}), "librdkafka settings for source producers only.")
+        .optional("consumer", FieldKind::Map, json!({}), "librdkafka settings for sink consumers only.")
 }
 
 pub(crate) fn validate_worker(value: &Map<String, Json>) -> Result<WorkerConfig, Vec<FieldError>> {
     let config = worker_spec().validate(value)?;
     let mut errors = Vec::new();
-    if let Some(Json::Object(kafka)) = config.get("kafka") {
-        for (k, v) in kafka {
-            if v.is_object() || v.is_array() {
-                errors.push(FieldError::new(format!("kafka.{k}"), "expected a single value (string, number or boolean)"));
+    for block in ["kafka", "producer", "consumer"] {
+        if let Some(Json::Object(settings)) = config.get(block) {
+            for (k, v) in settings {
+                if v.is_object() || v.is_array() || v.is_null() {
+                    errors.push(FieldError::new(
+                        format!("{block}.{k}"),
+                        "expected a single librdkafka value (string, number or boolean)",
+                    ));
+                }
             }
         }
     }
@@ -107,9 +118,12 @@ pub(crate) fn validate_worker(value: &Map<String, Json>) -> Result<WorkerConfig,
 }
 
 impl WorkerConfig {
-    /// librdkafka passthrough settings as strings.
-    pub fn kafka_settings(&self) -> impl Iterator<Item = (&str, String)> {
-        self.kafka.iter().map(|(k, v)| {
+    /// librdkafka passthrough settings as strings: the common ones, then `specific` on top.
+    pub(crate) fn client_settings<'a>(
+        &'a self,
+        specific: &'a BTreeMap<String, Json>,
+    ) -> impl Iterator<Item = (&'a str, String)> {
+        self.kafka.iter().chain(specific).map(|(k, v)| {
             let text = match v {
                 Json::String(s) => s.clone(),
                 other => other.to_string(),

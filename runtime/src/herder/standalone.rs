@@ -34,6 +34,7 @@ impl Standalone {
             .filter(|p| !seen.insert(p.settings.name.clone()))
             .map(|p| Problem {
                 file: String::new(),
+                document: None,
                 field: "name".to_owned(),
                 message: format!("connector name `{}` is used by more than one pipeline", p.settings.name),
             })
@@ -147,7 +148,7 @@ impl Standalone {
                 for (id, config) in task_configs.into_iter().enumerate() {
                     let id = id as u32;
                     let topics = sink_topics(&config).map_err(|m| {
-                        Error::Config(vec![Problem { file: String::new(), field: "config.topics".into(), message: m }])
+                        Error::Config(vec![Problem { file: String::new(), document: None, field: "config.topics".into(), message: m }])
                     })?;
                     let (consumer, rebalances) =
                         kafka::sink_consumer(&self.worker, &name, &format!("sluice-{name}-{id}"))?;

@@ -50,7 +50,7 @@ pub(crate) fn sink_consumer(
     connector: &str,
     client_id: &str,
 ) -> Result<(SinkConsumer, mpsc::Receiver<RebalanceEvent>), KafkaError> {
-    let mut config = base_config(worker, client_id);
+    let mut config = base_config(worker, &worker.consumer, client_id);
     config.set("group.id", format!("connect-{connector}"));
     for (key, default) in [("auto.offset.reset", "earliest"), ("partition.assignment.strategy", "cooperative-sticky")] {
         if config.get(key).is_none() {

@@ -4,7 +4,10 @@
 
 mod consumer;
 
+use std::collections::BTreeMap;
+
 use rdkafka::ClientConfig;
+use serde_json::Value as Json;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use tracing::warn;
@@ -18,11 +21,11 @@ const PRODUCER_GUARANTEES: &[(&str, &str)] = &[("enable.idempotence", "true"), (
 /// Consumer settings the no-loss guarantee depends on: offsets are committed by the task loop only.
 const CONSUMER_GUARANTEES: &[(&str, &str)] = &[("enable.auto.commit", "false"), ("enable.auto.offset.store", "false")];
 
-fn base_config(worker: &WorkerConfig, client_id: &str) -> ClientConfig {
+fn base_config(worker: &WorkerConfig, specific: &BTreeMap<String, Json>, client_id: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &worker.bootstrap_servers);
     config.set("client.id", client_id);
-    for (key, value) in worker.kafka_settings() {
+    for (key, value) in worker.client_settings(specific) {
         config.set(key, value);
     }
     config
@@ -39,7 +42,7 @@ fn enforce(config: &mut ClientConfig, guarantees: &[(&str, &str)]) {
 
 /// An idempotent producer with `acks=all` for one source task.
 pub(crate) fn source_producer(worker: &WorkerConfig, client_id: &str) -> Result<FutureProducer, KafkaError> {
-    let mut config = base_config(worker, client_id);
+    let mut config = base_config(worker, &worker.producer, client_id);
     if config.get("linger.ms").is_none() {
         config.set("linger.ms", "5");
     }

@@ -1,0 +1,32 @@
+# Shared settings for Sluice's scripts. Source it; do not run it.
+# Everything installed or built is cached outside the clone, so warm runs are fast.
+set -euo pipefail
+
+SLUICE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SLUICE_CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SLUICE_CACHE/target}"
+
+NISSHI_VERSION="0.8.1"
+NISSHI_TOOLCHAIN="1.96.0"
+NISSHI_ROOT="$SLUICE_CACHE/tools/nisshi-$NISSHI_VERSION"
+NISSHI_BIN="$NISSHI_ROOT/bin/nisshi"
+
+log() { printf '[sluice] %s\n' "$*" >&2; }
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+ensure_python() {
+  command -v python3 >/dev/null 2>&1 && return
+  log "installing python3 (used to wait for services)"
+  apt-get update -qq && apt-get install -y -qq python3 >/dev/null
+}
+
+ensure_cargo() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  command -v cargo >/dev/null 2>&1 || { log "cargo is required (rustup toolchain)"; exit 1; }
+}
