@@ -1,1 +1,46 @@
-//! placeholder
+//! Support for Sluice's integration tests: a real broker, the real `sluice` binary, and Kafka
+//! clients to put data in and read it back. Nothing here is mocked.
+//!
+//! - [`broker`] starts one nisshi broker per test process (or uses `SLUICE_TEST_BOOTSTRAP`), and
+//!   it dies with the process.
+//! - [`Sluice`] runs `sluice run` as a child process, so tests can SIGKILL it.
+//! - [`kafka`] creates topics, produces and reads whole topics back.
+
+pub mod broker;
+pub mod kafka;
+mod process;
+
+pub use broker::bootstrap;
+pub use process::{Sluice, sluice_bin, unique};
+
+use std::path::{Path, PathBuf};
+
+/// Repository root (for configs and scripts).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Writes a worker file for a test: the test broker, offsets in `dir`, fast flushes.
+pub fn write_worker(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("worker.yaml");
+    let text = format!(
+        "bootstrap_servers: {}\noffsets_file: {}\noffset_flush_interval: 100ms\nshutdown_timeout: 20s\n{extra}",
+        bootstrap(),
+        dir.join("offsets.json").display()
+    );
+    std::fs::write(&path, text).expect("write worker file");
+    path
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics with `what` after `limit`.
+/// A bound on waiting, not a timing assertion: the tests assert on data.
+pub fn wait_for<T>(what: &str, limit: std::time::Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "gave up waiting for {what} after {limit:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -1,1 +1,7 @@
+//! Sluice's integration tests, one binary (fast links). Every test runs against a real broker.
 
+mod datagen_pipeline;
+mod file_sink_crash;
+mod file_source_crash;
+mod json_golden;
+mod validate_cli;

@@ -1,0 +1,108 @@
+//! Kafka clients for tests: create topics, produce, read a whole topic back.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::bootstrap;
+
+fn client() -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap()).set("log_level", "3");
+    config
+}
+
+/// Creates a topic with `partitions` partitions.
+pub async fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = client().create().expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let results = admin.create_topics([&topic], &AdminOptions::new()).await.expect("create topics");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+    }
+}
+
+/// An idempotent producer for test data.
+pub fn producer() -> FutureProducer {
+    client().set("enable.idempotence", "true").set("linger.ms", "5").create().expect("producer")
+}
+
+/// Produces `values` (keyed by their index) and waits for every acknowledgement.
+pub async fn produce(producer: &FutureProducer, topic: &str, values: impl IntoIterator<Item = (String, String)>) {
+    let mut pending = Vec::new();
+    for (key, value) in values {
+        let record = FutureRecord::to(topic).key(&key).payload(&value);
+        let delivery = producer.send_result(record).map_err(|(e, _)| e).expect("enqueue");
+        pending.push(delivery);
+    }
+    for delivery in pending {
+        delivery.await.expect("delivery future").map_err(|(e, _)| e).expect("delivered");
+    }
+}
+
+/// One record read back from a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+impl Read {
+    pub fn value_text(&self) -> String {
+        String::from_utf8_lossy(self.value.as_deref().unwrap_or_default()).into_owned()
+    }
+}
+
+/// Reads every record of `topic` up to its current end, all partitions, in offset order per
+/// partition. Blocking; call from a blocking context.
+pub fn read_all(topic: &str) -> Vec<Read> {
+    let consumer: BaseConsumer = client()
+        .set("group.id", crate::unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let mut ends = HashMap::new();
+    let mut list = TopicPartitionList::new();
+    for &p in &partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
+        if high > low {
+            ends.insert(p, high);
+            list.add_partition_offset(topic, p, Offset::Offset(low)).expect("add partition");
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return out;
+    }
+    consumer.assign(&list).expect("assign");
+    let mut remaining = ends.len();
+    let mut done: HashMap<i32, bool> = HashMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while remaining > 0 {
+        assert!(std::time::Instant::now() < deadline, "reading {topic} did not reach its end");
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else { continue };
+        let message = message.expect("consume");
+        let (p, offset) = (message.partition(), message.offset());
+        out.push(Read {
+            partition: p,
+            offset,
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+        });
+        if offset + 1 >= ends[&p] && !done.get(&p).copied().unwrap_or(false) {
+            done.insert(p, true);
+            remaining -= 1;
+        }
+    }
+    out
+}

@@ -1,0 +1,95 @@
+//! The real `sluice` binary as a child process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static BIN: OnceLock<PathBuf> = OnceLock::new();
+
+/// Path of the `sluice` binary next to this test executable, built (or brought up to date)
+/// once per test process with the same cargo, profile and target directory.
+pub fn sluice_bin() -> &'static Path {
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current exe");
+        // <target>/<profile>/deps/integration-<hash>
+        let profile_dir = exe.parent().and_then(Path::parent).expect("profile dir").to_path_buf();
+        let target_dir = profile_dir.parent().expect("target dir");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "sluice", "--bin", "sluice"]);
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            build.arg("--release");
+        }
+        let status = build
+            .current_dir(crate::repo_root())
+            .env("CARGO_TARGET_DIR", target_dir)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p sluice failed");
+        profile_dir.join("sluice")
+    })
+}
+
+/// A name no other test (or earlier run against the same broker) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A running `sluice run` process; killed when dropped.
+pub struct Sluice {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Sluice {
+    /// Starts `sluice run <worker> <pipelines...>`, logging to `<dir>/sluice-<n>.log`.
+    pub fn run(dir: &Path, worker: &Path, pipelines: &[&Path]) -> Self {
+        static RUNS: AtomicU32 = AtomicU32::new(0);
+        let log = dir.join(format!("sluice-{}.log", RUNS.fetch_add(1, Ordering::Relaxed)));
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(sluice_bin())
+            .arg("run")
+            .arg(worker)
+            .args(pipelines)
+            .env("SLUICE_LOG", "info,librdkafka=warn,rdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("start sluice");
+        Self { child, log }
+    }
+
+    /// SIGKILL: no flush, no commit, as in a crash.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the exit; returns whether it exited successfully.
+    pub fn terminate(mut self) -> bool {
+        #[allow(unsafe_code)]
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
