@@ -33,5 +33,7 @@ pub async fn run_standalone(
     pipelines: Vec<config::Pipeline>,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
-    herder::Standalone::new(worker, pipelines)?.run(cancel).await
+    herder::Standalone::new(worker, pipelines)?
+        .run(cancel)
+        .await
 }

@@ -1,7 +1,7 @@
 //! The `sluice` command: thin CLI over the library.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -13,7 +13,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "A small, fast, safe connector runtime for Kafka")]
+#[command(
+    name = "sluice",
+    version,
+    about = "A small, fast, safe connector runtime for Kafka"
+)]
 struct Cli {
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -87,8 +91,11 @@ fn try_main() -> anyhow::Result<ExitCode> {
 
 fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).with_context(|| format!("invalid log filter `{filter}`"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .with_context(|| format!("invalid log filter `{filter}`"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => builder.json().init(),
@@ -96,14 +103,16 @@ fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(registry: &Registry, worker: &PathBuf, pipelines: &[PathBuf]) -> anyhow::Result<ExitCode> {
+fn run(registry: &Registry, worker: &Path, pipelines: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let worker = sluice::config::load_worker(worker)?;
     let mut all = Vec::new();
     for path in pipelines {
         all.extend(sluice::config::load_pipelines(path, registry)?);
     }
     let pipelines = all;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let cancel = CancellationToken::new();
         tokio::spawn(stop_on_signal(cancel.clone()));
@@ -116,7 +125,10 @@ fn run(registry: &Registry, worker: &PathBuf, pipelines: &[PathBuf]) -> anyhow::
 /// The first SIGINT/SIGTERM stops cleanly; a second one exits at once.
 async fn stop_on_signal(cancel: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         warn!("cannot install signal handlers");
         return;
     };
@@ -137,7 +149,10 @@ fn validate(registry: &Registry, output: Output, files: &[PathBuf]) -> ExitCode 
     let mut results = Vec::new();
     for path in files {
         let (kind, problems) = match ConfigFile::load(path) {
-            Ok(docs) => (docs.first().map(|d| d.kind), docs.iter().flat_map(|d| d.check(registry)).collect()),
+            Ok(docs) => (
+                docs.first().map(|d| d.kind),
+                docs.iter().flat_map(|d| d.check(registry)).collect(),
+            ),
             Err(problems) => (None, problems),
         };
         results.push((path, kind, problems));
@@ -169,7 +184,11 @@ fn validate(registry: &Registry, output: Output, files: &[PathBuf]) -> ExitCode 
             eprintln!("{} problem(s) in {bad_files} file(s)", problems.len());
         }
     }
-    if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn kind_name(kind: &FieldKind) -> &'static str {
@@ -206,7 +225,12 @@ fn plugins(registry: &Registry, output: Output) {
         return;
     }
     for plugin in registry.iter() {
-        println!("{} ({})\n  {}", plugin.name(), plugin.kind().as_str(), plugin.doc());
+        println!(
+            "{} ({})\n  {}",
+            plugin.name(),
+            plugin.kind().as_str(),
+            plugin.doc()
+        );
         for f in &plugin.spec().fields {
             let presence = match (&f.default, f.required) {
                 (_, true) => "required".to_owned(),
@@ -214,7 +238,13 @@ fn plugins(registry: &Registry, output: Output) {
                 (None, false) => "optional".to_owned(),
             };
             let secret = if f.secret { " (secret)" } else { "" };
-            println!("    {:<14} {:<9} {:<16} {}{secret}", f.name, kind_name(&f.kind), presence, f.doc);
+            println!(
+                "    {:<14} {:<9} {:<16} {}{secret}",
+                f.name,
+                kind_name(&f.kind),
+                presence,
+                f.doc
+            );
         }
         println!();
     }

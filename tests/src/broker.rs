@@ -27,7 +27,11 @@ fn free_port() -> u16 {
 
 fn nisshi_path() -> PathBuf {
     let script = crate::repo_root().join("scripts/install-broker.sh");
-    let out = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output().expect("run install-broker.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run install-broker.sh");
     assert!(out.status.success(), "scripts/install-broker.sh failed");
     PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
 }
@@ -38,13 +42,23 @@ fn start() -> String {
     let bin = nisshi_path();
     let port = free_port();
     let address = format!("127.0.0.1:{port}");
-    let dir = tempfile::Builder::new().prefix("sluice-test-broker").tempdir().expect("temp dir").keep();
+    let dir = tempfile::Builder::new()
+        .prefix("sluice-test-broker")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
     let (tx, rx) = std::sync::mpsc::channel();
     let url = format!("tcp://{address}");
     std::thread::spawn(move || {
         let mut command = Command::new(bin);
         command
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "sqlite://nisshi.db", "--silent"])
             .current_dir(&dir)
             .stdout(Stdio::null())
@@ -83,7 +97,14 @@ fn wait_ready(address: &str) {
         .set("log_level", "0")
         .create()
         .expect("metadata client");
-    crate::wait_for(&format!("the broker at {address} to answer"), Duration::from_secs(60), || {
-        consumer.fetch_metadata(None, Duration::from_secs(1)).ok().map(|_| ())
-    });
+    crate::wait_for(
+        &format!("the broker at {address} to answer"),
+        Duration::from_secs(60),
+        || {
+            consumer
+                .fetch_metadata(None, Duration::from_secs(1))
+                .ok()
+                .map(|_| ())
+        },
+    );
 }

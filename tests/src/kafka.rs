@@ -14,7 +14,9 @@ use crate::bootstrap;
 
 fn client() -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap()).set("log_level", "3");
+    config
+        .set("bootstrap.servers", bootstrap())
+        .set("log_level", "3");
     config
 }
 
@@ -22,7 +24,10 @@ fn client() -> ClientConfig {
 pub async fn create_topic(name: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = client().create().expect("admin client");
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let results = admin.create_topics([&topic], &AdminOptions::new()).await.expect("create topics");
+    let results = admin
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .expect("create topics");
     for r in results {
         r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
     }
@@ -30,19 +35,34 @@ pub async fn create_topic(name: &str, partitions: i32) {
 
 /// An idempotent producer for test data.
 pub fn producer() -> FutureProducer {
-    client().set("enable.idempotence", "true").set("linger.ms", "5").create().expect("producer")
+    client()
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
 }
 
 /// Produces `values` (keyed by their index) and waits for every acknowledgement.
-pub async fn produce(producer: &FutureProducer, topic: &str, values: impl IntoIterator<Item = (String, String)>) {
+pub async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    values: impl IntoIterator<Item = (String, String)>,
+) {
     let mut pending = Vec::new();
     for (key, value) in values {
         let record = FutureRecord::to(topic).key(&key).payload(&value);
-        let delivery = producer.send_result(record).map_err(|(e, _)| e).expect("enqueue");
+        let delivery = producer
+            .send_result(record)
+            .map_err(|(e, _)| e)
+            .expect("enqueue");
         pending.push(delivery);
     }
     for delivery in pending {
-        delivery.await.expect("delivery future").map_err(|(e, _)| e).expect("delivered");
+        delivery
+            .await
+            .expect("delivery future")
+            .map_err(|(e, _)| e)
+            .expect("delivered");
     }
 }
 
@@ -69,15 +89,24 @@ pub fn read_all(topic: &str) -> Vec<Read> {
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
-    let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
     let mut ends = HashMap::new();
     let mut list = TopicPartitionList::new();
     for &p in &partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .expect("watermarks");
         if high > low {
             ends.insert(p, high);
-            list.add_partition_offset(topic, p, Offset::Offset(low)).expect("add partition");
+            list.add_partition_offset(topic, p, Offset::Offset(low))
+                .expect("add partition");
         }
     }
     let mut out = Vec::new();
@@ -89,8 +118,13 @@ pub fn read_all(topic: &str) -> Vec<Read> {
     let mut done: HashMap<i32, bool> = HashMap::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while remaining > 0 {
-        assert!(std::time::Instant::now() < deadline, "reading {topic} did not reach its end");
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else { continue };
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reading {topic} did not reach its end"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
         let message = message.expect("consume");
         let (p, offset) = (message.partition(), message.offset());
         out.push(Read {

@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 
 /// Repository root (for configs and scripts).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// Writes a worker file for a test: the test broker, offsets in `dir`, fast flushes.
@@ -34,13 +37,20 @@ pub fn write_worker(dir: &Path, extra: &str) -> PathBuf {
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics with `what` after `limit`.
 /// A bound on waiting, not a timing assertion: the tests assert on data.
-pub fn wait_for<T>(what: &str, limit: std::time::Duration, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(
+    what: &str,
+    limit: std::time::Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = std::time::Instant::now() + limit;
     loop {
         if let Some(v) = check() {
             return v;
         }
-        assert!(std::time::Instant::now() < deadline, "gave up waiting for {what} after {limit:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting for {what} after {limit:?}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }

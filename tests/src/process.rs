@@ -13,7 +13,11 @@ pub fn sluice_bin() -> &'static Path {
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().expect("current exe");
         // <target>/<profile>/deps/integration-<hash>
-        let profile_dir = exe.parent().and_then(Path::parent).expect("profile dir").to_path_buf();
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("profile dir")
+            .to_path_buf();
         let target_dir = profile_dir.parent().expect("target dir");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let mut build = Command::new(cargo);
@@ -34,8 +38,14 @@ pub fn sluice_bin() -> &'static Path {
 /// A name no other test (or earlier run against the same broker) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    format!("{prefix}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A running `sluice run` process; killed when dropped.
@@ -48,7 +58,10 @@ impl Sluice {
     /// Starts `sluice run <worker> <pipelines...>`, logging to `<dir>/sluice-<n>.log`.
     pub fn run(dir: &Path, worker: &Path, pipelines: &[&Path]) -> Self {
         static RUNS: AtomicU32 = AtomicU32::new(0);
-        let log = dir.join(format!("sluice-{}.log", RUNS.fetch_add(1, Ordering::Relaxed)));
+        let log = dir.join(format!(
+            "sluice-{}.log",
+            RUNS.fetch_add(1, Ordering::Relaxed)
+        ));
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(sluice_bin())
             .arg("run")

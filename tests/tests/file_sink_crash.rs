@@ -9,7 +9,11 @@ const RECORDS: usize = 50_000;
 const CHUNK: usize = 5_000;
 
 fn distinct_lines(path: &std::path::Path) -> HashSet<String> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_owned).collect()
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -41,13 +45,18 @@ async fn sigkill_mid_stream_then_restart_writes_every_record() {
     });
 
     let sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
-    wait_for("the sink to write 10,000 records", Duration::from_secs(120), || {
-        (distinct_lines(&out).len() >= 10_000).then_some(())
-    });
+    wait_for(
+        "the sink to write 10,000 records",
+        Duration::from_secs(120),
+        || (distinct_lines(&out).len() >= 10_000).then_some(()),
+    );
     sluice.kill_hard();
     let before_restart = distinct_lines(&out).len();
     producing.await.expect("producer");
-    assert!(before_restart < RECORDS, "the kill should land mid-stream ({before_restart} written)");
+    assert!(
+        before_restart < RECORDS,
+        "the kill should land mid-stream ({before_restart} written)"
+    );
 
     let sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
     wait_for("every record in the file", Duration::from_secs(180), || {
@@ -59,9 +68,17 @@ async fn sigkill_mid_stream_then_restart_writes_every_record() {
     let lines: Vec<&str> = text.lines().collect();
     let distinct: HashSet<&str> = lines.iter().copied().collect();
     let expected: HashSet<String> = (0..RECORDS).map(|n| format!("record-{n:06}")).collect();
-    let missing: Vec<&String> = expected.iter().filter(|e| !distinct.contains(e.as_str())).take(5).collect();
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|e| !distinct.contains(e.as_str()))
+        .take(5)
+        .collect();
     assert!(missing.is_empty(), "missing records, e.g. {missing:?}");
-    assert_eq!(distinct.len(), RECORDS, "the file holds lines that were never produced");
+    assert_eq!(
+        distinct.len(),
+        RECORDS,
+        "the file holds lines that were never produced"
+    );
     // Every line is complete: a torn line from the kill would not match a produced record.
     assert!(lines.iter().all(|l| expected.contains(*l)));
 }

@@ -42,7 +42,10 @@ async fn sigkill_mid_stream_loses_no_line() {
     // The file grows while sluice streams it, so the kill lands mid-stream.
     let writer_path = input.clone();
     let writer = std::thread::spawn(move || {
-        let mut file = std::fs::OpenOptions::new().append(true).open(writer_path).expect("open input");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(writer_path)
+            .expect("open input");
         for start in (0..LINES).step_by(CHUNK) {
             let chunk: String = (start..start + CHUNK).map(|n| line(n) + "\n").collect();
             file.write_all(chunk.as_bytes()).expect("append");
@@ -59,15 +62,22 @@ async fn sigkill_mid_stream_loses_no_line() {
     let committed = committed_position(&offsets_file).expect("committed position after kill");
     writer.join().expect("writer");
     let file_len = std::fs::metadata(&input).expect("input").len();
-    assert!(committed < file_len, "the kill should land mid-stream (committed {committed} of {file_len})");
+    assert!(
+        committed < file_len,
+        "the kill should land mid-stream (committed {committed} of {file_len})"
+    );
 
     let sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
-    wait_for("the whole file to be committed", Duration::from_secs(180), || {
-        (committed_position(&offsets_file)? == file_len).then_some(())
-    });
+    wait_for(
+        "the whole file to be committed",
+        Duration::from_secs(180),
+        || (committed_position(&offsets_file)? == file_len).then_some(()),
+    );
     assert!(sluice.terminate(), "sluice did not stop cleanly");
 
-    let read = tokio::task::spawn_blocking(move || kafka::read_all(&topic)).await.expect("read topic");
+    let read = tokio::task::spawn_blocking(move || kafka::read_all(&topic))
+        .await
+        .expect("read topic");
     let mut counts: HashMap<String, usize> = HashMap::new();
     for record in &read {
         *counts.entry(record.value_text()).or_default() += 1;
@@ -88,6 +98,10 @@ async fn sigkill_mid_stream_loses_no_line() {
         "lines before the committed position were produced twice: {:?}",
         &duplicated_before_commit[..duplicated_before_commit.len().min(5)]
     );
-    assert_eq!(counts.len(), LINES, "the topic holds lines that are not in the file");
+    assert_eq!(
+        counts.len(),
+        LINES,
+        "the topic holds lines that are not in the file"
+    );
     assert!(read.len() >= LINES);
 }

@@ -44,21 +44,34 @@ fn order() -> (Schema, Value) {
 fn json_converter_writes_kafka_connect_bytes_and_reads_them_back() {
     let converter = JsonConverter::new(true, DecimalFormat::Base64);
     let (schema, value) = order();
-    let bytes = converter.from_connect(Some(&schema), &value).expect("convert").expect("bytes");
+    let bytes = converter
+        .encode(Some(&schema), &value)
+        .expect("convert")
+        .expect("bytes");
     assert_eq!(String::from_utf8(bytes.clone()).expect("utf-8"), GOLDEN);
 
-    let (read_schema, read_value) = converter.to_connect(Some(GOLDEN.as_bytes())).expect("read back");
+    let (read_schema, read_value) = converter
+        .decode(Some(GOLDEN.as_bytes()))
+        .expect("read back");
     assert_eq!(read_value, value);
     assert_eq!(read_schema.as_deref(), Some(&schema));
     // Writing what was read gives the same bytes again.
-    assert_eq!(converter.from_connect(read_schema.as_deref(), &read_value).expect("again"), Some(bytes));
+    assert_eq!(
+        converter
+            .encode(read_schema.as_deref(), &read_value)
+            .expect("again"),
+        Some(bytes)
+    );
 }
 
 #[test]
 fn numeric_decimal_format_and_schemaless_output() {
     let (schema, value) = order();
     let numeric = JsonConverter::new(false, DecimalFormat::Numeric);
-    let bytes = numeric.from_connect(Some(&schema), &value).expect("convert").expect("bytes");
+    let bytes = numeric
+        .encode(Some(&schema), &value)
+        .expect("convert")
+        .expect("bytes");
     assert_eq!(
         String::from_utf8(bytes).expect("utf-8"),
         r#"{"id":42,"name":"widget \"deluxe\"","note":null,"price":1.56,"created":1700000000123}"#

@@ -5,8 +5,16 @@ use std::process::Command;
 use sluice_tests::{repo_root, sluice_bin};
 
 fn validate(args: &[&str], files: &[&std::path::Path]) -> (i32, String) {
-    let out = Command::new(sluice_bin()).arg("validate").args(args).args(files).output().expect("run validate");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new(sluice_bin())
+        .arg("validate")
+        .args(args)
+        .args(files)
+        .output()
+        .expect("run validate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]
@@ -27,7 +35,9 @@ fn three_mistakes_give_three_errors_and_a_failure_exit() {
         lines,
         [
             format!("{file}: tasks: expected an integer, got string \"two\""),
-            format!("{file}: config.colour: unknown field; expected one of: topic, count, rate, batch_size"),
+            format!(
+                "{file}: config.colour: unknown field; expected one of: topic, count, rate, batch_size"
+            ),
             format!("{file}: config.count: expected at least 0, got -5"),
         ]
     );
@@ -47,11 +57,23 @@ fn three_different_mistakes_in_json_output() {
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("json output");
     assert_eq!(report["valid"], false);
     let errors = report["files"][0]["errors"].as_array().expect("errors");
-    let fields: Vec<&str> = errors.iter().map(|e| e["field"].as_str().unwrap_or_default()).collect();
-    assert_eq!(fields, ["value_converter.type", "config.topics", "config.format"]);
-    assert_eq!(errors[0]["message"], "expected one of json, string, bytes, got \"avro\"");
+    let fields: Vec<&str> = errors
+        .iter()
+        .map(|e| e["field"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        fields,
+        ["value_converter.type", "config.topics", "config.format"]
+    );
+    assert_eq!(
+        errors[0]["message"],
+        "expected one of json, string, bytes, got \"avro\""
+    );
     assert_eq!(errors[1]["message"], "expected a non-empty value");
-    assert_eq!(errors[2]["message"], "expected one of value, record, got \"xml\"");
+    assert_eq!(
+        errors[2]["message"],
+        "expected one of value, record, got \"xml\""
+    );
 }
 
 #[test]
@@ -67,14 +89,24 @@ fn shipped_configs_are_valid() {
     files.extend(pipelines.iter().map(|p| p.as_path()));
     let (code, stdout) = validate(&[], &files);
     assert_eq!(code, 0, "{stdout}");
-    assert_eq!(stdout.lines().filter(|l| l.ends_with("ok (worker file)") || l.ends_with("ok (pipeline file)")).count(), files.len());
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.ends_with("ok (worker file)") || l.ends_with("ok (pipeline file)"))
+            .count(),
+        files.len()
+    );
 }
 
 #[test]
 fn yaml_syntax_errors_carry_line_and_column() {
     let dir = tempfile::tempdir().expect("temp dir");
     let pipeline = dir.path().join("broken.yaml");
-    std::fs::write(&pipeline, "name: a\nconnector: datagen\nconfig: {topic: [x\n").expect("write");
+    std::fs::write(
+        &pipeline,
+        "name: a\nconnector: datagen\nconfig: {topic: [x\n",
+    )
+    .expect("write");
     let (code, stdout) = validate(&[], &[&pipeline]);
     assert_eq!(code, 1);
     assert!(stdout.contains("invalid YAML at line"), "{stdout}");

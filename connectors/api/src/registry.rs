@@ -97,11 +97,13 @@ impl Registry {
     }
 
     pub fn add_source(&mut self, plugin: impl SourcePlugin + 'static) {
-        self.plugins.insert(plugin.name().to_owned(), Plugin::Source(Arc::new(plugin)));
+        self.plugins
+            .insert(plugin.name().to_owned(), Plugin::Source(Arc::new(plugin)));
     }
 
     pub fn add_sink(&mut self, plugin: impl SinkPlugin + 'static) {
-        self.plugins.insert(plugin.name().to_owned(), Plugin::Sink(Arc::new(plugin)));
+        self.plugins
+            .insert(plugin.name().to_owned(), Plugin::Sink(Arc::new(plugin)));
     }
 
     pub fn get(&self, name: &str) -> Option<&Plugin> {

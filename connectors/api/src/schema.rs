@@ -159,7 +159,10 @@ impl Schema {
     }
 
     pub fn array(items: Schema) -> Self {
-        Self { value_schema: Some(Arc::new(items)), ..Self::of(SchemaType::Array) }
+        Self {
+            value_schema: Some(Arc::new(items)),
+            ..Self::of(SchemaType::Array)
+        }
     }
 
     pub fn map(keys: Schema, values: Schema) -> Self {
@@ -171,13 +174,17 @@ impl Schema {
     }
 
     pub fn struct_builder() -> SchemaBuilder {
-        SchemaBuilder { schema: Self::of(SchemaType::Struct) }
+        SchemaBuilder {
+            schema: Self::of(SchemaType::Struct),
+        }
     }
 
     /// Kafka Connect's `Decimal` logical type: bytes holding the unscaled value.
     pub fn decimal(scale: i32) -> Self {
         let mut schema = Self::bytes().named(logical::DECIMAL).versioned(1);
-        schema.parameters.insert(logical::DECIMAL_SCALE.to_owned(), scale.to_string());
+        schema
+            .parameters
+            .insert(logical::DECIMAL_SCALE.to_owned(), scale.to_string());
         schema
     }
 
@@ -248,7 +255,12 @@ impl Schema {
     }
 
     fn validate_at(&self, path: &str, value: &Value) -> Result<(), SchemaError> {
-        let fail = |message: String| Err(SchemaError { path: path.to_owned(), message });
+        let fail = |message: String| {
+            Err(SchemaError {
+                path: path.to_owned(),
+                message,
+            })
+        };
         if value.is_null() {
             if self.optional || self.default.is_some() {
                 return Ok(());
@@ -291,7 +303,9 @@ impl Schema {
             (SchemaType::Struct, Value::Struct(s)) => {
                 for field in &self.fields {
                     let v = s.get(&field.name).unwrap_or(&Value::Null);
-                    field.schema.validate_at(&format!("{path}.{}", field.name), v)?;
+                    field
+                        .schema
+                        .validate_at(&format!("{path}.{}", field.name), v)?;
                 }
                 if let Some((name, _)) = s.iter().find(|(name, _)| self.field(name).is_none()) {
                     return fail(format!("field `{name}` is not in the schema"));
@@ -300,7 +314,15 @@ impl Schema {
             }
             _ => false,
         };
-        if ok { Ok(()) } else { fail(format!("expected {}, got {}", self.describe(), value.type_name())) }
+        if ok {
+            Ok(())
+        } else {
+            fail(format!(
+                "expected {}, got {}",
+                self.describe(),
+                value.type_name()
+            ))
+        }
     }
 
     /// A short human description: `int64`, `Decimal(scale 2)`, `struct shop.Order`.
@@ -329,7 +351,11 @@ impl SchemaBuilder {
 
     pub fn field_ref(mut self, name: impl Into<String>, schema: SchemaRef) -> Self {
         let index = self.schema.fields.len();
-        self.schema.fields.push(Field { name: name.into(), index, schema });
+        self.schema.fields.push(Field {
+            name: name.into(),
+            index,
+            schema,
+        });
         self
     }
 
@@ -370,7 +396,9 @@ mod tests {
             .field("price", Schema::decimal(2))
             .build();
         let good = Value::Struct(
-            Struct::new().with("id", 1i64).with("price", Decimal::new(12345i64.into(), 2)),
+            Struct::new()
+                .with("id", 1i64)
+                .with("price", Decimal::new(12345i64.into(), 2)),
         );
         assert!(schema.validate_value(&good).is_ok());
         let bad = Value::Struct(Struct::new().with("id", "x").with("price", Value::Null));

@@ -47,6 +47,9 @@ impl FieldKind {
     }
 }
 
+/// A custom check: `Err` says what was expected.
+pub type CheckFn = Arc<dyn Fn(&Json) -> std::result::Result<(), String> + Send + Sync>;
+
 /// An extra check on a field's (normalised) value.
 #[derive(Clone)]
 pub enum Validator {
@@ -57,7 +60,7 @@ pub enum Validator {
     /// A string or list that must not be empty.
     NonEmpty,
     /// Any other check; the error text says what was expected.
-    Custom(Arc<dyn Fn(&Json) -> std::result::Result<(), String> + Send + Sync>),
+    Custom(CheckFn),
 }
 
 impl fmt::Debug for Validator {
@@ -73,11 +76,17 @@ impl fmt::Debug for Validator {
 
 impl Validator {
     pub fn min(min: i64) -> Self {
-        Self::Range { min: Some(min as f64), max: None }
+        Self::Range {
+            min: Some(min as f64),
+            max: None,
+        }
     }
 
     pub fn range(min: i64, max: i64) -> Self {
-        Self::Range { min: Some(min as f64), max: Some(max as f64) }
+        Self::Range {
+            min: Some(min as f64),
+            max: Some(max as f64),
+        }
     }
 
     pub fn one_of<S: Into<String>>(values: impl IntoIterator<Item = S>) -> Self {
@@ -87,20 +96,37 @@ impl Validator {
     fn check(&self, value: &Json) -> std::result::Result<(), String> {
         match self {
             Self::Range { min, max } => {
-                let Some(n) = value.as_f64() else { return Ok(()) };
-                let show = |b: f64| if b.fract() == 0.0 { format!("{}", b as i64) } else { b.to_string() };
-                match (min, max) {
-                    (Some(lo), Some(hi)) if n < *lo || n > *hi => {
-                        Err(format!("expected a value from {} to {}, got {value}", show(*lo), show(*hi)))
+                let Some(n) = value.as_f64() else {
+                    return Ok(());
+                };
+                let show = |b: f64| {
+                    if b.fract() == 0.0 {
+                        format!("{}", b as i64)
+                    } else {
+                        b.to_string()
                     }
-                    (Some(lo), None) if n < *lo => Err(format!("expected at least {}, got {value}", show(*lo))),
-                    (None, Some(hi)) if n > *hi => Err(format!("expected at most {}, got {value}", show(*hi))),
+                };
+                match (min, max) {
+                    (Some(lo), Some(hi)) if n < *lo || n > *hi => Err(format!(
+                        "expected a value from {} to {}, got {value}",
+                        show(*lo),
+                        show(*hi)
+                    )),
+                    (Some(lo), None) if n < *lo => {
+                        Err(format!("expected at least {}, got {value}", show(*lo)))
+                    }
+                    (None, Some(hi)) if n > *hi => {
+                        Err(format!("expected at most {}, got {value}", show(*hi)))
+                    }
                     _ => Ok(()),
                 }
             }
             Self::OneOf(options) => match value.as_str() {
                 Some(s) if options.iter().any(|o| o == s) => Ok(()),
-                _ => Err(format!("expected one of {}, got {value}", options.join(", "))),
+                _ => Err(format!(
+                    "expected one of {}, got {value}",
+                    options.join(", ")
+                )),
             },
             Self::NonEmpty => {
                 let empty = match value {
@@ -108,7 +134,11 @@ impl Validator {
                     Json::Array(a) => a.is_empty(),
                     _ => false,
                 };
-                if empty { Err("expected a non-empty value".to_owned()) } else { Ok(()) }
+                if empty {
+                    Err("expected a non-empty value".to_owned())
+                } else {
+                    Ok(())
+                }
             }
             Self::Custom(check) => check(value),
         }
@@ -158,12 +188,19 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// The same error one level deeper, e.g. under `config`.
     pub fn under(mut self, prefix: &str) -> Self {
-        self.field = if self.field.is_empty() { prefix.to_owned() } else { format!("{prefix}.{}", self.field) };
+        self.field = if self.field.is_empty() {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}.{}", self.field)
+        };
         self
     }
 }
@@ -192,7 +229,13 @@ impl ConfigSpec {
     }
 
     /// A field with a default.
-    pub fn optional(self, name: &str, kind: FieldKind, default: impl Into<Json>, doc: &str) -> Self {
+    pub fn optional(
+        self,
+        name: &str,
+        kind: FieldKind,
+        default: impl Into<Json>,
+        doc: &str,
+    ) -> Self {
         let mut field = ConfigField::new(name, kind, doc);
         field.default = Some(default.into());
         self.push(field)
@@ -225,7 +268,10 @@ impl ConfigSpec {
 
     /// Validates `input` against the spec. On success returns the normalised config with defaults
     /// filled in; on failure every problem found, each naming its field.
-    pub fn validate(&self, input: &Map<String, Json>) -> std::result::Result<ConnectorConfig, Vec<FieldError>> {
+    pub fn validate(
+        &self,
+        input: &Map<String, Json>,
+    ) -> std::result::Result<ConnectorConfig, Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut out = Map::new();
         for key in input.keys() {
@@ -245,7 +291,11 @@ impl ConfigSpec {
                 (None, None) if field.required => {
                     errors.push(FieldError::new(
                         field.name.clone(),
-                        format!("missing required field; expected {} ({})", field.kind.expected(), field.doc),
+                        format!(
+                            "missing required field; expected {} ({})",
+                            field.kind.expected(),
+                            field.doc
+                        ),
                     ));
                     continue;
                 }
@@ -253,16 +303,28 @@ impl ConfigSpec {
             };
             // A secret's value never appears in an error message.
             let hide = |message: String| {
-                if field.secret { format!("invalid value ({MASK}); expected {}", field.kind.expected()) } else { message }
+                if field.secret {
+                    format!("invalid value ({MASK}); expected {}", field.kind.expected())
+                } else {
+                    message
+                }
             };
             match normalise(&field.kind, value) {
                 Ok(normalised) => {
-                    let failed: Vec<String> =
-                        field.validators.iter().filter_map(|v| v.check(&normalised).err()).map(hide).collect();
+                    let failed: Vec<String> = field
+                        .validators
+                        .iter()
+                        .filter_map(|v| v.check(&normalised).err())
+                        .map(hide)
+                        .collect();
                     if failed.is_empty() {
                         out.insert(field.name.clone(), normalised);
                     } else {
-                        errors.extend(failed.into_iter().map(|m| FieldError::new(field.name.clone(), m)));
+                        errors.extend(
+                            failed
+                                .into_iter()
+                                .map(|m| FieldError::new(field.name.clone(), m)),
+                        );
                     }
                 }
                 Err(nested) => errors.extend(nested.into_iter().map(|mut e| {
@@ -271,14 +333,20 @@ impl ConfigSpec {
                 })),
             }
         }
-        if errors.is_empty() { Ok(ConnectorConfig(out)) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(ConnectorConfig(out))
+        } else {
+            Err(errors)
+        }
     }
 
     /// A copy of `config` with every secret field (at any depth) replaced by [`MASK`].
     pub fn mask(&self, config: &Map<String, Json>) -> Map<String, Json> {
         let mut out = config.clone();
         for field in &self.fields {
-            let Some(value) = out.get_mut(&field.name) else { continue };
+            let Some(value) = out.get_mut(&field.name) else {
+                continue;
+            };
             if field.secret {
                 *value = Json::String(MASK.to_owned());
             } else if let (FieldKind::Object(spec), Json::Object(inner)) = (&field.kind, &*value) {
@@ -301,7 +369,12 @@ fn describe(value: &Json) -> String {
 }
 
 fn normalise(kind: &FieldKind, value: &Json) -> std::result::Result<Json, Vec<FieldError>> {
-    let wrong = || vec![FieldError::new("", format!("expected {}, got {}", kind.expected(), describe(value)))];
+    let wrong = || {
+        vec![FieldError::new(
+            "",
+            format!("expected {}, got {}", kind.expected(), describe(value)),
+        )]
+    };
     let text = value.as_str().map(str::trim);
     match kind {
         FieldKind::String => match value {
@@ -325,10 +398,11 @@ fn normalise(kind: &FieldKind, value: &Json) -> std::result::Result<Json, Vec<Fi
         FieldKind::Duration => {
             let ms = match (value.as_u64(), text) {
                 (Some(ms), _) => Some(ms),
-                (None, Some(t)) => t
-                    .parse::<u64>()
-                    .ok()
-                    .or_else(|| humantime::parse_duration(t).ok().map(|d| d.as_millis() as u64)),
+                (None, Some(t)) => t.parse::<u64>().ok().or_else(|| {
+                    humantime::parse_duration(t)
+                        .ok()
+                        .map(|d| d.as_millis() as u64)
+                }),
                 _ => None,
             };
             ms.map(Json::from).ok_or_else(wrong)
@@ -344,7 +418,11 @@ fn normalise(kind: &FieldKind, value: &Json) -> std::result::Result<Json, Vec<Fi
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map(Json::Array),
             Json::String(s) => Ok(Json::Array(
-                s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|p| Json::String(p.to_owned())).collect(),
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| Json::String(p.to_owned()))
+                    .collect(),
             )),
             _ => Err(wrong()),
         },
@@ -378,7 +456,10 @@ impl ConnectorConfig {
 
     /// A duration field (normalised to milliseconds by the spec).
     pub fn get_duration(&self, key: &str) -> Option<Duration> {
-        self.0.get(key).and_then(Json::as_u64).map(Duration::from_millis)
+        self.0
+            .get(key)
+            .and_then(Json::as_u64)
+            .map(Duration::from_millis)
     }
 
     pub fn set(&mut self, key: &str, value: impl Into<Json>) {
@@ -392,8 +473,9 @@ impl ConnectorConfig {
 
     /// Deserializes the config into a typed struct. Durations arrive as milliseconds.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_value(Json::Object(self.0.clone()))
-            .map_err(|e| ConnectorError::with_source(crate::ErrorKind::Config, format!("invalid config: {e}"), e))
+        serde_json::from_value(Json::Object(self.0.clone())).map_err(|e| {
+            ConnectorError::with_source(crate::ErrorKind::Config, format!("invalid config: {e}"), e)
+        })
     }
 }
 
@@ -420,22 +502,45 @@ mod tests {
         let input = json!({"batch_size": "lots", "interval": "soon", "format": "xml", "colour": 1});
         let errors = spec().validate(input.as_object().unwrap()).unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["colour", "topic", "batch_size", "interval", "format"]);
-        assert_eq!(errors[2].message, "expected an integer, got string \"lots\"");
+        assert_eq!(
+            fields,
+            ["colour", "topic", "batch_size", "interval", "format"]
+        );
+        assert_eq!(
+            errors[2].message,
+            "expected an integer, got string \"lots\""
+        );
         assert_eq!(errors[4].message, "expected one of json, text, got \"xml\"");
-        assert!(errors[0].message.starts_with("unknown field; expected one of: topic, batch_size"));
+        assert!(
+            errors[0]
+                .message
+                .starts_with("unknown field; expected one of: topic, batch_size")
+        );
     }
 
     #[test]
     fn normalises_strings_and_fills_defaults() {
-        let input = json!({"topic": "t", "batch_size": "20", "interval": "250ms", "password": "pw"});
+        let input =
+            json!({"topic": "t", "batch_size": "20", "interval": "250ms", "password": "pw"});
         let config = spec().validate(input.as_object().unwrap()).unwrap();
         assert_eq!(config.get_i64("batch_size"), Some(20));
-        assert_eq!(config.get_duration("interval"), Some(Duration::from_millis(250)));
+        assert_eq!(
+            config.get_duration("interval"),
+            Some(Duration::from_millis(250))
+        );
         assert_eq!(config.get_str("format"), Some("json"));
         let masked = spec().mask(&config.0);
-        let bad_secret = spec().validate(json!({"topic": "t", "password": 12345}).as_object().unwrap()).unwrap_err();
-        assert_eq!(bad_secret[0].message, "invalid value ([hidden]); expected a string");
+        let bad_secret = spec()
+            .validate(
+                json!({"topic": "t", "password": 12345})
+                    .as_object()
+                    .unwrap(),
+            )
+            .unwrap_err();
+        assert_eq!(
+            bad_secret[0].message,
+            "invalid value ([hidden]); expected a string"
+        );
         assert_eq!(masked["password"], json!(MASK));
         assert_eq!(masked["topic"], json!("t"));
     }
@@ -444,14 +549,18 @@ mod tests {
     fn nested_objects_report_dotted_paths() {
         let inner = ConfigSpec::new().required("type", FieldKind::String, "converter type");
         let outer = ConfigSpec::new().maybe("converter", FieldKind::Object(inner), "a converter");
-        let errors = outer.validate(json!({"converter": {"typ": "x"}}).as_object().unwrap()).unwrap_err();
+        let errors = outer
+            .validate(json!({"converter": {"typ": "x"}}).as_object().unwrap())
+            .unwrap_err();
         assert_eq!(errors[0].field, "converter.typ");
         assert_eq!(errors[1].field, "converter.type");
     }
 
     #[test]
     fn range_errors_say_the_bounds() {
-        let errors = spec().validate(json!({"topic": "t", "batch_size": 0}).as_object().unwrap()).unwrap_err();
+        let errors = spec()
+            .validate(json!({"topic": "t", "batch_size": 0}).as_object().unwrap())
+            .unwrap_err();
         assert_eq!(errors[0].message, "expected a value from 1 to 10000, got 0");
     }
 }

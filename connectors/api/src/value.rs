@@ -91,7 +91,9 @@ impl Value {
             }
             Self::Date(v) | Self::Time(v) => Json::from(*v),
             Self::Timestamp(v) => Json::from(*v),
-            Self::Float32(v) => serde_json::Number::from_f64(f64::from(*v)).map_or(Json::Null, Json::Number),
+            Self::Float32(v) => {
+                serde_json::Number::from_f64(f64::from(*v)).map_or(Json::Null, Json::Number)
+            }
             Self::Float64(v) => serde_json::Number::from_f64(*v).map_or(Json::Null, Json::Number),
             Self::String(v) => Json::String(v.clone()),
             Self::Bytes(v) => Json::String(base64::engine::general_purpose::STANDARD.encode(v)),
@@ -99,14 +101,26 @@ impl Value {
             Self::Array(items) => Json::Array(items.iter().map(Self::to_plain_json).collect()),
             Self::Map(entries) => {
                 if entries.iter().all(|(k, _)| matches!(k, Self::String(_))) {
-                    Json::Object(entries.iter().map(|(k, v)| (k.to_string(), v.to_plain_json())).collect())
+                    Json::Object(
+                        entries
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_plain_json()))
+                            .collect(),
+                    )
                 } else {
                     Json::Array(
-                        entries.iter().map(|(k, v)| Json::Array(vec![k.to_plain_json(), v.to_plain_json()])).collect(),
+                        entries
+                            .iter()
+                            .map(|(k, v)| Json::Array(vec![k.to_plain_json(), v.to_plain_json()]))
+                            .collect(),
                     )
                 }
             }
-            Self::Struct(s) => Json::Object(s.iter().map(|(k, v)| (k.to_owned(), v.to_plain_json())).collect()),
+            Self::Struct(s) => Json::Object(
+                s.iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_plain_json()))
+                    .collect(),
+            ),
         }
     }
 
@@ -273,7 +287,10 @@ impl Decimal {
         }
         let digits = format!("{int_part}{frac_part}");
         let unscaled: BigInt = digits.parse().ok()?;
-        Some(Self { unscaled, scale: i32::try_from(frac_part.len()).ok()? })
+        Some(Self {
+            unscaled,
+            scale: i32::try_from(frac_part.len()).ok()?,
+        })
     }
 
     /// The unscaled value as big-endian two's-complement bytes (Kafka Connect's encoding).
@@ -282,17 +299,28 @@ impl Decimal {
     }
 
     pub fn from_bytes(bytes: &[u8], scale: i32) -> Self {
-        Self { unscaled: BigInt::from_signed_bytes_be(bytes), scale }
+        Self {
+            unscaled: BigInt::from_signed_bytes_be(bytes),
+            scale,
+        }
     }
 }
 
 impl fmt::Display for Decimal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let digits = self.unscaled.magnitude().to_string();
-        let sign = if self.unscaled.sign() == num_bigint::Sign::Minus { "-" } else { "" };
+        let sign = if self.unscaled.sign() == num_bigint::Sign::Minus {
+            "-"
+        } else {
+            ""
+        };
         if self.scale <= 0 {
             let zeros = "0".repeat(self.scale.unsigned_abs() as usize);
-            let digits = if digits == "0" { String::from("0") } else { format!("{digits}{zeros}") };
+            let digits = if digits == "0" {
+                String::from("0")
+            } else {
+                format!("{digits}{zeros}")
+            };
             return write!(f, "{sign}{digits}");
         }
         let scale = self.scale as usize;
@@ -312,12 +340,21 @@ mod tests {
 
     #[test]
     fn decimal_round_trips_text_and_bytes() {
-        for text in ["12.34", "-0.05", "100", "0.000", "-123456789012345678901234567890.1"] {
+        for text in [
+            "12.34",
+            "-0.05",
+            "100",
+            "0.000",
+            "-123456789012345678901234567890.1",
+        ] {
             let d = Decimal::parse(text).unwrap();
             assert_eq!(d.to_string(), text);
             assert_eq!(Decimal::from_bytes(&d.to_bytes(), d.scale), d);
         }
-        assert_eq!(Decimal::new(BigInt::from(1234), 2).to_bytes(), vec![0x04, 0xd2]);
+        assert_eq!(
+            Decimal::new(BigInt::from(1234), 2).to_bytes(),
+            vec![0x04, 0xd2]
+        );
         assert_eq!(Decimal::new(BigInt::from(-1), 0).to_bytes(), vec![0xff]);
         assert!(Decimal::parse("1.-2").is_none());
         assert!(Decimal::parse("abc").is_none());

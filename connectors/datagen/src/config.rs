@@ -31,10 +31,26 @@ pub(crate) fn spec() -> ConfigSpec {
     ConfigSpec::new()
         .required("topic", FieldKind::String, "Topic the records go to.")
         .check(Validator::NonEmpty)
-        .maybe("count", FieldKind::Int, "Total records over all tasks; unset means without end.")
+        .maybe(
+            "count",
+            FieldKind::Int,
+            "Total records over all tasks; unset means without end.",
+        )
         .check(Validator::min(0))
-        .maybe("rate", FieldKind::Float, "Records per second over all tasks; unset means as fast as possible.")
-        .check(Validator::Range { min: Some(0.001), max: None })
-        .optional("batch_size", FieldKind::Int, DEFAULT_BATCH_SIZE, "Most records one poll returns.")
+        .maybe(
+            "rate",
+            FieldKind::Float,
+            "Records per second over all tasks; unset means as fast as possible.",
+        )
+        .check(Validator::Range {
+            min: Some(0.001),
+            max: None,
+        })
+        .optional(
+            "batch_size",
+            FieldKind::Int,
+            DEFAULT_BATCH_SIZE,
+            "Most records one poll returns.",
+        )
         .check(Validator::range(1, 100_000))
 }

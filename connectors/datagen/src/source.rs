@@ -4,8 +4,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 use sluice_connector_api::{
-    ConfigSpec, ConnectorConfig, ConnectorError, Decimal, Result, Schema, SchemaRef, SourceConnector,
-    SourcePartition, SourcePlugin, SourceRecord, SourceTask, SourceTaskContext, Struct, Value,
+    ConfigSpec, ConnectorConfig, ConnectorError, Decimal, Result, Schema, SchemaRef,
+    SourceConnector, SourcePartition, SourcePlugin, SourceRecord, SourceTask, SourceTaskContext,
+    Struct, Value,
 };
 use tokio::time::Instant;
 
@@ -74,7 +75,14 @@ impl SourceConnector for DatagenConnector {
 
     fn task_configs(&self, max_tasks: u32) -> Result<Vec<ConnectorConfig>> {
         let n = u64::from(max_tasks.max(1));
-        Ok((0..n).map(|i| self.config.clone().with("task_index", i).with("task_count", n)).collect())
+        Ok((0..n)
+            .map(|i| {
+                self.config
+                    .clone()
+                    .with("task_index", i)
+                    .with("task_count", n)
+            })
+            .collect())
     }
 }
 
@@ -90,12 +98,16 @@ struct DatagenTask {
 
 impl DatagenTask {
     fn config(&self) -> Result<&DatagenConfig> {
-        self.config.as_ref().ok_or_else(|| ConnectorError::fatal("datagen task polled before start"))
+        self.config
+            .as_ref()
+            .ok_or_else(|| ConnectorError::fatal("datagen task polled before start"))
     }
 
     /// How many records the rate limit allows now (all of the batch when unlimited).
     fn allowed_now(&self, config: &DatagenConfig) -> u64 {
-        let Some(rate) = config.rate else { return u64::MAX };
+        let Some(rate) = config.rate else {
+            return u64::MAX;
+        };
         let per_task = rate / config.task_count as f64;
         let elapsed = self.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
         ((elapsed * per_task) as u64 + 1).saturating_sub(self.produced_since_start)
@@ -106,12 +118,20 @@ impl DatagenTask {
 impl SourceTask for DatagenTask {
     async fn start(&mut self, ctx: SourceTaskContext, config: &ConnectorConfig) -> Result<()> {
         let config: DatagenConfig = config.parse()?;
-        self.partition = json!({"task": config.task_index}).as_object().cloned().unwrap_or_default();
+        self.partition = json!({"task": config.task_index})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         self.next = match ctx.offsets.offset(&self.partition).await? {
             Some(offset) => {
-                let last = offset.get("seq").and_then(serde_json::Value::as_u64).ok_or_else(|| {
-                    ConnectorError::data(format!("stored datagen offset {offset:?} has no integer `seq`"))
-                })?;
+                let last = offset
+                    .get("seq")
+                    .and_then(serde_json::Value::as_u64)
+                    .ok_or_else(|| {
+                        ConnectorError::data(format!(
+                            "stored datagen offset {offset:?} has no integer `seq`"
+                        ))
+                    })?;
                 last + config.task_count
             }
             None => config.task_index,
@@ -126,11 +146,17 @@ impl SourceTask for DatagenTask {
         let finished = config.count.is_some_and(|count| self.next >= count);
         let allowed = self.allowed_now(&config).min(config.batch_size as u64);
         if finished || allowed == 0 {
-            tokio::time::sleep(if finished { IDLE_POLL } else { Duration::from_millis(10) }).await;
+            tokio::time::sleep(if finished {
+                IDLE_POLL
+            } else {
+                Duration::from_millis(10)
+            })
+            .await;
             return Ok(Vec::new());
         }
         let mut records = Vec::with_capacity(allowed as usize);
-        while (records.len() as u64) < allowed && config.count.is_none_or(|count| self.next < count) {
+        while (records.len() as u64) < allowed && config.count.is_none_or(|count| self.next < count)
+        {
             let seq = self.next;
             let (key, value) = record_for(seq);
             let offset = json!({"seq": seq}).as_object().cloned().unwrap_or_default();
@@ -170,7 +196,11 @@ mod tests {
         let config = spec().validate(raw.as_object().unwrap()).unwrap();
         let config = config.with("task_index", index).with("task_count", tasks);
         let offsets = Offsets(stored.map(|s| json!({"seq": s}).as_object().cloned().unwrap()));
-        let ctx = SourceTaskContext { connector: "c".into(), task_id: 0, offsets: Arc::new(offsets) };
+        let ctx = SourceTaskContext {
+            connector: "c".into(),
+            task_id: 0,
+            offsets: Arc::new(offsets),
+        };
         let mut t = DatagenTask::default();
         t.start(ctx, &config).await.unwrap();
         t
@@ -184,7 +214,15 @@ mod tests {
                 return seqs;
             }
             for r in batch {
-                seqs.push(r.value.as_struct().unwrap().get("seq").unwrap().as_i64().unwrap());
+                seqs.push(
+                    r.value
+                        .as_struct()
+                        .unwrap()
+                        .get("seq")
+                        .unwrap()
+                        .as_i64()
+                        .unwrap(),
+                );
             }
         }
     }
@@ -201,7 +239,10 @@ mod tests {
         assert_eq!(all, (0..1001).collect::<Vec<_>>());
 
         let mut resumed = task(1, 2, 1001, Some(901)).await;
-        assert_eq!(drain(&mut resumed).await, (903..1001).step_by(2).collect::<Vec<_>>());
+        assert_eq!(
+            drain(&mut resumed).await,
+            (903..1001).step_by(2).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -209,7 +250,10 @@ mod tests {
         let (key, value) = record_for(42);
         assert_eq!(key, Value::String("42".into()));
         assert!(VALUE_SCHEMA.validate_value(&value).is_ok());
-        assert_eq!(value.as_struct().unwrap().get("amount"), Some(&Value::Decimal(Decimal::new(1554.into(), 2))));
+        assert_eq!(
+            value.as_struct().unwrap().get("amount"),
+            Some(&Value::Decimal(Decimal::new(1554.into(), 2)))
+        );
         assert_eq!(record_for(42), record_for(42));
     }
 }

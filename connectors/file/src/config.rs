@@ -26,7 +26,12 @@ pub(crate) fn source_spec() -> ConfigSpec {
         .check(Validator::NonEmpty)
         .required("topic", FieldKind::String, "Topic the lines go to.")
         .check(Validator::NonEmpty)
-        .optional("batch_size", FieldKind::Int, DEFAULT_BATCH_SIZE, "Most lines one poll returns.")
+        .optional(
+            "batch_size",
+            FieldKind::Int,
+            DEFAULT_BATCH_SIZE,
+            "Most lines one poll returns.",
+        )
         .check(Validator::range(1, 1_000_000))
         .optional(
             "poll_interval",

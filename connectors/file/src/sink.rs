@@ -3,8 +3,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde_json::json;
 use sluice_connector_api::{
-    ConfigSpec, ConnectorConfig, ConnectorError, Result, SinkConnector, SinkPlugin, SinkRecord, SinkTask,
-    SinkTaskContext, TopicPartition, Value,
+    ConfigSpec, ConnectorConfig, ConnectorError, Result, SinkConnector, SinkPlugin, SinkRecord,
+    SinkTask, SinkTaskContext, TopicPartition, Value,
 };
 use tokio::fs::{File, OpenOptions};
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -105,17 +105,20 @@ impl SinkTask for FileSinkTask {
         };
         for record in &records {
             self.line.clear();
-            self.line.extend_from_slice(record_line(config.format, record).as_bytes());
+            self.line
+                .extend_from_slice(record_line(config.format, record).as_bytes());
             self.line.push(b'\n');
-            writer
-                .write_all(&self.line)
-                .await
-                .map_err(|e| ConnectorError::io(format!("cannot write {}", config.file.display()), e))?;
+            writer.write_all(&self.line).await.map_err(|e| {
+                ConnectorError::io(format!("cannot write {}", config.file.display()), e)
+            })?;
         }
         Ok(())
     }
 
-    async fn flush(&mut self, offsets: &HashMap<TopicPartition, i64>) -> Result<HashMap<TopicPartition, i64>> {
+    async fn flush(
+        &mut self,
+        offsets: &HashMap<TopicPartition, i64>,
+    ) -> Result<HashMap<TopicPartition, i64>> {
         let (Some(config), Some(writer)) = (&self.config, self.writer.as_mut()) else {
             return Err(ConnectorError::fatal("file-sink task used before start"));
         };
@@ -127,7 +130,10 @@ impl SinkTask for FileSinkTask {
 
     async fn stop(&mut self) -> Result<()> {
         if let Some(mut writer) = self.writer.take() {
-            writer.flush().await.map_err(|e| ConnectorError::io("cannot flush file-sink output", e))?;
+            writer
+                .flush()
+                .await
+                .map_err(|e| ConnectorError::io("cannot flush file-sink output", e))?;
         }
         Ok(())
     }
@@ -151,7 +157,10 @@ mod tests {
             headers: Vec::new(),
             timestamp: Some(5),
         };
-        assert_eq!(record_line(SinkFormat::Value, &record), r#"{"a":1,"b":"x"}"#);
+        assert_eq!(
+            record_line(SinkFormat::Value, &record),
+            r#"{"a":1,"b":"x"}"#
+        );
         assert_eq!(
             record_line(SinkFormat::Record, &record),
             r#"{"topic":"t","partition":2,"offset":7,"timestamp":5,"key":"k","value":{"a":1,"b":"x"}}"#

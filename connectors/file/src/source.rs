@@ -5,8 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 use sluice_connector_api::{
-    ConfigSpec, ConnectorConfig, ConnectorError, Result, Schema, SchemaRef, SourceConnector, SourcePartition,
-    SourcePlugin, SourceRecord, SourceTask, SourceTaskContext, Value,
+    ConfigSpec, ConnectorConfig, ConnectorError, Result, Schema, SchemaRef, SourceConnector,
+    SourcePartition, SourcePlugin, SourceRecord, SourceTask, SourceTaskContext, Value,
 };
 use tokio::fs::File;
 use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
@@ -77,9 +77,18 @@ impl FileSourceTask {
                 }
                 return Ok(None);
             }
-            Err(e) => return Err(ConnectorError::io(format!("cannot open {}", path.display()), e)),
+            Err(e) => {
+                return Err(ConnectorError::io(
+                    format!("cannot open {}", path.display()),
+                    e,
+                ));
+            }
         };
-        let len = file.metadata().await.map_err(|e| ConnectorError::io(format!("cannot stat {}", path.display()), e))?.len();
+        let len = file
+            .metadata()
+            .await
+            .map_err(|e| ConnectorError::io(format!("cannot stat {}", path.display()), e))?
+            .len();
         if self.position > len {
             warn!(file = %path.display(), position = self.position, len, "file is shorter than the committed position (truncated?); reading it from the start");
             self.position = 0;
@@ -99,11 +108,19 @@ impl SourceTask for FileSourceTask {
     async fn start(&mut self, ctx: SourceTaskContext, config: &ConnectorConfig) -> Result<()> {
         let config: FileSourceConfig = config.parse()?;
         let filename = config.file.to_string_lossy().into_owned();
-        self.partition = json!({"filename": filename}).as_object().cloned().unwrap_or_default();
+        self.partition = json!({"filename": filename})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         if let Some(offset) = ctx.offsets.offset(&self.partition).await? {
-            self.position = offset.get("position").and_then(serde_json::Value::as_u64).ok_or_else(|| {
-                ConnectorError::data(format!("stored file-source offset {offset:?} has no integer `position`"))
-            })?;
+            self.position = offset
+                .get("position")
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| {
+                    ConnectorError::data(format!(
+                        "stored file-source offset {offset:?} has no integer `position`"
+                    ))
+                })?;
         }
         self.config = Some(config);
         Ok(())
@@ -111,7 +128,9 @@ impl SourceTask for FileSourceTask {
 
     async fn poll(&mut self) -> Result<Vec<SourceRecord>> {
         let Some(config) = self.config.clone() else {
-            return Err(ConnectorError::fatal("file-source task polled before start"));
+            return Err(ConnectorError::fatal(
+                "file-source task polled before start",
+            ));
         };
         let idle = Duration::from_millis(config.poll_interval);
         if self.reader.is_none() {
@@ -125,10 +144,9 @@ impl SourceTask for FileSourceTask {
         let mut line = Vec::with_capacity(256);
         while records.len() < config.batch_size {
             line.clear();
-            let read = reader
-                .read_until(b'\n', &mut line)
-                .await
-                .map_err(|e| ConnectorError::io(format!("cannot read {}", config.file.display()), e))?;
+            let read = reader.read_until(b'\n', &mut line).await.map_err(|e| {
+                ConnectorError::io(format!("cannot read {}", config.file.display()), e)
+            })?;
             if read == 0 {
                 break;
             }
@@ -137,7 +155,9 @@ impl SourceTask for FileSourceTask {
                 reader
                     .seek(SeekFrom::Start(self.position))
                     .await
-                    .map_err(|e| ConnectorError::io(format!("cannot seek in {}", config.file.display()), e))?;
+                    .map_err(|e| {
+                        ConnectorError::io(format!("cannot seek in {}", config.file.display()), e)
+                    })?;
                 break;
             }
             let end = self.position + read as u64;
@@ -152,7 +172,10 @@ impl SourceTask for FileSourceTask {
                     self.position
                 ))
             })?;
-            let offset = json!({"position": end}).as_object().cloned().unwrap_or_default();
+            let offset = json!({"position": end})
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
             records.push(SourceRecord::new(
                 config.topic.clone(),
                 Some(LINE_SCHEMA.clone()),
@@ -188,7 +211,11 @@ mod tests {
         let raw = json!({"file": path.to_str().unwrap(), "topic": "lines", "poll_interval": 1});
         let config = source_spec().validate(raw.as_object().unwrap()).unwrap();
         let stored = position.map(|p| json!({"position": p}).as_object().cloned().unwrap());
-        let ctx = SourceTaskContext { connector: "c".into(), task_id: 0, offsets: Arc::new(Offsets(stored)) };
+        let ctx = SourceTaskContext {
+            connector: "c".into(),
+            task_id: 0,
+            offsets: Arc::new(Offsets(stored)),
+        };
         let mut task = FileSourceTask::default();
         task.start(ctx, &config).await.unwrap();
         task

@@ -26,11 +26,21 @@ pub struct Problem {
 
 impl Problem {
     fn of(path: &Path, document: Option<usize>, error: FieldError) -> Self {
-        Self { file: path.display().to_string(), document, field: error.field, message: error.message }
+        Self {
+            file: path.display().to_string(),
+            document,
+            field: error.field,
+            message: error.message,
+        }
     }
 
     pub(crate) fn whole(path: &Path, message: impl Into<String>) -> Self {
-        Self { file: path.display().to_string(), document: None, field: String::new(), message: message.into() }
+        Self {
+            file: path.display().to_string(),
+            document: None,
+            field: String::new(),
+            message: message.into(),
+        }
     }
 }
 
@@ -68,16 +78,24 @@ pub struct ConfigFile {
 
 /// Parses every YAML document of a file into JSON values; errors carry the line and column.
 pub fn load_yaml(path: &Path) -> Result<Vec<Json>, Problem> {
-    let text = std::fs::read_to_string(path).map_err(|e| Problem::whole(path, format!("cannot read file: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Problem::whole(path, format!("cannot read file: {e}")))?;
     parse_yaml(path, &text)
 }
 
 fn parse_yaml(path: &Path, text: &str) -> Result<Vec<Json>, Problem> {
     use serde::Deserialize as _;
     let yaml_error = |e: serde_yaml::Error| {
-        let at = e.location().map(|l| format!(" at line {} column {}", l.line(), l.column())).unwrap_or_default();
+        let at = e
+            .location()
+            .map(|l| format!(" at line {} column {}", l.line(), l.column()))
+            .unwrap_or_default();
         let message = e.to_string();
-        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_owned();
         Problem::whole(path, format!("invalid YAML{at}: {message}"))
     };
     let mut documents = Vec::new();
@@ -86,10 +104,12 @@ fn parse_yaml(path: &Path, text: &str) -> Result<Vec<Json>, Problem> {
         if yaml.is_null() {
             continue;
         }
-        documents.push(
-            serde_json::to_value(yaml)
-                .map_err(|e| Problem::whole(path, format!("unsupported YAML (keys must be strings): {e}")))?,
-        );
+        documents.push(serde_json::to_value(yaml).map_err(|e| {
+            Problem::whole(
+                path,
+                format!("unsupported YAML (keys must be strings): {e}"),
+            )
+        })?);
     }
     if documents.is_empty() {
         return Err(Problem::whole(path, "the file is empty"));
@@ -111,16 +131,29 @@ impl ConfigFile {
                 Err(p) => problems.extend(p),
             }
         }
-        if problems.is_empty() { Ok(files) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(files)
+        } else {
+            Err(problems)
+        }
     }
 
-    pub fn from_value(path: &Path, document: Option<usize>, mut value: Json) -> Result<Self, Vec<Problem>> {
-        let problems: Vec<Problem> =
-            resolve_providers(&mut value).into_iter().map(|e| Problem::of(path, document, e)).collect();
+    pub fn from_value(
+        path: &Path,
+        document: Option<usize>,
+        mut value: Json,
+    ) -> Result<Self, Vec<Problem>> {
+        let problems: Vec<Problem> = resolve_providers(&mut value)
+            .into_iter()
+            .map(|e| Problem::of(path, document, e))
+            .collect();
         if !problems.is_empty() {
             return Err(problems);
         }
-        let whole = |message: &str| Problem { document, ..Problem::whole(path, message) };
+        let whole = |message: &str| Problem {
+            document,
+            ..Problem::whole(path, message)
+        };
         let Json::Object(map) = value else {
             return Err(vec![whole("expected a map of settings at the top level")]);
         };
@@ -133,7 +166,12 @@ impl ConfigFile {
                 "cannot tell the kind of file: a pipeline has `connector`, a worker file has `bootstrap_servers`",
             )]);
         };
-        Ok(Self { path: path.to_owned(), document, kind, value: map })
+        Ok(Self {
+            path: path.to_owned(),
+            document,
+            kind,
+            value: map,
+        })
     }
 
     pub fn worker(&self) -> Result<WorkerConfig, Vec<Problem>> {
@@ -154,7 +192,10 @@ impl ConfigFile {
     }
 
     fn problems(&self, errors: Vec<FieldError>) -> Vec<Problem> {
-        errors.into_iter().map(|e| Problem::of(&self.path, self.document, e)).collect()
+        errors
+            .into_iter()
+            .map(|e| Problem::of(&self.path, self.document, e))
+            .collect()
     }
 }
 
@@ -167,7 +208,10 @@ pub(crate) fn load_kind(path: &Path, kind: FileKind) -> Result<Vec<ConfigFile>, 
         FileKind::Pipeline => Some("a pipeline file (with `connector`)"),
     };
     if files.iter().any(|f| f.kind != kind) || (kind == FileKind::Worker && files.len() > 1) {
-        return Err(vec![Problem::whole(path, format!("expected {}", expected.unwrap_or_default()))]);
+        return Err(vec![Problem::whole(
+            path,
+            format!("expected {}", expected.unwrap_or_default()),
+        )]);
     }
     Ok(files)
 }
@@ -181,16 +225,29 @@ mod tests {
         let docs = parse_yaml(Path::new("p.yaml"), "name: a\n---\nname: b\n").unwrap();
         assert_eq!(docs.len(), 2);
         let err = parse_yaml(Path::new("p.yaml"), "name: a\nconfig: [unclosed\n").unwrap_err();
-        assert!(err.message.starts_with("invalid YAML at line"), "{}", err.message);
+        assert!(
+            err.message.starts_with("invalid YAML at line"),
+            "{}",
+            err.message
+        );
         assert_eq!(err.file, "p.yaml");
     }
 
     #[test]
     fn kind_comes_from_the_keys() {
         let value = serde_json::json!({"name": "x", "connector": "datagen"});
-        assert_eq!(ConfigFile::from_value(Path::new("p"), None, value).unwrap().kind, FileKind::Pipeline);
-        let unknown = ConfigFile::from_value(Path::new("q"), Some(2), serde_json::json!({"x": 1})).unwrap_err();
-        assert_eq!(unknown[0].to_string().split(':').next(), Some("q (document 2)"));
+        assert_eq!(
+            ConfigFile::from_value(Path::new("p"), None, value)
+                .unwrap()
+                .kind,
+            FileKind::Pipeline
+        );
+        let unknown = ConfigFile::from_value(Path::new("q"), Some(2), serde_json::json!({"x": 1}))
+            .unwrap_err();
+        assert_eq!(
+            unknown[0].to_string().split(':').next(),
+            Some("q (document 2)")
+        );
         assert!(unknown[0].message.contains("cannot tell the kind of file"));
     }
 }

@@ -22,7 +22,11 @@ use crate::error::Error;
 /// Loads and validates a worker file.
 pub fn load_worker(path: &Path) -> Result<WorkerConfig, Error> {
     let files = file::load_kind(path, FileKind::Worker).map_err(Error::Config)?;
-    files.first().ok_or_else(|| Error::Config(vec![Problem::whole(path, "the file is empty")]))?.worker().map_err(Error::Config)
+    files
+        .first()
+        .ok_or_else(|| Error::Config(vec![Problem::whole(path, "the file is empty")]))?
+        .worker()
+        .map_err(Error::Config)
 }
 
 /// Loads and validates a pipeline file (one connector per YAML document) against the connector
@@ -37,5 +41,9 @@ pub fn load_pipelines(path: &Path, registry: &Registry) -> Result<Vec<Pipeline>,
             Err(p) => problems.extend(p),
         }
     }
-    if problems.is_empty() { Ok(pipelines) } else { Err(Error::Config(problems)) }
+    if problems.is_empty() {
+        Ok(pipelines)
+    } else {
+        Err(Error::Config(problems))
+    }
 }

@@ -2,7 +2,9 @@
 
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
-use sluice_connector_api::{ConfigSpec, ConnectorConfig, FieldError, FieldKind, Plugin, Registry, Validator};
+use sluice_connector_api::{
+    ConfigSpec, ConnectorConfig, FieldError, FieldKind, Plugin, Registry, Validator,
+};
 
 use super::worker::converter_spec;
 use crate::convert::ConverterConfig;
@@ -38,10 +40,17 @@ pub struct Pipeline {
 
 fn valid_name(value: &Json) -> Result<(), String> {
     let name = value.as_str().unwrap_or_default();
-    if !name.is_empty() && name.len() <= 200 && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+    if !name.is_empty()
+        && name.len() <= 200
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
         Ok(())
     } else {
-        Err(format!("expected 1-200 letters, digits, `.`, `_` or `-`, got {value}"))
+        Err(format!(
+            "expected 1-200 letters, digits, `.`, `_` or `-`, got {value}"
+        ))
     }
 }
 
@@ -49,25 +58,51 @@ pub fn pipeline_spec() -> ConfigSpec {
     ConfigSpec::new()
         .required("name", FieldKind::String, "Unique connector name.")
         .check(Validator::Custom(std::sync::Arc::new(valid_name)))
-        .required("connector", FieldKind::String, "Connector type, as listed by `sluice plugins`.")
+        .required(
+            "connector",
+            FieldKind::String,
+            "Connector type, as listed by `sluice plugins`.",
+        )
         .optional("tasks", FieldKind::Int, 1, "Most tasks to run.")
         .check(Validator::range(1, MAX_TASKS))
-        .optional("config", FieldKind::Map, json!({}), "The connector's configuration.")
-        .maybe("key_converter", FieldKind::Object(converter_spec()), "Key converter; the worker's when unset.")
-        .maybe("value_converter", FieldKind::Object(converter_spec()), "Value converter; the worker's when unset.")
+        .optional(
+            "config",
+            FieldKind::Map,
+            json!({}),
+            "The connector's configuration.",
+        )
+        .maybe(
+            "key_converter",
+            FieldKind::Object(converter_spec()),
+            "Key converter; the worker's when unset.",
+        )
+        .maybe(
+            "value_converter",
+            FieldKind::Object(converter_spec()),
+            "Value converter; the worker's when unset.",
+        )
 }
 
 /// Validates the runtime fields and the connector config together, so every problem is reported.
-pub(crate) fn validate_pipeline(value: &Map<String, Json>, registry: &Registry) -> Result<Pipeline, Vec<FieldError>> {
+pub(crate) fn validate_pipeline(
+    value: &Map<String, Json>,
+    registry: &Registry,
+) -> Result<Pipeline, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let settings = pipeline_spec().validate(value).map_err(|e| errors.extend(e)).ok();
+    let settings = pipeline_spec()
+        .validate(value)
+        .map_err(|e| errors.extend(e))
+        .ok();
     let plugin = match value.get("connector").and_then(Json::as_str) {
         Some(name) => match registry.get(name) {
             Some(plugin) => Some(plugin.clone()),
             None => {
                 errors.push(FieldError::new(
                     "connector",
-                    format!("unknown connector type `{name}`; expected one of: {}", registry.names().join(", ")),
+                    format!(
+                        "unknown connector type `{name}`; expected one of: {}",
+                        registry.names().join(", ")
+                    ),
                 ));
                 None
             }
@@ -75,15 +110,23 @@ pub(crate) fn validate_pipeline(value: &Map<String, Json>, registry: &Registry) 
         None => None,
     };
     let connector_config = match (&plugin, value.get("config").unwrap_or(&json!({}))) {
-        (Some(plugin), Json::Object(raw)) => {
-            plugin.spec().validate(raw).map_err(|e| errors.extend(e.into_iter().map(|e| e.under("config")))).ok()
-        }
+        (Some(plugin), Json::Object(raw)) => plugin
+            .spec()
+            .validate(raw)
+            .map_err(|e| errors.extend(e.into_iter().map(|e| e.under("config"))))
+            .ok(),
         _ => None,
     };
     match (settings, plugin, connector_config) {
         (Some(settings), Some(plugin), Some(config)) if errors.is_empty() => {
-            let settings: PipelineConfig = settings.parse().map_err(|e| vec![FieldError::new("", e.to_string())])?;
-            Ok(Pipeline { settings, plugin, config })
+            let settings: PipelineConfig = settings
+                .parse()
+                .map_err(|e| vec![FieldError::new("", e.to_string())])?;
+            Ok(Pipeline {
+                settings,
+                plugin,
+                config,
+            })
         }
         _ => Err(errors),
     }
@@ -115,12 +158,19 @@ mod tests {
         let value = json!({"name": "n", "connector": "kafkaesque"});
         let errors = validate_pipeline(value.as_object().unwrap(), &registry()).unwrap_err();
         assert_eq!(errors[0].field, "connector");
-        assert!(errors[0].message.contains("datagen, file-sink, file-source"), "{}", errors[0].message);
+        assert!(
+            errors[0]
+                .message
+                .contains("datagen, file-sink, file-source"),
+            "{}",
+            errors[0].message
+        );
     }
 
     #[test]
     fn valid_pipeline_has_normalised_config() {
-        let value = json!({"name": "n", "connector": "datagen", "config": {"topic": "t", "count": "10"}});
+        let value =
+            json!({"name": "n", "connector": "datagen", "config": {"topic": "t", "count": "10"}});
         let pipeline = validate_pipeline(value.as_object().unwrap(), &registry()).unwrap();
         assert_eq!(pipeline.config.get_i64("count"), Some(10));
         assert_eq!(pipeline.settings.tasks, 1);

@@ -15,7 +15,12 @@ pub fn resolve_providers(value: &mut Json) -> Vec<FieldError> {
     errors
 }
 
-fn walk(value: &mut Json, path: &str, errors: &mut Vec<FieldError>, files: &mut HashMap<String, FileData>) {
+fn walk(
+    value: &mut Json,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+    files: &mut HashMap<String, FileData>,
+) {
     match value {
         Json::String(s) if s.contains("${") => match expand(s, files) {
             Ok(expanded) => *s = expanded,
@@ -43,7 +48,9 @@ fn expand(text: &str, files: &mut HashMap<String, FileData>) -> Result<String, S
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| format!("unterminated `${{` in \"{text}\""))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unterminated `${{` in \"{text}\""))?;
         out.push_str(&lookup(&after[..end], files)?);
         rest = &after[end + 1..];
     }
@@ -60,18 +67,27 @@ fn lookup(reference: &str, files: &mut HashMap<String, FileData>) -> Result<Stri
         return match (std::env::var(name), default) {
             (Ok(v), _) => Ok(v),
             (Err(_), Some(d)) => Ok(d.to_owned()),
-            (Err(_), None) => Err(format!("environment variable {name} is not set (referenced as ${{env:{var}}})")),
+            (Err(_), None) => Err(format!(
+                "environment variable {name} is not set (referenced as ${{env:{var}}})"
+            )),
         };
     }
     if let Some(spec) = reference.strip_prefix("file:") {
         let (path, key) = spec
             .rsplit_once(':')
             .ok_or_else(|| format!("expected ${{file:<path>:<key>}}, got ${{{reference}}}"))?;
-        let data = files.entry(path.to_owned()).or_insert_with(|| read_file(path));
+        let data = files
+            .entry(path.to_owned())
+            .or_insert_with(|| read_file(path));
         let data = data.as_ref().map_err(Clone::clone)?;
-        return data.get(key).cloned().ok_or_else(|| format!("key `{key}` not found in {path}"));
+        return data
+            .get(key)
+            .cloned()
+            .ok_or_else(|| format!("key `{key}` not found in {path}"));
     }
-    Err(format!("unknown config provider in ${{{reference}}}; expected ${{env:NAME}} or ${{file:path:key}}"))
+    Err(format!(
+        "unknown config provider in ${{{reference}}}; expected ${{env:NAME}} or ${{file:path:key}}"
+    ))
 }
 
 fn read_file(path: &str) -> FileData {
@@ -84,7 +100,10 @@ fn read_file(path: &str) -> FileData {
             .map(|(k, v)| {
                 let text = match v {
                     serde_yaml::Value::String(s) => s,
-                    other => serde_yaml::to_string(&other).unwrap_or_default().trim_end().to_owned(),
+                    other => serde_yaml::to_string(&other)
+                        .unwrap_or_default()
+                        .trim_end()
+                        .to_owned(),
                 };
                 (k, text)
             })
@@ -124,6 +143,10 @@ mod tests {
         assert_eq!(value["c"][0], json!("fallback"));
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["d.e", "f"]);
-        assert!(errors[0].message.contains("SLUICE_TEST_SURELY_UNSET is not set"));
+        assert!(
+            errors[0]
+                .message
+                .contains("SLUICE_TEST_SURELY_UNSET is not set")
+        );
     }
 }

@@ -60,9 +60,18 @@ pub fn converter_spec() -> ConfigSpec {
 
 pub fn worker_spec() -> ConfigSpec {
     ConfigSpec::new()
-        .required("bootstrap_servers", FieldKind::String, "Kafka bootstrap servers, host:port[,host:port...].")
+        .required(
+            "bootstrap_servers",
+            FieldKind::String,
+            "Kafka bootstrap servers, host:port[,host:port...].",
+        )
         .check(Validator::NonEmpty)
-        .optional("offsets_file", FieldKind::String, DEFAULT_OFFSETS_FILE, "Standalone mode: where source offsets are kept.")
+        .optional(
+            "offsets_file",
+            FieldKind::String,
+            DEFAULT_OFFSETS_FILE,
+            "Standalone mode: where source offsets are kept.",
+        )
         .optional(
             "offset_flush_interval",
             FieldKind::Duration,
@@ -82,18 +91,43 @@ pub fn worker_spec() -> ConfigSpec {
             "Most records a source task has sent but not had acknowledged.",
         )
         .check(Validator::range(1, 10_000_000))
-        .optional("sink_batch_size", FieldKind::Int, DEFAULT_SINK_BATCH, "Most records handed to a sink task in one put.")
+        .optional(
+            "sink_batch_size",
+            FieldKind::Int,
+            DEFAULT_SINK_BATCH,
+            "Most records handed to a sink task in one put.",
+        )
         .check(Validator::range(1, 1_000_000))
-        .optional("key_converter", FieldKind::Object(converter_spec()), json!({"type": "string"}), "Default key converter.")
+        .optional(
+            "key_converter",
+            FieldKind::Object(converter_spec()),
+            json!({"type": "string"}),
+            "Default key converter.",
+        )
         .optional(
             "value_converter",
             FieldKind::Object(converter_spec()),
             json!({"type": "json", "schemas": true}),
             "Default value converter.",
         )
-        .optional("kafka", FieldKind::Map, json!({}), "librdkafka settings passed through to every client.")
-        .optional("producer", FieldKind::Map, json!({}), "librdkafka settings for source producers only.")
-        .optional("consumer", FieldKind::Map, json!({}), "librdkafka settings for sink consumers only.")
+        .optional(
+            "kafka",
+            FieldKind::Map,
+            json!({}),
+            "librdkafka settings passed through to every client.",
+        )
+        .optional(
+            "producer",
+            FieldKind::Map,
+            json!({}),
+            "librdkafka settings for source producers only.",
+        )
+        .optional(
+            "consumer",
+            FieldKind::Map,
+            json!({}),
+            "librdkafka settings for sink consumers only.",
+        )
 }
 
 pub(crate) fn validate_worker(value: &Map<String, Json>) -> Result<WorkerConfig, Vec<FieldError>> {
@@ -114,7 +148,9 @@ pub(crate) fn validate_worker(value: &Map<String, Json>) -> Result<WorkerConfig,
     if !errors.is_empty() {
         return Err(errors);
     }
-    config.parse().map_err(|e| vec![FieldError::new("", e.to_string())])
+    config
+        .parse()
+        .map_err(|e| vec![FieldError::new("", e.to_string())])
 }
 
 impl WorkerConfig {
@@ -145,6 +181,10 @@ mod tests {
         let bad = json!({"bootstrap_servers": "h:1", "value_converter": {"type": "avro"}, "kafka": {"x": [1]}});
         let errors = validate_worker(bad.as_object().unwrap()).unwrap_err();
         assert_eq!(errors[0].field, "value_converter.type");
-        assert!(errors[0].message.contains("expected one of json, string, bytes"));
+        assert!(
+            errors[0]
+                .message
+                .contains("expected one of json, string, bytes")
+        );
     }
 }

@@ -11,17 +11,27 @@ static OPTIONAL_BYTES: LazyLock<SchemaRef> = LazyLock::new(|| Arc::new(Schema::b
 pub struct BytesConverter;
 
 impl Converter for BytesConverter {
-    fn from_connect(&self, _schema: Option<&Schema>, value: &Value) -> Result<Option<Vec<u8>>, ConvertError> {
+    fn encode(
+        &self,
+        _schema: Option<&Schema>,
+        value: &Value,
+    ) -> Result<Option<Vec<u8>>, ConvertError> {
         match value {
             Value::Null => Ok(None),
             Value::Bytes(b) => Ok(Some(b.clone())),
             Value::String(s) => Ok(Some(s.as_bytes().to_vec())),
-            other => Err(ConvertError::invalid(format!("bytes converter: expected bytes, got {}", other.type_name()))),
+            other => Err(ConvertError::invalid(format!(
+                "bytes converter: expected bytes, got {}",
+                other.type_name()
+            ))),
         }
     }
 
-    fn to_connect(&self, bytes: Option<&[u8]>) -> Result<(Option<SchemaRef>, Value), ConvertError> {
-        Ok((Some(OPTIONAL_BYTES.clone()), bytes.map_or(Value::Null, |b| Value::Bytes(b.to_vec()))))
+    fn decode(&self, bytes: Option<&[u8]>) -> Result<(Option<SchemaRef>, Value), ConvertError> {
+        Ok((
+            Some(OPTIONAL_BYTES.clone()),
+            bytes.map_or(Value::Null, |b| Value::Bytes(b.to_vec())),
+        ))
     }
 }
 
@@ -32,9 +42,15 @@ mod tests {
     #[test]
     fn bytes_pass_through_and_structs_are_refused() {
         let c = BytesConverter;
-        assert_eq!(c.from_connect(None, &Value::Bytes(vec![0, 255])).unwrap(), Some(vec![0, 255]));
-        assert_eq!(c.to_connect(Some(&[1, 2])).unwrap().1, Value::Bytes(vec![1, 2]));
-        let err = c.from_connect(None, &Value::Int32(1)).unwrap_err();
-        assert_eq!(err.to_string(), "bytes converter: expected bytes, got int32");
+        assert_eq!(
+            c.encode(None, &Value::Bytes(vec![0, 255])).unwrap(),
+            Some(vec![0, 255])
+        );
+        assert_eq!(c.decode(Some(&[1, 2])).unwrap().1, Value::Bytes(vec![1, 2]));
+        let err = c.encode(None, &Value::Int32(1)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bytes converter: expected bytes, got int32"
+        );
     }
 }

@@ -44,12 +44,19 @@ pub struct JsonConverter {
 
 impl JsonConverter {
     pub fn new(schemas: bool, decimal_format: DecimalFormat) -> Self {
-        Self { schemas, decimal_format }
+        Self {
+            schemas,
+            decimal_format,
+        }
     }
 }
 
 impl Converter for JsonConverter {
-    fn from_connect(&self, schema: Option<&Schema>, value: &Value) -> Result<Option<Vec<u8>>, ConvertError> {
+    fn encode(
+        &self,
+        schema: Option<&Schema>,
+        value: &Value,
+    ) -> Result<Option<Vec<u8>>, ConvertError> {
         if schema.is_none() && value.is_null() {
             return Ok(None);
         }
@@ -69,8 +76,10 @@ impl Converter for JsonConverter {
         Ok(Some(out.into_bytes()))
     }
 
-    fn to_connect(&self, bytes: Option<&[u8]>) -> Result<(Option<SchemaRef>, Value), ConvertError> {
-        let Some(bytes) = bytes else { return Ok((None, Value::Null)) };
+    fn decode(&self, bytes: Option<&[u8]>) -> Result<(Option<SchemaRef>, Value), ConvertError> {
+        let Some(bytes) = bytes else {
+            return Ok((None, Value::Null));
+        };
         if bytes.is_empty() && !self.schemas {
             return Ok((None, Value::Null));
         }
@@ -78,9 +87,14 @@ impl Converter for JsonConverter {
         if !self.schemas {
             return Ok((None, read_schemaless(&json)));
         }
-        let Json::Object(envelope) = &json else { return Err(ConvertError::invalid(ENVELOPE_ERROR)) };
-        let (Some(schema_json), Some(payload), 2) = (envelope.get("schema"), envelope.get("payload"), envelope.len())
-        else {
+        let Json::Object(envelope) = &json else {
+            return Err(ConvertError::invalid(ENVELOPE_ERROR));
+        };
+        let (Some(schema_json), Some(payload), 2) = (
+            envelope.get("schema"),
+            envelope.get("payload"),
+            envelope.len(),
+        ) else {
             return Err(ConvertError::invalid(ENVELOPE_ERROR));
         };
         if schema_json.is_null() {
@@ -119,7 +133,11 @@ fn write_schema(out: &mut String, schema: &Schema) -> Result<(), ConvertError> {
     write_schema_object(out, schema, None)
 }
 
-fn write_schema_object(out: &mut String, schema: &Schema, field_name: Option<&str>) -> Result<(), ConvertError> {
+fn write_schema_object(
+    out: &mut String,
+    schema: &Schema,
+    field_name: Option<&str>,
+) -> Result<(), ConvertError> {
     out.push_str("{\"type\":");
     write_str(out, schema.kind.name());
     match schema.kind {
@@ -190,7 +208,11 @@ fn write_f64(out: &mut String, v: f64) {
     if v.is_nan() {
         out.push_str("\"NaN\"");
     } else if v.is_infinite() {
-        out.push_str(if v > 0.0 { "\"Infinity\"" } else { "\"-Infinity\"" });
+        out.push_str(if v > 0.0 {
+            "\"Infinity\""
+        } else {
+            "\"-Infinity\""
+        });
     } else if v.fract() == 0.0 && v.abs() < 1e16 {
         let _ = write!(out, "{v:.1}");
     } else {
@@ -199,12 +221,24 @@ fn write_f64(out: &mut String, v: f64) {
 }
 
 fn mismatch(path: &str, schema: &Schema, value: &Value) -> ConvertError {
-    let at = if path.is_empty() { String::new() } else { format!("{path}: ") };
-    ConvertError::invalid(format!("{at}expected {}, got {}", schema.describe(), value.type_name()))
+    let at = if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}: ")
+    };
+    ConvertError::invalid(format!(
+        "{at}expected {}, got {}",
+        schema.describe(),
+        value.type_name()
+    ))
 }
 
 fn join(path: &str, name: &str) -> String {
-    if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") }
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
 }
 
 fn write_value(
@@ -226,8 +260,14 @@ fn write_value(
             out.push_str("null");
             return Ok(());
         }
-        let at = if path.is_empty() { String::new() } else { format!("{path}: ") };
-        return Err(ConvertError::invalid(format!("{at}null value for a required field with no default")));
+        let at = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}: ")
+        };
+        return Err(ConvertError::invalid(format!(
+            "{at}null value for a required field with no default"
+        )));
     }
     match (schema.kind, value) {
         (SchemaType::Bytes, Value::Decimal(d)) if schema.is_logical(logical::DECIMAL) => {
@@ -271,7 +311,13 @@ fn write_value(
                 if i > 0 {
                     out.push(',');
                 }
-                write_value(out, Some(item_schema), item, decimals, &format!("{path}[{i}]"))?;
+                write_value(
+                    out,
+                    Some(item_schema),
+                    item,
+                    decimals,
+                    &format!("{path}[{i}]"),
+                )?;
             }
             out.push(']');
         }
@@ -285,7 +331,9 @@ fn write_value(
                     out.push(',');
                 }
                 if object_form {
-                    let Value::String(k) = k else { return Err(mismatch(&join(path, "<key>"), key_schema, k)) };
+                    let Value::String(k) = k else {
+                        return Err(mismatch(&join(path, "<key>"), key_schema, k));
+                    };
                     write_str(out, k);
                     out.push(':');
                     write_value(out, Some(value_schema), v, decimals, &join(path, k))?;
@@ -301,7 +349,10 @@ fn write_value(
         }
         (SchemaType::Struct, Value::Struct(s)) => {
             if let Some((name, _)) = s.iter().find(|(name, _)| schema.field(name).is_none()) {
-                return Err(ConvertError::invalid(format!("{}: field is not in the schema", join(path, name))));
+                return Err(ConvertError::invalid(format!(
+                    "{}: field is not in the schema",
+                    join(path, name)
+                )));
             }
             out.push('{');
             for (i, field) in schema.fields.iter().enumerate() {
@@ -311,7 +362,13 @@ fn write_value(
                 write_str(out, &field.name);
                 out.push(':');
                 let v = s.get(&field.name).unwrap_or(&Value::Null);
-                write_value(out, Some(&field.schema), v, decimals, &join(path, &field.name))?;
+                write_value(
+                    out,
+                    Some(&field.schema),
+                    v,
+                    decimals,
+                    &join(path, &field.name),
+                )?;
             }
             out.push('}');
         }
@@ -399,31 +456,50 @@ fn bad(path: &str, message: impl std::fmt::Display) -> ConvertError {
 }
 
 fn read_schema(json: &Json, path: &str) -> Result<Schema, ConvertError> {
-    let Json::Object(obj) = json else { return Err(bad(path, "expected a schema object")) };
-    let type_name = obj.get("type").and_then(Json::as_str).ok_or_else(|| bad(path, "schema has no string `type`"))?;
-    let kind = SchemaType::from_name(type_name).ok_or_else(|| bad(path, format!("unknown schema type `{type_name}`")))?;
+    let Json::Object(obj) = json else {
+        return Err(bad(path, "expected a schema object"));
+    };
+    let type_name = obj
+        .get("type")
+        .and_then(Json::as_str)
+        .ok_or_else(|| bad(path, "schema has no string `type`"))?;
+    let kind = SchemaType::from_name(type_name)
+        .ok_or_else(|| bad(path, format!("unknown schema type `{type_name}`")))?;
     let mut schema = Schema::of(kind);
     schema.optional = obj.get("optional").and_then(Json::as_bool).unwrap_or(false);
     schema.name = obj.get("name").and_then(Json::as_str).map(str::to_owned);
-    schema.version = obj.get("version").and_then(Json::as_i64).and_then(|v| i32::try_from(v).ok());
+    schema.version = obj
+        .get("version")
+        .and_then(Json::as_i64)
+        .and_then(|v| i32::try_from(v).ok());
     schema.doc = obj.get("doc").and_then(Json::as_str).map(str::to_owned);
     if let Some(params) = obj.get("parameters") {
-        let Json::Object(params) = params else { return Err(bad(path, "schema parameters must be an object")) };
+        let Json::Object(params) = params else {
+            return Err(bad(path, "schema parameters must be an object"));
+        };
         let mut map = BTreeMap::new();
         for (k, v) in params {
-            let v = v.as_str().ok_or_else(|| bad(path, "schema parameters must have string values"))?;
+            let v = v
+                .as_str()
+                .ok_or_else(|| bad(path, "schema parameters must have string values"))?;
             map.insert(k.clone(), v.to_owned());
         }
         schema.parameters = map;
     }
     match kind {
         SchemaType::Array => {
-            let items = obj.get("items").ok_or_else(|| bad(path, "array schema has no `items`"))?;
+            let items = obj
+                .get("items")
+                .ok_or_else(|| bad(path, "array schema has no `items`"))?;
             schema.value_schema = Some(Arc::new(read_schema(items, &format!("{path}.items"))?));
         }
         SchemaType::Map => {
-            let keys = obj.get("keys").ok_or_else(|| bad(path, "map schema has no `keys`"))?;
-            let values = obj.get("values").ok_or_else(|| bad(path, "map schema has no `values`"))?;
+            let keys = obj
+                .get("keys")
+                .ok_or_else(|| bad(path, "map schema has no `keys`"))?;
+            let values = obj
+                .get("values")
+                .ok_or_else(|| bad(path, "map schema has no `values`"))?;
             schema.key_schema = Some(Arc::new(read_schema(keys, &format!("{path}.keys"))?));
             schema.value_schema = Some(Arc::new(read_schema(values, &format!("{path}.values"))?));
         }
@@ -434,7 +510,10 @@ fn read_schema(json: &Json, path: &str) -> Result<Schema, ConvertError> {
             let mut builder = Schema::struct_builder();
             for (i, f) in fields.iter().enumerate() {
                 let fpath = format!("{path}.fields[{i}]");
-                let name = f.get("field").and_then(Json::as_str).ok_or_else(|| bad(&fpath, "field has no `field` name"))?;
+                let name = f
+                    .get("field")
+                    .and_then(Json::as_str)
+                    .ok_or_else(|| bad(&fpath, "field has no `field` name"))?;
                 builder = builder.field(name, read_schema(f, &fpath)?);
             }
             schema.fields = builder.build().fields;
@@ -460,7 +539,9 @@ fn expected(path: &str, schema: &Schema, json: &Json) -> ConvertError {
 }
 
 fn read_int<T: TryFrom<i64>>(path: &str, schema: &Schema, json: &Json) -> Result<T, ConvertError> {
-    json.as_i64().and_then(|v| T::try_from(v).ok()).ok_or_else(|| expected(path, schema, json))
+    json.as_i64()
+        .and_then(|v| T::try_from(v).ok())
+        .ok_or_else(|| expected(path, schema, json))
 }
 
 fn read_float(path: &str, schema: &Schema, json: &Json) -> Result<f64, ConvertError> {
@@ -481,43 +562,70 @@ fn read_value(schema: &Schema, json: &Json, path: &str) -> Result<Value, Convert
         if schema.optional {
             return Ok(Value::Null);
         }
-        return Err(bad(path, format!("null for a required {} field", schema.describe())));
+        return Err(bad(
+            path,
+            format!("null for a required {} field", schema.describe()),
+        ));
     }
     Ok(match schema.kind {
         SchemaType::Int8 => Value::Int8(read_int(path, schema, json)?),
         SchemaType::Int16 => Value::Int16(read_int(path, schema, json)?),
-        SchemaType::Int32 if schema.is_logical(logical::DATE) => Value::Date(read_int(path, schema, json)?),
-        SchemaType::Int32 if schema.is_logical(logical::TIME) => Value::Time(read_int(path, schema, json)?),
+        SchemaType::Int32 if schema.is_logical(logical::DATE) => {
+            Value::Date(read_int(path, schema, json)?)
+        }
+        SchemaType::Int32 if schema.is_logical(logical::TIME) => {
+            Value::Time(read_int(path, schema, json)?)
+        }
         SchemaType::Int32 => Value::Int32(read_int(path, schema, json)?),
-        SchemaType::Int64 if schema.is_logical(logical::TIMESTAMP) => Value::Timestamp(read_int(path, schema, json)?),
+        SchemaType::Int64 if schema.is_logical(logical::TIMESTAMP) => {
+            Value::Timestamp(read_int(path, schema, json)?)
+        }
         SchemaType::Int64 => Value::Int64(read_int(path, schema, json)?),
         SchemaType::Float32 => Value::Float32(read_float(path, schema, json)? as f32),
         SchemaType::Float64 => Value::Float64(read_float(path, schema, json)?),
-        SchemaType::Boolean => Value::Boolean(json.as_bool().ok_or_else(|| expected(path, schema, json))?),
-        SchemaType::String => Value::String(json.as_str().ok_or_else(|| expected(path, schema, json))?.to_owned()),
+        SchemaType::Boolean => {
+            Value::Boolean(json.as_bool().ok_or_else(|| expected(path, schema, json))?)
+        }
+        SchemaType::String => Value::String(
+            json.as_str()
+                .ok_or_else(|| expected(path, schema, json))?
+                .to_owned(),
+        ),
         SchemaType::Bytes if schema.is_logical(logical::DECIMAL) => {
             let scale = schema
                 .decimal_scale()
                 .ok_or_else(|| bad(path, "Decimal schema has no integer `scale` parameter"))?;
             match json {
                 Json::String(s) => {
-                    let bytes = BASE64.decode(s).map_err(|e| bad(path, format!("invalid base64 Decimal: {e}")))?;
+                    let bytes = BASE64
+                        .decode(s)
+                        .map_err(|e| bad(path, format!("invalid base64 Decimal: {e}")))?;
                     Value::Decimal(Decimal::from_bytes(&bytes, scale))
                 }
                 Json::Number(n) => Value::Decimal(
-                    Decimal::parse(&n.to_string()).ok_or_else(|| bad(path, format!("invalid Decimal number {n}")))?,
+                    Decimal::parse(&n.to_string())
+                        .ok_or_else(|| bad(path, format!("invalid Decimal number {n}")))?,
                 ),
                 _ => return Err(expected(path, schema, json)),
             }
         }
         SchemaType::Bytes => {
             let s = json.as_str().ok_or_else(|| expected(path, schema, json))?;
-            Value::Bytes(BASE64.decode(s).map_err(|e| bad(path, format!("invalid base64: {e}")))?)
+            Value::Bytes(
+                BASE64
+                    .decode(s)
+                    .map_err(|e| bad(path, format!("invalid base64: {e}")))?,
+            )
         }
         SchemaType::Array => {
             let item_schema = child(schema.value_schema.as_deref(), "array items")?;
-            let Json::Array(items) = json else { return Err(expected(path, schema, json)) };
-            let values = items.iter().enumerate().map(|(i, item)| read_value(item_schema, item, &format!("{path}[{i}]")));
+            let Json::Array(items) = json else {
+                return Err(expected(path, schema, json));
+            };
+            let values = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| read_value(item_schema, item, &format!("{path}[{i}]")));
             Value::Array(values.collect::<Result<_, _>>()?)
         }
         SchemaType::Map => {
@@ -526,7 +634,12 @@ fn read_value(schema: &Schema, json: &Json, path: &str) -> Result<Value, Convert
             match json {
                 Json::Object(obj) if key_schema.kind == SchemaType::String => Value::Map(
                     obj.iter()
-                        .map(|(k, v)| Ok((Value::String(k.clone()), read_value(value_schema, v, &join(path, k))?)))
+                        .map(|(k, v)| {
+                            Ok((
+                                Value::String(k.clone()),
+                                read_value(value_schema, v, &join(path, k))?,
+                            ))
+                        })
                         .collect::<Result<_, ConvertError>>()?,
                 ),
                 Json::Array(pairs) => Value::Map(
@@ -545,11 +658,16 @@ fn read_value(schema: &Schema, json: &Json, path: &str) -> Result<Value, Convert
             }
         }
         SchemaType::Struct => {
-            let Json::Object(obj) = json else { return Err(expected(path, schema, json)) };
+            let Json::Object(obj) = json else {
+                return Err(expected(path, schema, json));
+            };
             let mut s = Struct::new();
             for field in &schema.fields {
                 let v = obj.get(&field.name).unwrap_or(&Json::Null);
-                s.put(field.name.clone(), read_value(&field.schema, v, &join(path, &field.name))?);
+                s.put(
+                    field.name.clone(),
+                    read_value(&field.schema, v, &join(path, &field.name))?,
+                );
             }
             Value::Struct(s)
         }
@@ -562,12 +680,17 @@ fn read_schemaless(json: &Json) -> Value {
     match json {
         Json::Null => Value::Null,
         Json::Bool(b) => Value::Boolean(*b),
-        Json::Number(n) => n.as_i64().map_or_else(|| Value::Float64(n.as_f64().unwrap_or(f64::NAN)), Value::Int64),
+        Json::Number(n) => n.as_i64().map_or_else(
+            || Value::Float64(n.as_f64().unwrap_or(f64::NAN)),
+            Value::Int64,
+        ),
         Json::String(s) => Value::String(s.clone()),
         Json::Array(items) => Value::Array(items.iter().map(read_schemaless).collect()),
-        Json::Object(obj) => {
-            Value::Map(obj.iter().map(|(k, v)| (Value::String(k.clone()), read_schemaless(v))).collect())
-        }
+        Json::Object(obj) => Value::Map(
+            obj.iter()
+                .map(|(k, v)| (Value::String(k.clone()), read_schemaless(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -586,7 +709,7 @@ mod tests {
     #[test]
     fn decimal_matches_kafka_connect() {
         let value = Value::Decimal(Decimal::new(156.into(), 2));
-        let out = on().from_connect(Some(&Schema::decimal(2)), &value).unwrap();
+        let out = on().encode(Some(&Schema::decimal(2)), &value).unwrap();
         assert_eq!(
             text(out),
             r#"{"schema":{"type":"bytes","optional":false,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2"}},"payload":"AJw="}"#
@@ -596,9 +719,16 @@ mod tests {
     #[test]
     fn struct_field_name_comes_last_and_defaults_apply() {
         let schema = Schema::struct_builder()
-            .field("field1", Schema::string().optional().with_default(Value::String("default".into())))
+            .field(
+                "field1",
+                Schema::string()
+                    .optional()
+                    .with_default(Value::String("default".into())),
+            )
             .build();
-        let out = on().from_connect(Some(&schema), &Value::Struct(Struct::new())).unwrap();
+        let out = on()
+            .encode(Some(&schema), &Value::Struct(Struct::new()))
+            .unwrap();
         assert_eq!(
             text(out),
             r#"{"schema":{"type":"struct","fields":[{"type":"string","optional":true,"default":"default","field":"field1"}],"optional":false},"payload":{"field1":"default"}}"#
@@ -607,15 +737,17 @@ mod tests {
 
     #[test]
     fn nulls_and_tombstones() {
-        assert_eq!(on().from_connect(None, &Value::Null).unwrap(), None);
+        assert_eq!(on().encode(None, &Value::Null).unwrap(), None);
         let optional = Schema::int32().optional();
         assert_eq!(
-            text(on().from_connect(Some(&optional), &Value::Null).unwrap()),
+            text(on().encode(Some(&optional), &Value::Null).unwrap()),
             r#"{"schema":{"type":"int32","optional":true},"payload":null}"#
         );
-        let err = on().from_connect(Some(&Schema::int32()), &Value::Null).unwrap_err();
+        let err = on()
+            .encode(Some(&Schema::int32()), &Value::Null)
+            .unwrap_err();
         assert!(err.to_string().contains("null value for a required field"));
-        assert_eq!(on().to_connect(None).unwrap(), (None, Value::Null));
+        assert_eq!(on().decode(None).unwrap(), (None, Value::Null));
     }
 
     #[test]
@@ -628,36 +760,52 @@ mod tests {
             .build();
         let value = Value::Struct(
             Struct::new()
-                .with("m", Value::Map(vec![(Value::Int32(1), Value::String("x".into()))]))
-                .with("a", Value::Array(vec![Value::Float32(12.34), Value::Float32(12.0)]))
+                .with(
+                    "m",
+                    Value::Map(vec![(Value::Int32(1), Value::String("x".into()))]),
+                )
+                .with(
+                    "a",
+                    Value::Array(vec![Value::Float32(12.34), Value::Float32(12.0)]),
+                )
                 .with("d", 1.5f64)
                 .with("s", "q\"\\\n\u{1}"),
         );
         let c = JsonConverter::new(false, DecimalFormat::Base64);
-        let out = text(c.from_connect(Some(&schema), &value).unwrap());
-        assert_eq!(out, r#"{"m":[[1,"x"]],"a":[12.34,12.0],"d":1.5,"s":"q\"\\\n\u0001"}"#);
-        let back = on().to_connect(on().from_connect(Some(&schema), &value).unwrap().as_deref()).unwrap();
+        let out = text(c.encode(Some(&schema), &value).unwrap());
+        assert_eq!(
+            out,
+            r#"{"m":[[1,"x"]],"a":[12.34,12.0],"d":1.5,"s":"q\"\\\n\u0001"}"#
+        );
+        let back = on()
+            .decode(on().encode(Some(&schema), &value).unwrap().as_deref())
+            .unwrap();
         assert_eq!(back.1, value);
         assert_eq!(back.0.as_deref(), Some(&schema));
     }
 
     #[test]
     fn envelope_errors_say_what_to_do() {
-        let err = on().to_connect(Some(br#"{"a":1}"#)).unwrap_err();
+        let err = on().decode(Some(br#"{"a":1}"#)).unwrap_err();
         assert!(err.to_string().contains("schemas: false"));
-        let err = on().to_connect(Some(b"{not json")).unwrap_err();
+        let err = on().decode(Some(b"{not json")).unwrap_err();
         assert!(err.to_string().starts_with("invalid JSON"));
-        let schemaless = JsonConverter::new(false, DecimalFormat::Base64).to_connect(Some(br#"{"a":1,"b":2.5}"#)).unwrap();
+        let schemaless = JsonConverter::new(false, DecimalFormat::Base64)
+            .decode(Some(br#"{"a":1,"b":2.5}"#))
+            .unwrap();
         assert_eq!(
             schemaless.1,
-            Value::Map(vec![(Value::String("a".into()), Value::Int64(1)), (Value::String("b".into()), Value::Float64(2.5))])
+            Value::Map(vec![
+                (Value::String("a".into()), Value::Int64(1)),
+                (Value::String("b".into()), Value::Float64(2.5))
+            ])
         );
     }
 
     #[test]
     fn wrong_payload_types_name_the_path() {
         let schema_json = r#"{"schema":{"type":"struct","fields":[{"type":"int32","optional":false,"field":"n"}],"optional":false},"payload":{"n":"x"}}"#;
-        let err = on().to_connect(Some(schema_json.as_bytes())).unwrap_err();
+        let err = on().decode(Some(schema_json.as_bytes())).unwrap_err();
         assert_eq!(err.to_string(), "payload.n: expected int32, got string");
     }
 }

@@ -32,10 +32,14 @@ impl ConvertError {
 /// Turns values into bytes and back.
 pub trait Converter: Send + Sync {
     /// Serializes a value; `None` is a null payload (a tombstone for values).
-    fn from_connect(&self, schema: Option<&Schema>, value: &Value) -> Result<Option<Vec<u8>>, ConvertError>;
+    fn encode(
+        &self,
+        schema: Option<&Schema>,
+        value: &Value,
+    ) -> Result<Option<Vec<u8>>, ConvertError>;
 
     /// Deserializes bytes into a value and, when the format carries one, its schema.
-    fn to_connect(&self, bytes: Option<&[u8]>) -> Result<(Option<SchemaRef>, Value), ConvertError>;
+    fn decode(&self, bytes: Option<&[u8]>) -> Result<(Option<SchemaRef>, Value), ConvertError>;
 }
 
 /// Which converter.

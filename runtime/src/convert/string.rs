@@ -4,14 +4,19 @@ use sluice_connector_api::{Schema, SchemaRef, Value};
 
 use super::{ConvertError, Converter};
 
-static OPTIONAL_STRING: LazyLock<SchemaRef> = LazyLock::new(|| Arc::new(Schema::string().optional()));
+static OPTIONAL_STRING: LazyLock<SchemaRef> =
+    LazyLock::new(|| Arc::new(Schema::string().optional()));
 
 /// UTF-8 text. Non-string values are written as their text (`42`, `true`, `12.50`).
 #[derive(Debug, Clone, Copy)]
 pub struct StringConverter;
 
 impl Converter for StringConverter {
-    fn from_connect(&self, _schema: Option<&Schema>, value: &Value) -> Result<Option<Vec<u8>>, ConvertError> {
+    fn encode(
+        &self,
+        _schema: Option<&Schema>,
+        value: &Value,
+    ) -> Result<Option<Vec<u8>>, ConvertError> {
         Ok(match value {
             Value::Null => None,
             Value::String(s) => Some(s.as_bytes().to_vec()),
@@ -20,11 +25,17 @@ impl Converter for StringConverter {
         })
     }
 
-    fn to_connect(&self, bytes: Option<&[u8]>) -> Result<(Option<SchemaRef>, Value), ConvertError> {
-        let Some(bytes) = bytes else { return Ok((Some(OPTIONAL_STRING.clone()), Value::Null)) };
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| ConvertError::invalid(format!("string converter: bytes are not valid UTF-8: {e}")))?;
-        Ok((Some(OPTIONAL_STRING.clone()), Value::String(text.to_owned())))
+    fn decode(&self, bytes: Option<&[u8]>) -> Result<(Option<SchemaRef>, Value), ConvertError> {
+        let Some(bytes) = bytes else {
+            return Ok((Some(OPTIONAL_STRING.clone()), Value::Null));
+        };
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            ConvertError::invalid(format!("string converter: bytes are not valid UTF-8: {e}"))
+        })?;
+        Ok((
+            Some(OPTIONAL_STRING.clone()),
+            Value::String(text.to_owned()),
+        ))
     }
 }
 
@@ -35,10 +46,21 @@ mod tests {
     #[test]
     fn strings_round_trip_and_bad_utf8_is_an_error() {
         let c = StringConverter;
-        let bytes = c.from_connect(None, &Value::String("héllo".into())).unwrap();
-        assert_eq!(c.to_connect(bytes.as_deref()).unwrap().1, Value::String("héllo".into()));
-        assert_eq!(c.from_connect(None, &Value::Int64(42)).unwrap(), Some(b"42".to_vec()));
-        assert_eq!(c.from_connect(None, &Value::Null).unwrap(), None);
-        assert!(c.to_connect(Some(&[0xff, 0xfe])).unwrap_err().to_string().contains("not valid UTF-8"));
+        let bytes = c.encode(None, &Value::String("héllo".into())).unwrap();
+        assert_eq!(
+            c.decode(bytes.as_deref()).unwrap().1,
+            Value::String("héllo".into())
+        );
+        assert_eq!(
+            c.encode(None, &Value::Int64(42)).unwrap(),
+            Some(b"42".to_vec())
+        );
+        assert_eq!(c.encode(None, &Value::Null).unwrap(), None);
+        assert!(
+            c.decode(Some(&[0xff, 0xfe]))
+                .unwrap_err()
+                .to_string()
+                .contains("not valid UTF-8")
+        );
     }
 }

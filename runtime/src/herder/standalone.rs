@@ -36,13 +36,20 @@ impl Standalone {
                 file: String::new(),
                 document: None,
                 field: "name".to_owned(),
-                message: format!("connector name `{}` is used by more than one pipeline", p.settings.name),
+                message: format!(
+                    "connector name `{}` is used by more than one pipeline",
+                    p.settings.name
+                ),
             })
             .collect();
         if !duplicates.is_empty() {
             return Err(Error::Config(duplicates));
         }
-        Ok(Self { worker, pipelines, status: StatusBoard::default() })
+        Ok(Self {
+            worker,
+            pipelines,
+            status: StatusBoard::default(),
+        })
     }
 
     pub fn status(&self) -> StatusBoard {
@@ -52,11 +59,14 @@ impl Standalone {
     /// Runs until `cancel` fires (then stops cleanly within the shutdown timeout) or every task
     /// has failed.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), Error> {
-        let store: Arc<dyn OffsetStore> = Arc::new(FileOffsetStore::open(&self.worker.offsets_file).await?);
+        let store: Arc<dyn OffsetStore> =
+            Arc::new(FileOffsetStore::open(&self.worker.offsets_file).await?);
         let mut tasks = JoinSet::new();
         let mut connectors = Vec::new();
         for pipeline in &self.pipelines {
-            let started = self.start_connector(pipeline, &store, &cancel, &mut tasks).await?;
+            let started = self
+                .start_connector(pipeline, &store, &cancel, &mut tasks)
+                .await?;
             connectors.push((pipeline.settings.name.clone(), started));
         }
         let total = tasks.len();
@@ -107,21 +117,39 @@ impl Standalone {
         tasks: &mut JoinSet<bool>,
     ) -> Result<Started, Error> {
         let name = pipeline.settings.name.clone();
-        let connector_error = |source| Error::Connector { connector: name.clone(), source };
-        let key_converter = pipeline.settings.key_converter.as_ref().unwrap_or(&self.worker.key_converter).build();
-        let value_converter =
-            pipeline.settings.value_converter.as_ref().unwrap_or(&self.worker.value_converter).build();
+        let connector_error = |source| Error::Connector {
+            connector: name.clone(),
+            source,
+        };
+        let key_converter = pipeline
+            .settings
+            .key_converter
+            .as_ref()
+            .unwrap_or(&self.worker.key_converter)
+            .build();
+        let value_converter = pipeline
+            .settings
+            .value_converter
+            .as_ref()
+            .unwrap_or(&self.worker.value_converter)
+            .build();
         let flush_interval = Duration::from_millis(self.worker.offset_flush_interval);
         let shutdown_timeout = Duration::from_millis(self.worker.shutdown_timeout);
         match &pipeline.plugin {
             Plugin::Source(plugin) => {
                 let mut connector = plugin.connector();
-                connector.start(&pipeline.config).await.map_err(connector_error)?;
-                let task_configs = connector.task_configs(pipeline.settings.tasks).map_err(connector_error)?;
+                connector
+                    .start(&pipeline.config)
+                    .await
+                    .map_err(connector_error)?;
+                let task_configs = connector
+                    .task_configs(pipeline.settings.tasks)
+                    .map_err(connector_error)?;
                 info!(connector = %name, tasks = task_configs.len(), "source connector started");
                 for (id, config) in task_configs.into_iter().enumerate() {
                     let id = id as u32;
-                    let producer = kafka::source_producer(&self.worker, &format!("sluice-{name}-{id}"))?;
+                    let producer =
+                        kafka::source_producer(&self.worker, &format!("sluice-{name}-{id}"))?;
                     let runner = SourceTaskRunner {
                         connector: name.clone(),
                         task_id: id,
@@ -142,13 +170,23 @@ impl Standalone {
             }
             Plugin::Sink(plugin) => {
                 let mut connector = plugin.connector();
-                connector.start(&pipeline.config).await.map_err(connector_error)?;
-                let task_configs = connector.task_configs(pipeline.settings.tasks).map_err(connector_error)?;
+                connector
+                    .start(&pipeline.config)
+                    .await
+                    .map_err(connector_error)?;
+                let task_configs = connector
+                    .task_configs(pipeline.settings.tasks)
+                    .map_err(connector_error)?;
                 info!(connector = %name, tasks = task_configs.len(), "sink connector started");
                 for (id, config) in task_configs.into_iter().enumerate() {
                     let id = id as u32;
                     let topics = sink_topics(&config).map_err(|m| {
-                        Error::Config(vec![Problem { file: String::new(), document: None, field: "config.topics".into(), message: m }])
+                        Error::Config(vec![Problem {
+                            file: String::new(),
+                            document: None,
+                            field: "config.topics".into(),
+                            message: m,
+                        }])
                     })?;
                     let (consumer, rebalances) =
                         kafka::sink_consumer(&self.worker, &name, &format!("sluice-{name}-{id}"))?;
@@ -210,7 +248,12 @@ fn sink_topics(config: &ConnectorConfig) -> Result<Vec<String>, String> {
     let topics: Vec<String> = config
         .get("topics")
         .and_then(|t| t.as_array())
-        .map(|items| items.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     if topics.is_empty() {
         return Err("a sink needs a non-empty `topics` list".to_owned());

@@ -30,11 +30,24 @@ pub struct StatusBoard {
 
 impl StatusBoard {
     pub fn set(&self, connector: &str, task: u32, state: State, trace: Option<String>) {
-        let status = TaskStatus { connector: connector.to_owned(), task, state, trace };
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).insert((connector.to_owned(), task), status);
+        let status = TaskStatus {
+            connector: connector.to_owned(),
+            task,
+            state,
+            trace,
+        };
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((connector.to_owned(), task), status);
     }
 
     pub fn all(&self) -> Vec<TaskStatus> {
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 }

@@ -22,7 +22,10 @@ pub(crate) struct RebalanceForwarder {
 }
 
 fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
-    list.elements().iter().map(|e| TopicPartition::new(e.topic(), e.partition())).collect()
+    list.elements()
+        .iter()
+        .map(|e| TopicPartition::new(e.topic(), e.partition()))
+        .collect()
 }
 
 impl ClientContext for RebalanceForwarder {}
@@ -52,7 +55,10 @@ pub(crate) fn sink_consumer(
 ) -> Result<(SinkConsumer, mpsc::Receiver<RebalanceEvent>), KafkaError> {
     let mut config = base_config(worker, &worker.consumer, client_id);
     config.set("group.id", format!("connect-{connector}"));
-    for (key, default) in [("auto.offset.reset", "earliest"), ("partition.assignment.strategy", "cooperative-sticky")] {
+    for (key, default) in [
+        ("auto.offset.reset", "earliest"),
+        ("partition.assignment.strategy", "cooperative-sticky"),
+    ] {
         if config.get(key).is_none() {
             config.set(key, default);
         }

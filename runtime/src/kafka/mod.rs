@@ -7,9 +7,9 @@ mod consumer;
 use std::collections::BTreeMap;
 
 use rdkafka::ClientConfig;
-use serde_json::Value as Json;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
+use serde_json::Value as Json;
 use tracing::warn;
 
 use crate::config::WorkerConfig;
@@ -19,9 +19,16 @@ pub(crate) use consumer::{RebalanceEvent, SinkConsumer, sink_consumer};
 /// Producer settings the no-loss guarantee depends on.
 const PRODUCER_GUARANTEES: &[(&str, &str)] = &[("enable.idempotence", "true"), ("acks", "all")];
 /// Consumer settings the no-loss guarantee depends on: offsets are committed by the task loop only.
-const CONSUMER_GUARANTEES: &[(&str, &str)] = &[("enable.auto.commit", "false"), ("enable.auto.offset.store", "false")];
+const CONSUMER_GUARANTEES: &[(&str, &str)] = &[
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+];
 
-fn base_config(worker: &WorkerConfig, specific: &BTreeMap<String, Json>, client_id: &str) -> ClientConfig {
+fn base_config(
+    worker: &WorkerConfig,
+    specific: &BTreeMap<String, Json>,
+    client_id: &str,
+) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &worker.bootstrap_servers);
     config.set("client.id", client_id);
@@ -34,14 +41,20 @@ fn base_config(worker: &WorkerConfig, specific: &BTreeMap<String, Json>, client_
 fn enforce(config: &mut ClientConfig, guarantees: &[(&str, &str)]) {
     for (key, required) in guarantees {
         if let Some(given) = config.get(key).filter(|given| given != required) {
-            warn!(setting = key, given, required, "ignoring a kafka setting that would break delivery guarantees");
+            warn!(
+                setting = key,
+                given, required, "ignoring a kafka setting that would break delivery guarantees"
+            );
         }
         config.set(*key, *required);
     }
 }
 
 /// An idempotent producer with `acks=all` for one source task.
-pub(crate) fn source_producer(worker: &WorkerConfig, client_id: &str) -> Result<FutureProducer, KafkaError> {
+pub(crate) fn source_producer(
+    worker: &WorkerConfig,
+    client_id: &str,
+) -> Result<FutureProducer, KafkaError> {
     let mut config = base_config(worker, &worker.producer, client_id);
     if config.get("linger.ms").is_none() {
         config.set("linger.ms", "5");

@@ -31,13 +31,25 @@ pub enum StorageError {
 /// `["<connector>", {source partition}]` -> `{source offset}`.
 #[async_trait]
 pub trait OffsetStore: Send + Sync {
-    async fn get(&self, connector: &str, partition: &SourcePartition) -> Result<Option<SourceOffset>, StorageError>;
+    async fn get(
+        &self,
+        connector: &str,
+        partition: &SourcePartition,
+    ) -> Result<Option<SourceOffset>, StorageError>;
 
     /// Stores the offsets durably; returns only once they survive a crash.
-    async fn put(&self, connector: &str, offsets: &[(SourcePartition, SourceOffset)]) -> Result<(), StorageError>;
+    async fn put(
+        &self,
+        connector: &str,
+        offsets: &[(SourcePartition, SourceOffset)],
+    ) -> Result<(), StorageError>;
 }
 
 /// The key Kafka Connect uses for a source partition: `["<connector>",{partition}]`.
 pub fn offset_key(connector: &str, partition: &SourcePartition) -> String {
-    serde_json::Value::Array(vec![connector.into(), serde_json::Value::Object(partition.clone())]).to_string()
+    serde_json::Value::Array(vec![
+        connector.into(),
+        serde_json::Value::Object(partition.clone()),
+    ])
+    .to_string()
 }

@@ -37,7 +37,10 @@ impl FileOffsetStore {
         let path = path.into();
         let read_path = path.clone();
         let entries = tokio::task::spawn_blocking(move || read(&read_path)).await??;
-        Ok(Self { path, entries: Mutex::new(entries) })
+        Ok(Self {
+            path,
+            entries: Mutex::new(entries),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -49,19 +52,39 @@ fn read(path: &Path) -> Result<BTreeMap<String, Entry>, StorageError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(source) => return Err(StorageError::Io { action: "read", path: path.display().to_string(), source }),
+        Err(source) => {
+            return Err(StorageError::Io {
+                action: "read",
+                path: path.display().to_string(),
+                source,
+            });
+        }
     };
-    let layout: FileLayout = serde_json::from_slice(&bytes)
-        .map_err(|source| StorageError::Corrupt { path: path.display().to_string(), source })?;
-    Ok(layout.offsets.into_iter().map(|e| (e.key.to_string(), e)).collect())
+    let layout: FileLayout =
+        serde_json::from_slice(&bytes).map_err(|source| StorageError::Corrupt {
+            path: path.display().to_string(),
+            source,
+        })?;
+    Ok(layout
+        .offsets
+        .into_iter()
+        .map(|e| (e.key.to_string(), e))
+        .collect())
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     let io = |action: &'static str, p: &Path| {
         let p = p.display().to_string();
-        move |source| StorageError::Io { action, path: p, source }
+        move |source| StorageError::Io {
+            action,
+            path: p,
+            source,
+        }
     };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
     let tmp = path.with_extension("json.tmp");
     let mut file = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
@@ -69,28 +92,51 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     file.sync_all().map_err(io("fsync", &tmp))?;
     drop(file);
     std::fs::rename(&tmp, path).map_err(io("rename onto", path))?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsync", dir))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("fsync", dir))?;
     Ok(())
 }
 
 #[async_trait]
 impl OffsetStore for FileOffsetStore {
-    async fn get(&self, connector: &str, partition: &SourcePartition) -> Result<Option<SourceOffset>, StorageError> {
+    async fn get(
+        &self,
+        connector: &str,
+        partition: &SourcePartition,
+    ) -> Result<Option<SourceOffset>, StorageError> {
         let entries = self.entries.lock().await;
-        Ok(entries.get(&offset_key(connector, partition)).map(|e| e.value.clone()))
+        Ok(entries
+            .get(&offset_key(connector, partition))
+            .map(|e| e.value.clone()))
     }
 
-    async fn put(&self, connector: &str, offsets: &[(SourcePartition, SourceOffset)]) -> Result<(), StorageError> {
+    async fn put(
+        &self,
+        connector: &str,
+        offsets: &[(SourcePartition, SourceOffset)],
+    ) -> Result<(), StorageError> {
         // The lock is held across the write so concurrent flushes from several tasks are applied
         // to the file in the order they change the map.
         let mut entries = self.entries.lock().await;
         for (partition, offset) in offsets {
             let key = Json::Array(vec![connector.into(), Json::Object(partition.clone())]);
-            entries.insert(key.to_string(), Entry { key, value: offset.clone() });
+            entries.insert(
+                key.to_string(),
+                Entry {
+                    key,
+                    value: offset.clone(),
+                },
+            );
         }
-        let layout = FileLayout { version: 1, offsets: entries.values().cloned().collect() };
-        let bytes = serde_json::to_vec_pretty(&layout)
-            .map_err(|source| StorageError::Corrupt { path: self.path.display().to_string(), source })?;
+        let layout = FileLayout {
+            version: 1,
+            offsets: entries.values().cloned().collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&layout).map_err(|source| StorageError::Corrupt {
+            path: self.path.display().to_string(),
+            source,
+        })?;
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || write_atomically(&path, &bytes)).await??;
         Ok(())
@@ -112,13 +158,28 @@ mod tests {
         let path = dir.path().join("sub/offsets.json");
         let store = FileOffsetStore::open(&path).await.unwrap();
         let p = map(json!({"filename": "a.txt"}));
-        store.put("c1", &[(p.clone(), map(json!({"position": 10})))]).await.unwrap();
-        store.put("c1", &[(p.clone(), map(json!({"position": 20})))]).await.unwrap();
-        store.put("c2", &[(p.clone(), map(json!({"position": 5})))]).await.unwrap();
+        store
+            .put("c1", &[(p.clone(), map(json!({"position": 10})))])
+            .await
+            .unwrap();
+        store
+            .put("c1", &[(p.clone(), map(json!({"position": 20})))])
+            .await
+            .unwrap();
+        store
+            .put("c2", &[(p.clone(), map(json!({"position": 5})))])
+            .await
+            .unwrap();
 
         let reopened = FileOffsetStore::open(&path).await.unwrap();
-        assert_eq!(reopened.get("c1", &p).await.unwrap(), Some(map(json!({"position": 20}))));
-        assert_eq!(reopened.get("c2", &p).await.unwrap(), Some(map(json!({"position": 5}))));
+        assert_eq!(
+            reopened.get("c1", &p).await.unwrap(),
+            Some(map(json!({"position": 20})))
+        );
+        assert_eq!(
+            reopened.get("c2", &p).await.unwrap(),
+            Some(map(json!({"position": 5})))
+        );
         assert_eq!(reopened.get("c3", &p).await.unwrap(), None);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains(r#""c1""#) && !path.with_extension("json.tmp").exists());
@@ -130,6 +191,9 @@ mod tests {
         let path = dir.path().join("offsets.json");
         std::fs::write(&path, "{oops").unwrap();
         let err = FileOffsetStore::open(&path).await.unwrap_err();
-        assert!(err.to_string().contains("is not a valid offsets file"), "{err}");
+        assert!(
+            err.to_string().contains("is not a valid offsets file"),
+            "{err}"
+        );
     }
 }

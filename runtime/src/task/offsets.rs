@@ -1,7 +1,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sluice_connector_api::{ConnectorError, ErrorKind, OffsetReader, Result, SourceOffset, SourcePartition};
+use sluice_connector_api::{
+    ConnectorError, ErrorKind, OffsetReader, Result, SourceOffset, SourcePartition,
+};
 
 use crate::storage::OffsetStore;
 
@@ -17,6 +19,12 @@ impl OffsetReader for ConnectorOffsets {
         self.store
             .get(&self.connector, partition)
             .await
-            .map_err(|e| ConnectorError::with_source(ErrorKind::Retriable, "cannot read committed offsets", e))
+            .map_err(|e| {
+                ConnectorError::with_source(
+                    ErrorKind::Retriable,
+                    "cannot read committed offsets",
+                    e,
+                )
+            })
     }
 }

@@ -6,7 +6,9 @@ use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use sluice_connector_api::{ConnectorConfig, Header, SinkRecord, SinkTask, SinkTaskContext, TopicPartition};
+use sluice_connector_api::{
+    ConnectorConfig, Header, SinkRecord, SinkTask, SinkTaskContext, TopicPartition,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -38,8 +40,14 @@ struct Positions {
 
 impl SinkTaskRunner {
     pub(crate) async fn run(mut self, cancel: CancellationToken) -> Result<(), TaskError> {
-        let ctx = SinkTaskContext { connector: self.connector.clone(), task_id: self.task_id };
-        self.task.start(ctx, &self.config).await.map_err(TaskError::connector("start"))?;
+        let ctx = SinkTaskContext {
+            connector: self.connector.clone(),
+            task_id: self.task_id,
+        };
+        self.task
+            .start(ctx, &self.config)
+            .await
+            .map_err(TaskError::connector("start"))?;
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         self.consumer.subscribe(&topics)?;
         info!(connector = %self.connector, task = self.task_id, topics = ?self.topics, "sink task started");
@@ -47,7 +55,10 @@ impl SinkTaskRunner {
         let outcome = self.copy(&cancel, &mut positions).await;
         // On a clean stop, and after a failure, commit what the task has made durable.
         let flushed = match &outcome {
-            Err(TaskError::Connector { stage: "put" | "flush", .. }) => Ok(()),
+            Err(TaskError::Connector {
+                stage: "put" | "flush",
+                ..
+            }) => Ok(()),
             _ => self.flush_and_commit(&mut positions).await,
         };
         let assigned: Vec<TopicPartition> = positions.consumed.keys().cloned().collect();
@@ -68,7 +79,11 @@ impl SinkTaskRunner {
         outcome.and(flushed)
     }
 
-    async fn copy(&mut self, cancel: &CancellationToken, positions: &mut Positions) -> Result<(), TaskError> {
+    async fn copy(
+        &mut self,
+        cancel: &CancellationToken,
+        positions: &mut Positions,
+    ) -> Result<(), TaskError> {
         let mut flush_tick = tokio::time::interval(self.flush_interval);
         flush_tick.tick().await;
         loop {
@@ -119,10 +134,15 @@ impl SinkTaskRunner {
             }
             // Records before a bad one are still written, so the committed position stops right
             // at the bad record.
-            let next: Vec<(TopicPartition, i64)> =
-                records.iter().map(|r| (r.topic_partition(), r.offset + 1)).collect();
+            let next: Vec<(TopicPartition, i64)> = records
+                .iter()
+                .map(|r| (r.topic_partition(), r.offset + 1))
+                .collect();
             if !records.is_empty() {
-                self.task.put(records).await.map_err(TaskError::connector("put"))?;
+                self.task
+                    .put(records)
+                    .await
+                    .map_err(TaskError::connector("put"))?;
                 positions.consumed.extend(next);
             }
             if let Some(e) = failure {
@@ -136,11 +156,17 @@ impl SinkTaskRunner {
             match event {
                 RebalanceEvent::Assigned(partitions) => {
                     info!(connector = %self.connector, task = self.task_id, ?partitions, "partitions assigned");
-                    self.task.open(&partitions).await.map_err(TaskError::connector("open"))?;
+                    self.task
+                        .open(&partitions)
+                        .await
+                        .map_err(TaskError::connector("open"))?;
                 }
                 RebalanceEvent::Revoked(partitions) => {
                     info!(connector = %self.connector, task = self.task_id, ?partitions, "partitions revoked");
-                    self.task.close(&partitions).await.map_err(TaskError::connector("close"))?;
+                    self.task
+                        .close(&partitions)
+                        .await
+                        .map_err(TaskError::connector("close"))?;
                     // Their new owner resumes from the last commit: records after it are delivered
                     // again there, never lost.
                     for tp in &partitions {
@@ -154,18 +180,40 @@ impl SinkTaskRunner {
     }
 
     fn to_record(&self, message: &BorrowedMessage<'_>) -> Result<SinkRecord, TaskError> {
-        let location = || format!("{}-{} offset {}", message.topic(), message.partition(), message.offset());
-        let (key_schema, key) = self
-            .key_converter
-            .to_connect(message.key())
-            .map_err(|source| TaskError::Convert { part: "key", location: location(), source })?;
-        let (value_schema, value) = self
-            .value_converter
-            .to_connect(message.payload())
-            .map_err(|source| TaskError::Convert { part: "value", location: location(), source })?;
+        let location = || {
+            format!(
+                "{}-{} offset {}",
+                message.topic(),
+                message.partition(),
+                message.offset()
+            )
+        };
+        let (key_schema, key) =
+            self.key_converter
+                .decode(message.key())
+                .map_err(|source| TaskError::Convert {
+                    part: "key",
+                    location: location(),
+                    source,
+                })?;
+        let (value_schema, value) =
+            self.value_converter
+                .decode(message.payload())
+                .map_err(|source| TaskError::Convert {
+                    part: "value",
+                    location: location(),
+                    source,
+                })?;
         let headers = message
             .headers()
-            .map(|hs| hs.iter().map(|h| Header { key: h.key.to_owned(), value: h.value.map(<[u8]>::to_vec) }).collect())
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| Header {
+                        key: h.key.to_owned(),
+                        value: h.value.map(<[u8]>::to_vec),
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         Ok(SinkRecord {
             topic: message.topic().to_owned(),
@@ -185,7 +233,11 @@ impl SinkTaskRunner {
         if positions.consumed.is_empty() {
             return Ok(());
         }
-        let durable = self.task.flush(&positions.consumed).await.map_err(TaskError::connector("flush"))?;
+        let durable = self
+            .task
+            .flush(&positions.consumed)
+            .await
+            .map_err(TaskError::connector("flush"))?;
         let mut list = TopicPartitionList::new();
         let mut advanced = Vec::new();
         for (tp, offset) in durable {

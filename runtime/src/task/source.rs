@@ -4,8 +4,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
+use futures::stream::{FuturesOrdered, StreamExt};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -30,6 +30,9 @@ struct Ack {
 }
 
 type Pending = Pin<Box<dyn Future<Output = Ack> + Send>>;
+
+/// A record's key and value as bytes; `None` is a null.
+type Encoded = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// Runs one source task until cancelled or failed.
 pub(crate) struct SourceTaskRunner {
@@ -59,9 +62,15 @@ impl SourceTaskRunner {
         let ctx = SourceTaskContext {
             connector: self.connector.clone(),
             task_id: self.task_id,
-            offsets: Arc::new(ConnectorOffsets { connector: self.connector.clone(), store: self.offsets.clone() }),
+            offsets: Arc::new(ConnectorOffsets {
+                connector: self.connector.clone(),
+                store: self.offsets.clone(),
+            }),
         };
-        self.task.start(ctx, &self.config).await.map_err(TaskError::connector("start"))?;
+        self.task
+            .start(ctx, &self.config)
+            .await
+            .map_err(TaskError::connector("start"))?;
         info!(connector = %self.connector, task = self.task_id, "source task started");
         let result = self.copy(&cancel).await;
         if let Err(e) = self.task.stop().await {
@@ -116,7 +125,11 @@ impl SourceTaskRunner {
     }
 
     /// Waits for acknowledgements while as many records as allowed are unacknowledged.
-    async fn hold_at_bound(&self, in_flight: &mut FuturesOrdered<Pending>, acked: &mut Acked) -> Result<(), TaskError> {
+    async fn hold_at_bound(
+        &self,
+        in_flight: &mut FuturesOrdered<Pending>,
+        acked: &mut Acked,
+    ) -> Result<(), TaskError> {
         while in_flight.len() >= self.max_in_flight {
             match in_flight.next().await {
                 Some(ack) => acked.take(ack)?,
@@ -136,7 +149,10 @@ impl SourceTaskRunner {
             let (key, value) = self.convert(&record)?;
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
             for h in &record.headers {
-                headers = headers.insert(KafkaHeader { key: &h.key, value: h.value.as_deref() });
+                headers = headers.insert(KafkaHeader {
+                    key: &h.key,
+                    value: h.value.as_deref(),
+                });
             }
             loop {
                 let mut out = FutureRecord::to(&record.topic).headers(headers.clone());
@@ -176,23 +192,41 @@ impl SourceTaskRunner {
                             None => tokio::time::sleep(Duration::from_millis(10)).await,
                         }
                     }
-                    Err((e, _)) => return Err(TaskError::Delivery { topic: record.topic.clone(), source: e }),
+                    Err((e, _)) => {
+                        return Err(TaskError::Delivery {
+                            topic: record.topic.clone(),
+                            source: e,
+                        });
+                    }
                 }
             }
         }
         Ok(())
     }
 
-    fn convert(&self, record: &SourceRecord) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), TaskError> {
-        let location = || format!("the record for {} at source offset {:?}", record.topic, record.source_offset);
+    fn convert(&self, record: &SourceRecord) -> Result<Encoded, TaskError> {
+        let location = || {
+            format!(
+                "the record for {} at source offset {:?}",
+                record.topic, record.source_offset
+            )
+        };
         let key = self
             .key_converter
-            .from_connect(record.key_schema.as_deref(), &record.key)
-            .map_err(|source| TaskError::Convert { part: "key", location: location(), source })?;
+            .encode(record.key_schema.as_deref(), &record.key)
+            .map_err(|source| TaskError::Convert {
+                part: "key",
+                location: location(),
+                source,
+            })?;
         let value = self
             .value_converter
-            .from_connect(record.value_schema.as_deref(), &record.value)
-            .map_err(|source| TaskError::Convert { part: "value", location: location(), source })?;
+            .encode(record.value_schema.as_deref(), &record.value)
+            .map_err(|source| TaskError::Convert {
+                part: "value",
+                location: location(),
+                source,
+            })?;
         Ok((key, value))
     }
 
@@ -201,7 +235,8 @@ impl SourceTaskRunner {
         if acked.latest.is_empty() {
             return Ok(());
         }
-        let offsets: Vec<(SourcePartition, SourceOffset)> = acked.latest.drain().map(|(_, v)| v).collect();
+        let offsets: Vec<(SourcePartition, SourceOffset)> =
+            acked.latest.drain().map(|(_, v)| v).collect();
         self.offsets.put(&self.connector, &offsets).await?;
         debug!(connector = %self.connector, task = self.task_id, partitions = offsets.len(), "source offsets stored");
         if let Err(e) = self.task.commit(&offsets).await {
@@ -239,9 +274,13 @@ impl Acked {
         }
         if let Err(source) = ack.result {
             self.poisoned = true;
-            return Err(TaskError::Delivery { topic: ack.topic, source });
+            return Err(TaskError::Delivery {
+                topic: ack.topic,
+                source,
+            });
         }
-        self.latest.insert(offset_key("", &ack.partition), (ack.partition, ack.offset));
+        self.latest
+            .insert(offset_key("", &ack.partition), (ack.partition, ack.offset));
         Ok(())
     }
 }

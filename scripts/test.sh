@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing (the nisshi broker, cached under ~/.cache/sluice),
+# then runs every test of the workspace. Tests start their own broker; nothing needs to be running.
+source "$(dirname "$0")/lib.sh"
+ensure_cargo
+ensure_python
+log "broker: $("$SLUICE_ROOT/scripts/install-broker.sh")"
+cd "$SLUICE_ROOT"
+log "cargo test --workspace (target dir $CARGO_TARGET_DIR)"
+cargo test --workspace --locked "$@"
