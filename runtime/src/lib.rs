@@ -19,6 +19,7 @@ pub mod convert;
 mod error;
 pub mod herder;
 mod kafka;
+pub mod reference;
 pub mod registry;
 pub mod storage;
 mod task;

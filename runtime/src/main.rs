@@ -1,5 +1,6 @@
 //! The `sluice` command: thin CLI over the library.
 
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use sluice::config::{ConfigFile, FileKind, Problem};
-use sluice_connector_api::{FieldKind, Registry};
+use sluice_connector_api::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -63,6 +64,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Print the configuration reference (Markdown) generated from the config specs.
+    Docs,
 }
 
 fn main() -> ExitCode {
@@ -84,6 +87,10 @@ fn try_main() -> anyhow::Result<ExitCode> {
         Command::Validate { output, files } => Ok(validate(&registry, output, &files)),
         Command::Plugins { output } => {
             plugins(&registry, output);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Docs => {
+            emit(&sluice::reference::markdown(&registry));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -165,20 +172,25 @@ fn validate(registry: &Registry, output: Output, files: &[PathBuf]) -> ExitCode 
                 json!({"file": path.display().to_string(), "kind": kind, "valid": problems.is_empty(), "errors": problems})
             })
             .collect();
-        println!("{}", json!({"valid": problems.is_empty(), "files": files}));
+        emit(&format!(
+            "{}\n",
+            json!({"valid": problems.is_empty(), "files": files})
+        ));
     } else {
+        let mut out = String::new();
         for (path, kind, file_problems) in &results {
             if file_problems.is_empty() {
                 let kind = match kind {
                     Some(FileKind::Worker) => "worker file",
                     _ => "pipeline file",
                 };
-                println!("{}: ok ({kind})", path.display());
+                let _ = writeln!(out, "{}: ok ({kind})", path.display());
             }
             for problem in file_problems {
-                println!("{problem}");
+                let _ = writeln!(out, "{problem}");
             }
         }
+        emit(&out);
         if !problems.is_empty() {
             let bad_files = results.iter().filter(|(_, _, p)| !p.is_empty()).count();
             eprintln!("{} problem(s) in {bad_files} file(s)", problems.len());
@@ -188,19 +200,6 @@ fn validate(registry: &Registry, output: Output, files: &[PathBuf]) -> ExitCode 
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
-}
-
-fn kind_name(kind: &FieldKind) -> &'static str {
-    match kind {
-        FieldKind::String => "string",
-        FieldKind::Int => "int",
-        FieldKind::Float => "float",
-        FieldKind::Bool => "bool",
-        FieldKind::Duration => "duration",
-        FieldKind::List => "list",
-        FieldKind::Map => "map",
-        FieldKind::Object(_) => "object",
     }
 }
 
@@ -214,18 +213,20 @@ fn plugins(registry: &Registry, output: Output) {
                     .fields
                     .iter()
                     .map(|f| {
-                        json!({"name": f.name, "type": kind_name(&f.kind), "required": f.required,
+                        json!({"name": f.name, "type": sluice::reference::kind_name(&f.kind), "required": f.required,
                                "default": f.default, "secret": f.secret, "doc": f.doc})
                     })
                     .collect();
                 json!({"name": p.name(), "kind": p.kind().as_str(), "doc": p.doc(), "config": fields})
             })
             .collect();
-        println!("{}", serde_json::Value::Array(list));
+        emit(&format!("{}\n", serde_json::Value::Array(list)));
         return;
     }
+    let mut out = String::new();
     for plugin in registry.iter() {
-        println!(
+        let _ = writeln!(
+            out,
             "{} ({})\n  {}",
             plugin.name(),
             plugin.kind().as_str(),
@@ -238,14 +239,25 @@ fn plugins(registry: &Registry, output: Output) {
                 (None, false) => "optional".to_owned(),
             };
             let secret = if f.secret { " (secret)" } else { "" };
-            println!(
+            let _ = writeln!(
+                out,
                 "    {:<14} {:<9} {:<16} {}{secret}",
                 f.name,
-                kind_name(&f.kind),
+                sluice::reference::kind_name(&f.kind),
                 presence,
                 f.doc
             );
         }
-        println!();
+        out.push('\n');
     }
+    emit(&out);
+}
+
+/// Writes to stdout; a closed pipe (`sluice plugins | head`) is not an error.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
 }

@@ -4,4 +4,5 @@ mod datagen_pipeline;
 mod file_sink_crash;
 mod file_source_crash;
 mod json_golden;
+mod reference_docs;
 mod validate_cli;
