@@ -30,3 +30,13 @@ ensure_cargo() {
   fi
   command -v cargo >/dev/null 2>&1 || { log "cargo is required (rustup toolchain)"; exit 1; }
 }
+
+# C libraries the build links (libpq for the Postgres replication connection).
+ensure_build_deps() {
+  local missing=()
+  dpkg -s libpq-dev >/dev/null 2>&1 || missing+=(libpq-dev)
+  command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+  [ ${#missing[@]} -eq 0 ] && return
+  log "installing ${missing[*]}"
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+}

@@ -8,6 +8,7 @@ source "$(dirname "$0")/lib.sh"
 count="${1:-10000}"
 ensure_cargo
 ensure_python
+ensure_build_deps
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/sluice-quickstart.XXXXXX")"
 sluice_pid=""

@@ -4,6 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 ensure_cargo
 ensure_python
+ensure_build_deps
 log "broker: $("$SLUICE_ROOT/scripts/install-broker.sh")"
 cd "$SLUICE_ROOT"
 log "cargo test --workspace (target dir $CARGO_TARGET_DIR)"

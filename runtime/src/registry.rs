@@ -7,5 +7,6 @@ pub fn builtin() -> Registry {
     let mut registry = Registry::new();
     sluice_connector_datagen::register(&mut registry);
     sluice_connector_file::register(&mut registry);
+    sluice_connector_postgres::register(&mut registry);
     registry
 }

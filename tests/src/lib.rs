@@ -8,6 +8,7 @@
 
 pub mod broker;
 pub mod kafka;
+pub mod postgres;
 mod process;
 
 pub use broker::bootstrap;

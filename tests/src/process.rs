@@ -67,7 +67,7 @@ impl Sluice {
             .arg("run")
             .arg(worker)
             .args(pipelines)
-            .env("SLUICE_LOG", "info,librdkafka=warn,rdkafka=warn")
+            .env("SLUICE_LOG", "info,librdkafka=warn,rdkafka=warn,pg_walstream::connection=warn")
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
@@ -89,6 +89,12 @@ impl Sluice {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
         self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    /// Waits (bounded) for the process to exit by itself; returns its success.
+    pub fn wait_exit(&mut self, limit: std::time::Duration) -> bool {
+        let status = crate::wait_for("sluice to exit", limit, || self.child.try_wait().ok().flatten());
+        status.success()
     }
 
     pub fn is_running(&mut self) -> bool {

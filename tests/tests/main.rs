@@ -4,5 +4,6 @@ mod datagen_pipeline;
 mod file_sink_crash;
 mod file_source_crash;
 mod json_golden;
+mod postgres_cdc;
 mod reference_docs;
 mod validate_cli;

@@ -1,0 +1,25 @@
+//! `postgres-cdc`: every change of chosen Postgres tables as Debezium-style events.
+//!
+//! The task creates the publication and the replication slot when missing, takes an initial
+//! snapshot inside the snapshot the slot exported (so nothing is missed or doubled between
+//! snapshot and stream), then streams pgoutput changes. Each table goes to
+//! `<topic_prefix>.<schema>.<table>`; keys are the primary key as a struct; values are the
+//! Debezium envelope `{before, after, source, op, ts_ms}` with Connect schemas.
+//!
+//! Offsets: one source partition `{"server": <topic_prefix>}`; the offset carries the LSN up to
+//! which everything is emitted. The slot's confirmed LSN is advanced only in `commit`, after the
+//! records are in Kafka and the offsets are stored, and only to the end of a whole transaction.
+//! After a crash the slot replays every transaction after that point (at least once).
+
+mod config;
+mod source;
+
+use sluice_connector_api::Registry;
+
+pub use config::{CdcConfig, SnapshotMode};
+pub use source::PostgresCdcPlugin;
+
+/// Registers `postgres-cdc`.
+pub fn register(registry: &mut Registry) {
+    registry.add_source(PostgresCdcPlugin);
+}

@@ -1,0 +1,415 @@
+//! The replication reader: a background task that takes the snapshot, then turns pgoutput
+//! changes into records, hands them to the task in batches, and reports the confirmed LSN back
+//! to Postgres when the task commits.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use pg_walstream::{
+    ChangeEvent, ColumnValue, EventType, LogicalReplicationStream, ReplicationSlotOptions, ReplicationStreamConfig,
+    RowData, StreamingMode,
+};
+use serde_json::json;
+use sluice_connector_api::{ConnectorError, ErrorKind, SourceOffset, SourcePartition, SourceRecord};
+use sqlx::postgres::PgPool;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::catalog::{self, Types, excluded};
+use super::table::{Column, Naming, OP_CREATE, OP_DELETE, OP_TRUNCATE, OP_UPDATE, SourceInfo, Table, heartbeat};
+use super::types::PgType;
+use crate::config::CdcConfig;
+
+/// What the reader sends the task: a batch of records, or the error that stops it.
+pub(crate) type Batch = Result<Vec<SourceRecord>, ConnectorError>;
+
+/// How long a partial batch may wait before it is handed over.
+const LINGER: Duration = Duration::from_millis(20);
+/// Most reconnect attempts after the stream's own retries gave up.
+const MAX_RECONNECTS: u32 = 30;
+
+/// Batches records for the task. The newest record is held back until the next one arrives or its
+/// transaction ends, so the record that completes a transaction can carry the offset that lets
+/// the slot advance past it.
+pub(crate) struct Out {
+    tx: mpsc::Sender<Batch>,
+    partition: SourcePartition,
+    batch: Vec<SourceRecord>,
+    held: Option<SourceRecord>,
+    max_batch: usize,
+}
+
+impl Out {
+    pub(crate) fn new(tx: mpsc::Sender<Batch>, partition: SourcePartition, max_batch: usize) -> Self {
+        Self { tx, partition, batch: Vec::with_capacity(max_batch), held: None, max_batch }
+    }
+
+    pub(crate) fn partition(&self) -> &SourcePartition {
+        &self.partition
+    }
+
+    fn add(&mut self, record: SourceRecord) {
+        if let Some(previous) = self.held.replace(record) {
+            self.batch.push(previous);
+        }
+    }
+
+    /// Adds a record (held back until the next one), handing over a full batch.
+    pub(crate) async fn push(&mut self, record: SourceRecord) -> Result<(), ConnectorError> {
+        self.add(record);
+        if self.batch.len() >= self.max_batch { self.flush().await } else { Ok(()) }
+    }
+
+    /// Adds a record that needs no later offset (a heartbeat).
+    pub(crate) async fn push_sealed(&mut self, record: SourceRecord) -> Result<(), ConnectorError> {
+        if let Some(held) = self.held.take() {
+            self.batch.push(held);
+        }
+        self.batch.push(record);
+        Ok(())
+    }
+
+    /// Stamps the held record with `offset` (the end of its transaction) and releases it;
+    /// false when no record was held.
+    pub(crate) fn seal(&mut self, offset: SourceOffset) -> bool {
+        match self.held.take() {
+            Some(mut record) => {
+                record.source_offset = offset;
+                self.batch.push(record);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Hands the batch to the task. Cancel-safe: the batch stays here until a slot is reserved.
+    pub(crate) async fn flush(&mut self) -> Result<(), ConnectorError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let permit = self.tx.reserve().await.map_err(|_| ConnectorError::fatal("the task stopped reading changes"))?;
+        permit.send(Ok(std::mem::replace(&mut self.batch, Vec::with_capacity(self.max_batch))));
+        Ok(())
+    }
+
+    fn full(&self) -> bool {
+        self.batch.len() >= self.max_batch
+    }
+}
+
+/// Shared between the task (which commits) and the reader (which tells Postgres).
+#[derive(Debug, Default)]
+pub(crate) struct Confirmed {
+    pub(crate) lsn: AtomicU64,
+    pub(crate) changed: Notify,
+}
+
+pub(crate) fn stream_config(config: &CdcConfig, export_snapshot: bool) -> ReplicationStreamConfig {
+    let mut stream = ReplicationStreamConfig::builder(config.slot.clone(), config.publication.clone())
+        .with_protocol_version(2)
+        .with_streaming_mode(StreamingMode::Off)
+        .with_feedback_interval(Duration::from_secs(1))
+        .with_existing_slot_required(false);
+    if export_snapshot {
+        stream = stream.with_slot_options(ReplicationSlotOptions { snapshot: Some("export".into()), ..Default::default() });
+    }
+    stream
+}
+
+pub(crate) fn replication_error(context: &str, e: pg_walstream::ReplicationError) -> ConnectorError {
+    let kind = if e.is_transient() {
+        ErrorKind::Retriable
+    } else if matches!(e, pg_walstream::ReplicationError::Authentication(_)) {
+        ErrorKind::Auth
+    } else {
+        ErrorKind::Fatal
+    };
+    ConnectorError::with_source(kind, format!("{context}: {e}"), e)
+}
+
+/// The streaming part of the reader.
+pub(crate) struct Streamer {
+    pub(crate) stream: LogicalReplicationStream,
+    pub(crate) conninfo: String,
+    pub(crate) config: CdcConfig,
+    pub(crate) pool: PgPool,
+    pub(crate) naming: Naming,
+    pub(crate) types: Types,
+    pub(crate) source_schema: sluice_connector_api::SchemaRef,
+    pub(crate) confirmed: Arc<Confirmed>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) out: Out,
+    tables: HashMap<u32, Option<Arc<Table>>>,
+    tx: Option<(u32, i64)>,
+    /// End LSN of the last transaction whose records are all emitted.
+    last_end: u64,
+    /// Highest LSN put into an offset (what a heartbeat may advance past).
+    emitted: u64,
+}
+
+impl Streamer {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        stream: LogicalReplicationStream,
+        conninfo: String,
+        config: CdcConfig,
+        pool: PgPool,
+        naming: Naming,
+        types: Types,
+        source_schema: sluice_connector_api::SchemaRef,
+        confirmed: Arc<Confirmed>,
+        cancel: CancellationToken,
+        out: Out,
+    ) -> Self {
+        Self {
+            stream,
+            conninfo,
+            config,
+            pool,
+            naming,
+            types,
+            source_schema,
+            confirmed,
+            cancel,
+            out,
+            tables: HashMap::new(),
+            tx: None,
+            last_end: 0,
+            emitted: 0,
+        }
+    }
+
+    pub(crate) async fn run(mut self) -> Result<(), ConnectorError> {
+        self.stream.start(None).await.map_err(|e| replication_error("cannot start replication", e))?;
+        info!(slot = %self.config.slot, "streaming changes");
+        let mut heartbeat = tokio::time::interval(Duration::from_millis(self.config.heartbeat_interval));
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut linger_until: Option<Instant> = None;
+        let mut reconnects = 0u32;
+        loop {
+            if self.out.full() {
+                self.flush_with_feedback().await?;
+                linger_until = None;
+            }
+            let token = self.cancel.clone();
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Ok(()),
+                // The task committed: tell Postgres now rather than at the next status interval.
+                _ = self.confirmed.changed.notified() => self.send_feedback().await,
+                _ = heartbeat.tick() => self.heartbeat().await?,
+                _ = sleep_until(linger_until), if linger_until.is_some() => {
+                    self.flush_with_feedback().await?;
+                    linger_until = None;
+                }
+                event = self.stream.next_event_with_retry(&token) => match event {
+                    Ok(event) => {
+                        reconnects = 0;
+                        self.handle(event).await?;
+                        if linger_until.is_none() && !self.out.batch.is_empty() {
+                            linger_until = Some(Instant::now() + LINGER);
+                        }
+                    }
+                    Err(e) if e.is_cancelled() => return Ok(()),
+                    Err(e) if e.is_transient() && reconnects < MAX_RECONNECTS => {
+                        reconnects += 1;
+                        warn!(error = %e, attempt = reconnects, "replication connection lost; reconnecting");
+                        self.reconnect(reconnects).await?;
+                    }
+                    Err(e) => return Err(replication_error("replication stream failed", e)),
+                },
+            }
+        }
+    }
+
+    async fn send_feedback(&mut self) {
+        let lsn = self.confirmed.lsn.load(Ordering::Acquire);
+        if lsn > 0 {
+            self.stream.shared_lsn_feedback.update_flushed_lsn(lsn);
+        }
+        if let Err(e) = self.stream.send_feedback().await {
+            debug!(error = %e, "status update not sent; the stream reports the connection problem");
+        }
+    }
+
+    /// Hands over the batch; while the task is busy, keeps Postgres informed so the walsender
+    /// does not time out.
+    async fn flush_with_feedback(&mut self) -> Result<(), ConnectorError> {
+        let mut keepalive = tokio::time::interval(Duration::from_secs(1));
+        keepalive.tick().await;
+        loop {
+            tokio::select! {
+                flushed = self.out.flush() => return flushed,
+                _ = keepalive.tick() => {
+                    let lsn = self.confirmed.lsn.load(Ordering::Acquire);
+                    if lsn > 0 {
+                        self.stream.shared_lsn_feedback.update_flushed_lsn(lsn);
+                    }
+                    let _ = self.stream.send_feedback().await;
+                }
+                _ = self.cancel.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    async fn reconnect(&mut self, attempt: u32) -> Result<(), ConnectorError> {
+        let backoff = Duration::from_millis(500 * u64::from(attempt.min(20)));
+        tokio::time::sleep(backoff).await;
+        // The server replays every transaction after the confirmed LSN: drop the partial one.
+        self.out.held = None;
+        self.tx = None;
+        match LogicalReplicationStream::new(&self.conninfo, stream_config(&self.config, false)).await {
+            Ok(mut stream) => {
+                stream.start(None).await.map_err(|e| replication_error("cannot restart replication", e))?;
+                self.stream = stream;
+                info!(attempt, "replication reconnected");
+                Ok(())
+            }
+            Err(e) if e.is_transient() => {
+                warn!(error = %e, attempt, "reconnect failed");
+                Ok(())
+            }
+            Err(e) => Err(replication_error("cannot reconnect", e)),
+        }
+    }
+
+    async fn heartbeat(&mut self) -> Result<(), ConnectorError> {
+        if let Some(query) = &self.config.heartbeat_action_query {
+            if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(query.clone())).execute(&self.pool).await {
+                warn!(error = %e, "heartbeat action query failed");
+            }
+        }
+        // Between transactions everything received is emitted, so the received position can be
+        // confirmed once a record carrying it is committed.
+        let current = self.stream.current_lsn();
+        if self.tx.is_none() && current > self.emitted && current > self.last_end {
+            let record = heartbeat(&self.naming, self.out.partition(), current);
+            self.out.push_sealed(record).await?;
+            self.emitted = current;
+        }
+        self.send_feedback().await;
+        Ok(())
+    }
+
+    async fn table(&mut self, oid: u32) -> Option<Arc<Table>> {
+        self.tables.get(&oid).cloned().flatten()
+    }
+
+    async fn relation(&mut self, oid: u32, namespace: &str, name: &str, columns: &[pg_walstream::RelationColumn]) -> Result<(), ConnectorError> {
+        if excluded(&self.config, namespace, name) {
+            self.tables.insert(oid, None);
+            return Ok(());
+        }
+        let catalog = catalog::columns(&self.pool, oid).await?;
+        let pk: Vec<&str> = catalog.iter().filter(|c| c.primary_key).map(|c| c.name.as_str()).collect();
+        if columns.iter().any(|c| self.types.resolve(c.type_id, c.type_modifier).is_none()) {
+            self.types = Types::load(&self.pool).await?;
+        }
+        let columns = columns
+            .iter()
+            .map(|c| Column {
+                name: c.name.to_string(),
+                ty: self.types.resolve(c.type_id, c.type_modifier).unwrap_or_else(|| {
+                    warn!(table = %format!("{namespace}.{name}"), column = %c.name, type_oid = c.type_id, "unknown column type; emitting its text");
+                    PgType::Other(c.type_id.to_string())
+                }),
+                key: pk.contains(&c.name.as_ref()),
+            })
+            .collect();
+        let table = Table::new(namespace, name, columns, &self.naming, &self.source_schema);
+        self.tables.insert(oid, Some(Arc::new(table)));
+        Ok(())
+    }
+
+    fn info(&self, lsn: u64) -> SourceInfo {
+        let (xid, ts) = self.tx.unwrap_or((0, 0));
+        SourceInfo { ts_ms: ts, snapshot: None, tx_id: Some(i64::from(xid)), lsn: Some(lsn as i64) }
+    }
+
+    fn offset(&self) -> SourceOffset {
+        let xid = self.tx.map_or(0, |(x, _)| x);
+        json!({"lsn": self.last_end, "txId": xid}).as_object().cloned().unwrap_or_default()
+    }
+
+    async fn handle(&mut self, event: ChangeEvent) -> Result<(), ConnectorError> {
+        let lsn = event.lsn.0;
+        match event.event_type {
+            EventType::Begin { transaction_id, commit_timestamp, .. } => {
+                self.tx = Some((transaction_id, commit_timestamp.timestamp_millis()));
+            }
+            EventType::Commit { end_lsn, .. } => {
+                let xid = self.tx.map_or(0, |(x, _)| x);
+                let offset = json!({"lsn": end_lsn.0, "txId": xid}).as_object().cloned().unwrap_or_default();
+                if self.out.seal(offset) {
+                    self.emitted = end_lsn.0;
+                }
+                self.last_end = end_lsn.0;
+                self.tx = None;
+            }
+            EventType::Relation { relation_id, namespace, relation_name, columns, .. } => {
+                self.relation(relation_id, &namespace, &relation_name, &columns).await?;
+            }
+            EventType::Insert { relation_oid, data, .. } => {
+                if let Some(table) = self.table(relation_oid).await {
+                    let after = table.row(values(&data).into_iter(), &self.naming.placeholder);
+                    let record = table.event(&self.naming, OP_CREATE, None, Some(after), &self.info(lsn), self.out.partition(), self.offset());
+                    self.out.push(record).await?;
+                }
+            }
+            EventType::Update { relation_oid, old_data, new_data, .. } => {
+                if let Some(table) = self.table(relation_oid).await {
+                    let before = old_data.as_ref().map(|old| table.row(values(old).into_iter(), &self.naming.placeholder));
+                    let after = table.row(values(&new_data).into_iter(), &self.naming.placeholder);
+                    let record = table.event(&self.naming, OP_UPDATE, before, Some(after), &self.info(lsn), self.out.partition(), self.offset());
+                    self.out.push(record).await?;
+                }
+            }
+            EventType::Delete { relation_oid, old_data, .. } => {
+                if let Some(table) = self.table(relation_oid).await {
+                    let before = table.row(values(&old_data).into_iter(), &self.naming.placeholder);
+                    let record = table.event(&self.naming, OP_DELETE, Some(before), None, &self.info(lsn), self.out.partition(), self.offset());
+                    let tombstone = self.config.tombstones.then(|| table.tombstone(&record));
+                    self.out.push(record).await?;
+                    if let Some(tombstone) = tombstone {
+                        self.out.push(tombstone).await?;
+                    }
+                }
+            }
+            EventType::Truncate { tables, .. } if self.config.truncate_events => {
+                let captured: Vec<Arc<Table>> = self.tables.values().flatten().cloned().collect();
+                for name in tables {
+                    if let Some(table) = captured.iter().find(|t| t.full_name() == name.as_ref()) {
+                        let record = table.event(&self.naming, OP_TRUNCATE, None, None, &self.info(lsn), self.out.partition(), self.offset());
+                        self.out.push(record).await?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Column values of a row as text; unchanged TOAST columns are absent.
+fn values(row: &RowData) -> Vec<(&str, Option<&str>)> {
+    row.iter()
+        .map(|(name, value)| {
+            let text = match value {
+                ColumnValue::Null => None,
+                other => other.as_str(),
+            };
+            (name.as_ref(), text)
+        })
+        .collect()
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,253 @@
+//! A captured table: its columns and types, the Connect schemas of its keys and Debezium
+//! envelopes, and how rows become records.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::json;
+use sluice_connector_api::{Schema, SchemaRef, SourceOffset, SourcePartition, SourceRecord, Struct, Value};
+use tracing::warn;
+
+use super::types::PgType;
+
+/// One column.
+#[derive(Debug, Clone)]
+pub(crate) struct Column {
+    pub(crate) name: String,
+    pub(crate) ty: PgType,
+    pub(crate) key: bool,
+}
+
+/// Fields of the `source` block, per event.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SourceInfo {
+    pub(crate) ts_ms: i64,
+    pub(crate) snapshot: Option<&'static str>,
+    pub(crate) tx_id: Option<i64>,
+    pub(crate) lsn: Option<i64>,
+}
+
+/// Names shared by every table of one connector.
+#[derive(Debug, Clone)]
+pub(crate) struct Naming {
+    pub(crate) topic_prefix: String,
+    pub(crate) database: String,
+    pub(crate) placeholder: String,
+}
+
+/// A captured table with its schemas.
+#[derive(Debug)]
+pub(crate) struct Table {
+    pub(crate) schema: String,
+    pub(crate) name: String,
+    pub(crate) columns: Vec<Column>,
+    pub(crate) topic: String,
+    key_schema: Option<SchemaRef>,
+    envelope_schema: SchemaRef,
+    /// Columns whose values failed to parse were already warned about.
+    warned: std::sync::Mutex<HashMap<String, ()>>,
+}
+
+pub(crate) const OP_READ: &str = "r";
+pub(crate) const OP_CREATE: &str = "c";
+pub(crate) const OP_UPDATE: &str = "u";
+pub(crate) const OP_DELETE: &str = "d";
+pub(crate) const OP_TRUNCATE: &str = "t";
+
+/// Debezium's Postgres `source` block schema.
+pub(crate) fn source_schema() -> Schema {
+    Schema::struct_builder()
+        .name("io.debezium.connector.postgresql.Source")
+        .field("version", Schema::string())
+        .field("connector", Schema::string())
+        .field("name", Schema::string())
+        .field("ts_ms", Schema::int64())
+        .field(
+            "snapshot",
+            Schema::string()
+                .optional()
+                .named("io.debezium.data.Enum")
+                .versioned(1)
+                .with_parameter("allowed", "true,last,false,incremental")
+                .with_default(Value::String("false".into())),
+        )
+        .field("db", Schema::string())
+        .field("sequence", Schema::string().optional())
+        .field("schema", Schema::string())
+        .field("table", Schema::string())
+        .field("txId", Schema::int64().optional())
+        .field("lsn", Schema::int64().optional())
+        .field("xmin", Schema::int64().optional())
+        .build()
+}
+
+impl Table {
+    pub(crate) fn new(schema: &str, name: &str, columns: Vec<Column>, naming: &Naming, source: &SchemaRef) -> Self {
+        let base = format!("{}.{schema}.{name}", naming.topic_prefix);
+        let keys: Vec<&Column> = columns.iter().filter(|c| c.key).collect();
+        let key_schema = (!keys.is_empty()).then(|| {
+            let mut b = Schema::struct_builder().name(format!("{base}.Key"));
+            for c in &keys {
+                b = b.field(c.name.clone(), c.ty.schema(false));
+            }
+            Arc::new(b.build())
+        });
+        // Non-key columns are optional: a delete under REPLICA IDENTITY DEFAULT only carries the key.
+        let mut value = Schema::struct_builder().name(format!("{base}.Value"));
+        for c in &columns {
+            value = value.field(c.name.clone(), c.ty.schema(!c.key));
+        }
+        let value_schema = Arc::new(value.build().optional());
+        let envelope = Schema::struct_builder()
+            .name(format!("{base}.Envelope"))
+            .version(1)
+            .field_ref("before", value_schema.clone())
+            .field_ref("after", value_schema.clone())
+            .field_ref("source", source.clone())
+            .field("op", Schema::string())
+            .field("ts_ms", Schema::int64().optional())
+            .build();
+        Self {
+            schema: schema.to_owned(),
+            name: name.to_owned(),
+            topic: base,
+            columns,
+            key_schema,
+            envelope_schema: Arc::new(envelope),
+            warned: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn full_name(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+
+    /// A row from named text values; a column missing from `values` is an unchanged TOAST value.
+    pub(crate) fn row<'a>(
+        &self,
+        values: impl Iterator<Item = (&'a str, Option<&'a str>)> + Clone,
+        placeholder: &str,
+    ) -> Struct {
+        let mut row = Struct::new();
+        for column in &self.columns {
+            let value = match values.clone().find(|(name, _)| *name == column.name) {
+                None if column.ty.toastable() => column.ty.placeholder(placeholder),
+                None | Some((_, None)) => Value::Null,
+                Some((_, Some(text))) => match column.ty.parse(text) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.warn_once(&column.name, &e);
+                        Value::Null
+                    }
+                },
+            };
+            row.put(column.name.clone(), value);
+        }
+        row
+    }
+
+    fn warn_once(&self, column: &str, error: &str) {
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        if warned.insert(column.to_owned(), ()).is_none() {
+            warn!(table = %self.full_name(), column, error, "value cannot be represented; emitting null (warned once per column)");
+        }
+    }
+
+    fn key_of(&self, row: &Struct) -> Value {
+        if self.key_schema.is_none() {
+            return Value::Null;
+        }
+        let mut key = Struct::new();
+        for c in self.columns.iter().filter(|c| c.key) {
+            key.put(c.name.clone(), row.get(&c.name).cloned().unwrap_or(Value::Null));
+        }
+        Value::Struct(key)
+    }
+
+    fn source_value(&self, naming: &Naming, info: &SourceInfo) -> Value {
+        Value::Struct(
+            Struct::new()
+                .with("version", concat!("sluice-", env!("CARGO_PKG_VERSION")))
+                .with("connector", "postgresql")
+                .with("name", naming.topic_prefix.clone())
+                .with("ts_ms", info.ts_ms)
+                .with("snapshot", info.snapshot.map(str::to_owned))
+                .with("db", naming.database.clone())
+                .with("sequence", Value::Null)
+                .with("schema", self.schema.clone())
+                .with("table", self.name.clone())
+                .with("txId", info.tx_id)
+                .with("lsn", info.lsn)
+                .with("xmin", Value::Null),
+        )
+    }
+
+    /// A Debezium change event.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn event(
+        &self,
+        naming: &Naming,
+        op: &str,
+        before: Option<Struct>,
+        after: Option<Struct>,
+        info: &SourceInfo,
+        partition: &SourcePartition,
+        offset: SourceOffset,
+    ) -> SourceRecord {
+        let key = match (&after, &before) {
+            (Some(row), _) | (None, Some(row)) => self.key_of(row),
+            (None, None) => Value::Null,
+        };
+        let now = now_ms();
+        let envelope = Struct::new()
+            .with("before", before.map_or(Value::Null, Value::Struct))
+            .with("after", after.map_or(Value::Null, Value::Struct))
+            .with("source", self.source_value(naming, info))
+            .with("op", op)
+            .with("ts_ms", now);
+        let mut record = SourceRecord::new(
+            self.topic.clone(),
+            Some(self.envelope_schema.clone()),
+            Value::Struct(envelope),
+            partition.clone(),
+            offset,
+        );
+        if !key.is_null() {
+            record = record.with_key(self.key_schema.clone(), key);
+        }
+        record.timestamp = Some(info.ts_ms);
+        record
+    }
+
+    /// The tombstone that follows a delete: same key, null value, so compaction drops the key.
+    pub(crate) fn tombstone(&self, delete: &SourceRecord) -> SourceRecord {
+        let mut record = delete.clone();
+        record.value_schema = None;
+        record.value = Value::Null;
+        record
+    }
+
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The heartbeat record that lets the slot advance on a quiet database: Debezium's shape, on
+/// `__sluice-heartbeat.<prefix>`.
+pub(crate) fn heartbeat(naming: &Naming, partition: &SourcePartition, lsn: u64) -> SourceRecord {
+    let key_schema = Arc::new(
+        Schema::struct_builder().name("io.debezium.connector.common.ServerNameKey").field("serverName", Schema::string()).build(),
+    );
+    let value_schema =
+        Arc::new(Schema::struct_builder().name("io.debezium.connector.common.Heartbeat").field("ts_ms", Schema::int64()).build());
+    let offset = json!({"lsn": lsn}).as_object().cloned().unwrap_or_default();
+    SourceRecord::new(
+        format!("__sluice-heartbeat.{}", naming.topic_prefix),
+        Some(value_schema),
+        Value::Struct(Struct::new().with("ts_ms", now_ms())),
+        partition.clone(),
+        offset,
+    )
+    .with_key(Some(key_schema), Value::Struct(Struct::new().with("serverName", naming.topic_prefix.clone())))
+}

@@ -1,0 +1,223 @@
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pg_walstream::LogicalReplicationStream;
+use serde_json::json;
+use sluice_connector_api::{
+    ConfigSpec, ConnectorConfig, ConnectorError, Result, SourceConnector, SourceOffset, SourcePartition, SourcePlugin,
+    SourceRecord, SourceTask, SourceTaskContext,
+};
+use sqlx::postgres::PgPool;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::catalog::{self, Types};
+use super::reader::{Batch, Confirmed, Out, Streamer, replication_error, stream_config};
+use super::snapshot;
+use super::table::{Column, Naming, Table, source_schema};
+use crate::config::{CdcConfig, SnapshotMode, spec};
+
+/// How long `poll` waits for changes before returning an empty batch.
+const POLL_WAIT: Duration = Duration::from_millis(500);
+
+pub struct PostgresCdcPlugin;
+
+impl SourcePlugin for PostgresCdcPlugin {
+    fn name(&self) -> &str {
+        "postgres-cdc"
+    }
+    fn doc(&self) -> &str {
+        "Change data capture from Postgres (snapshot + pgoutput streaming) as Debezium-style events, one topic per table."
+    }
+    fn spec(&self) -> ConfigSpec {
+        spec()
+    }
+    fn connector(&self) -> Box<dyn SourceConnector> {
+        Box::new(CdcConnector::default())
+    }
+    fn task(&self) -> Box<dyn SourceTask> {
+        Box::new(CdcTask::default())
+    }
+}
+
+#[derive(Default)]
+struct CdcConnector {
+    config: ConnectorConfig,
+}
+
+#[async_trait]
+impl SourceConnector for CdcConnector {
+    /// Checks the database up front, so a wrong setup fails the connector with a clear reason.
+    async fn start(&mut self, config: &ConnectorConfig) -> Result<()> {
+        let cdc: CdcConfig = config.parse()?;
+        let pool = catalog::pool(&cdc).await?;
+        let checked = catalog::check(&pool, &cdc).await;
+        pool.close().await;
+        checked?;
+        self.config = config.clone();
+        Ok(())
+    }
+
+    /// One replication slot is one ordered stream: always one task.
+    fn task_configs(&self, _max_tasks: u32) -> Result<Vec<ConnectorConfig>> {
+        Ok(vec![self.config.clone()])
+    }
+}
+
+#[derive(Default)]
+struct CdcTask {
+    batches: Option<mpsc::Receiver<Batch>>,
+    confirmed: Arc<Confirmed>,
+    cancel: CancellationToken,
+    reader: Option<JoinHandle<()>>,
+    finished: bool,
+}
+
+fn partition(config: &CdcConfig) -> SourcePartition {
+    json!({"server": config.topic_prefix}).as_object().cloned().unwrap_or_default()
+}
+
+/// Whether a stored offset says the snapshot finished (or none was taken).
+fn snapshot_done(offset: &Option<SourceOffset>) -> bool {
+    offset.as_ref().is_some_and(|o| o.get("snapshot") != Some(&serde_json::Value::Bool(true)))
+}
+
+async fn snapshot_tables(pool: &PgPool, config: &CdcConfig, naming: &Naming, types: &Types, source: &sluice_connector_api::SchemaRef) -> Result<Vec<Arc<Table>>> {
+    let mut tables = Vec::new();
+    for t in catalog::captured_tables(pool, config).await? {
+        let columns = catalog::columns(pool, t.oid)
+            .await?
+            .into_iter()
+            .map(|c| Column {
+                ty: types.resolve(c.type_oid, c.typmod).unwrap_or(super::types::PgType::Other(c.type_oid.to_string())),
+                name: c.name,
+                key: c.primary_key,
+            })
+            .collect();
+        tables.push(Arc::new(Table::new(&t.schema, &t.name, columns, naming, source)));
+    }
+    Ok(tables)
+}
+
+#[async_trait]
+impl SourceTask for CdcTask {
+    async fn start(&mut self, ctx: SourceTaskContext, config: &ConnectorConfig) -> Result<()> {
+        let config: CdcConfig = config.parse()?;
+        let pool = catalog::pool(&config).await?;
+        catalog::check(&pool, &config).await?;
+        catalog::ensure_publication(&pool, &config).await?;
+        let partition = partition(&config);
+        let stored = ctx.offsets.offset(&partition).await?;
+        let slot = catalog::slot(&pool, &config.slot).await?;
+        let snapshot = match config.snapshot_mode {
+            SnapshotMode::Never => false,
+            SnapshotMode::Initial | SnapshotMode::InitialOnly => !snapshot_done(&stored),
+            SnapshotMode::WhenNeeded => !snapshot_done(&stored) || slot.is_none(),
+        };
+        if !snapshot && slot.is_none() && stored.is_some() && config.snapshot_mode == SnapshotMode::Initial {
+            return Err(ConnectorError::config(format!(
+                "replication slot {} is gone but offsets exist: changes since then cannot be recovered; \
+                 use snapshot_mode: when_needed to take a new snapshot",
+                config.slot
+            )));
+        }
+        if snapshot && slot.is_some() {
+            // A consistent snapshot needs a fresh slot that exports it.
+            info!(slot = %config.slot, "dropping the replication slot to take a consistent snapshot");
+            catalog::drop_slot(&pool, &config.slot).await?;
+        }
+        let conninfo = catalog::replication_conninfo(&config)?;
+        let mut stream = LogicalReplicationStream::new(&conninfo, stream_config(&config, snapshot))
+            .await
+            .map_err(|e| replication_error("cannot open a replication connection", e))?;
+        stream.ensure_replication_slot().await.map_err(|e| replication_error("cannot create the replication slot", e))?;
+        let snapshot_name = if snapshot {
+            Some(stream.exported_snapshot_name().map(str::to_owned).ok_or_else(|| {
+                ConnectorError::fatal("the replication slot did not export a snapshot (was it created concurrently?)")
+            })?)
+        } else {
+            None
+        };
+        let naming = Naming {
+            topic_prefix: config.topic_prefix.clone(),
+            database: catalog::database(&pool).await?,
+            placeholder: config.toast_placeholder.clone(),
+        };
+        let types = Types::load(&pool).await?;
+        let source = Arc::new(source_schema());
+        let (tx, rx) = mpsc::channel(4);
+        let mut out = Out::new(tx.clone(), partition, config.max_batch);
+        let cancel = CancellationToken::new();
+        self.cancel = cancel.clone();
+        let confirmed = self.confirmed.clone();
+        let reader = async move {
+            if let Some(name) = snapshot_name {
+                let consistent = catalog::slot(&pool, &config.slot).await?.flatten().unwrap_or(0);
+                let tables = snapshot_tables(&pool, &config, &naming, &types, &source).await?;
+                info!(tables = tables.len(), lsn = %pg_walstream::format_lsn(consistent), "snapshot started");
+                snapshot::run(&pool, &name, consistent, &tables, config.snapshot_chunk_size, &naming, &mut out).await?;
+                info!("snapshot finished");
+            }
+            if config.snapshot_mode == SnapshotMode::InitialOnly {
+                info!("snapshot_mode initial_only: not streaming");
+                return Ok(());
+            }
+            Streamer::new(stream, conninfo, config, pool, naming, types, source, confirmed, cancel, out).run().await
+        };
+        self.reader = Some(tokio::spawn(async move {
+            if let Err(e) = reader.await {
+                let _ = tx.send(Err(e)).await;
+            }
+        }));
+        self.batches = Some(rx);
+        Ok(())
+    }
+
+    async fn poll(&mut self) -> Result<Vec<SourceRecord>> {
+        let Some(batches) = self.batches.as_mut() else {
+            return Err(ConnectorError::fatal("postgres-cdc task polled before start"));
+        };
+        if self.finished {
+            tokio::time::sleep(POLL_WAIT).await;
+            return Ok(Vec::new());
+        }
+        match tokio::time::timeout(POLL_WAIT, batches.recv()).await {
+            Ok(Some(batch)) => batch,
+            Ok(None) => {
+                self.finished = true;
+                Ok(Vec::new())
+            }
+            Err(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// The records up to these offsets are in Kafka and the offsets are stored: only now may the
+    /// slot's confirmed LSN move, and only to the end of a whole transaction.
+    async fn commit(&mut self, offsets: &[(SourcePartition, SourceOffset)]) -> Result<()> {
+        for (_, offset) in offsets {
+            if offset.get("snapshot") == Some(&serde_json::Value::Bool(true)) {
+                continue;
+            }
+            if let Some(lsn) = offset.get("lsn").and_then(serde_json::Value::as_u64) {
+                if self.confirmed.lsn.fetch_max(lsn, Ordering::AcqRel) < lsn {
+                    self.confirmed.changed.notify_one();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop(&mut self) -> Result<()> {
+        self.cancel.cancel();
+        if let Some(reader) = self.reader.take() {
+            if tokio::time::timeout(Duration::from_secs(10), reader).await.is_err() {
+                warn!("replication reader did not stop in time");
+            }
+        }
+        Ok(())
+    }
+}
