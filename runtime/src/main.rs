@@ -24,7 +24,12 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     /// Log filter, e.g. `info` or `sluice=debug,rdkafka=warn` (RUST_LOG also works).
-    #[arg(long, global = true, env = "SLUICE_LOG", default_value = "info,pg_walstream=warn")]
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_LOG",
+        default_value = "info,pg_walstream=warn"
+    )]
     log: String,
     #[command(subcommand)]
     command: Command,

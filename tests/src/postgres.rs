@@ -37,16 +37,34 @@ fn bin_dir() -> PathBuf {
     }
     // Installs the Debian packages when missing (the script knows how).
     let script = crate::repo_root().join("scripts/postgres.sh");
-    let status = Command::new("bash").arg(script).args(["install", "/tmp"]).status().expect("run postgres.sh");
+    let status = Command::new("bash")
+        .arg(script)
+        .args(["install", "/tmp"])
+        .status()
+        .expect("run postgres.sh");
     assert!(status.success(), "installing PostgreSQL failed");
     find().expect("PostgreSQL binaries after install")
 }
 
 fn postgres_ids() -> (u32, u32) {
-    let out = Command::new("id").arg("-u").arg("postgres").output().expect("id -u postgres");
-    let uid = String::from_utf8_lossy(&out.stdout).trim().parse().expect("postgres uid");
-    let out = Command::new("id").arg("-g").arg("postgres").output().expect("id -g postgres");
-    let gid = String::from_utf8_lossy(&out.stdout).trim().parse().expect("postgres gid");
+    let out = Command::new("id")
+        .arg("-u")
+        .arg("postgres")
+        .output()
+        .expect("id -u postgres");
+    let uid = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("postgres uid");
+    let out = Command::new("id")
+        .arg("-g")
+        .arg("postgres")
+        .output()
+        .expect("id -g postgres");
+    let gid = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("postgres gid");
     (uid, gid)
 }
 
@@ -54,9 +72,17 @@ impl Postgres {
     /// initdb + start a new cluster with this `wal_level`.
     pub fn start(wal_level: &str) -> Self {
         let bin = bin_dir();
-        let dir = tempfile::Builder::new().prefix("sluice-test-pg").tempdir().expect("temp dir").keep();
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-test-pg")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
         let data = dir.join("data");
-        let status = Command::new("chown").arg("postgres:postgres").arg(&dir).status().expect("chown");
+        let status = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&dir)
+            .status()
+            .expect("chown");
         assert!(status.success());
         let status = Command::new("runuser")
             .args(["-u", "postgres", "--"])
@@ -84,7 +110,13 @@ impl Postgres {
             "local all all trust\nlocal replication all trust\nhost all all 127.0.0.1/32 trust\nhost replication all 127.0.0.1/32 trust\n",
         )
         .expect("pg_hba");
-        let pg = Self { port, data, bin, wal_level: wal_level.to_owned(), child: Mutex::new(None) };
+        let pg = Self {
+            port,
+            data,
+            bin,
+            wal_level: wal_level.to_owned(),
+            child: Mutex::new(None),
+        };
         pg.run();
         pg
     }
@@ -95,7 +127,11 @@ impl Postgres {
         let (bin, data) = (self.bin.join("postgres"), self.data.clone());
         std::thread::spawn(move || {
             let mut command = Command::new(bin);
-            command.arg("-D").arg(&data).stdout(Stdio::null()).stderr(Stdio::null());
+            command
+                .arg("-D")
+                .arg(&data)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
             as_postgres_dying_with_parent(&mut command);
             let child: std::io::Result<Child> = command.spawn();
             let _ = tx.send(child.as_ref().map(Child::id).map_err(|e| e.to_string()));
@@ -108,13 +144,17 @@ impl Postgres {
         });
         let pid = rx.recv().expect("postgres thread").expect("start postgres");
         *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(pid);
-        crate::wait_for("postgres to accept connections", Duration::from_secs(60), || {
-            Command::new(self.bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
-                .status()
-                .ok()
-                .filter(|s| s.success())
-        });
+        crate::wait_for(
+            "postgres to accept connections",
+            Duration::from_secs(60),
+            || {
+                Command::new(self.bin.join("pg_isready"))
+                    .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                    .status()
+                    .ok()
+                    .filter(|s| s.success())
+            },
+        );
     }
 
     /// Stops the server (fast shutdown) and starts it again on the same port.
@@ -148,10 +188,25 @@ impl Postgres {
     /// Runs SQL through psql (fails the test on error); returns its unaligned output.
     pub fn psql(&self, database: &str, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &self.url(database), "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url(database),
+                "-c",
+                sql,
+            ])
             .output()
             .expect("psql");
-        assert!(out.status.success(), "psql failed: {}\n{sql}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "psql failed: {}\n{sql}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
@@ -165,13 +220,20 @@ impl Postgres {
 
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 
 fn append(path: &Path, text: &str) {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().append(true).open(path).expect("open postgresql.conf");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open postgresql.conf");
     f.write_all(text.as_bytes()).expect("write postgresql.conf");
 }
 

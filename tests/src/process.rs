@@ -67,7 +67,10 @@ impl Sluice {
             .arg("run")
             .arg(worker)
             .args(pipelines)
-            .env("SLUICE_LOG", "info,librdkafka=warn,rdkafka=warn,pg_walstream::connection=warn")
+            .env(
+                "SLUICE_LOG",
+                "info,librdkafka=warn,rdkafka=warn,pg_walstream::connection=warn",
+            )
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
@@ -93,7 +96,9 @@ impl Sluice {
 
     /// Waits (bounded) for the process to exit by itself; returns its success.
     pub fn wait_exit(&mut self, limit: std::time::Duration) -> bool {
-        let status = crate::wait_for("sluice to exit", limit, || self.child.try_wait().ok().flatten());
+        let status = crate::wait_for("sluice to exit", limit, || {
+            self.child.try_wait().ok().flatten()
+        });
         status.success()
     }
 

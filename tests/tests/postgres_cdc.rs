@@ -32,7 +32,13 @@ fn cdc(pg: &Postgres, db: &str, tables: &str, extra: &str) -> Cdc {
         ),
     )
     .expect("write pipeline");
-    Cdc { dir, worker, pipeline, prefix, slot }
+    Cdc {
+        dir,
+        worker,
+        pipeline,
+        prefix,
+        slot,
+    }
 }
 
 impl Cdc {
@@ -52,12 +58,18 @@ impl Cdc {
 /// Decoded events of a topic: (partition, offset, key payload, value payload or null).
 async fn events(topic: &str) -> Vec<(i32, i64, Json, Json)> {
     let topic = topic.to_owned();
-    let records = tokio::task::spawn_blocking(move || kafka::read_all(&topic)).await.expect("read");
+    let records = tokio::task::spawn_blocking(move || kafka::read_all(&topic))
+        .await
+        .expect("read");
     records
         .into_iter()
         .map(|r| {
-            let key: Json = r.key.as_deref().map_or(Json::Null, |k| serde_json::from_slice(k).unwrap_or(Json::Null));
-            let value: Json = r.value.as_deref().map_or(Json::Null, |v| serde_json::from_slice(v).expect("json value"));
+            let key: Json = r.key.as_deref().map_or(Json::Null, |k| {
+                serde_json::from_slice(k).unwrap_or(Json::Null)
+            });
+            let value: Json = r.value.as_deref().map_or(Json::Null, |v| {
+                serde_json::from_slice(v).expect("json value")
+            });
             (r.partition, r.offset, key, value)
         })
         .collect()
@@ -65,7 +77,10 @@ async fn events(topic: &str) -> Vec<(i32, i64, Json, Json)> {
 
 fn wait_slot(pg: &Postgres, db: &str, slot: &str) {
     wait_for("the replication slot", Duration::from_secs(120), || {
-        let active = pg.psql(db, &format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'"));
+        let active = pg.psql(
+            db,
+            &format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'"),
+        );
         (active == "t").then_some(())
     });
 }
@@ -120,14 +135,23 @@ async fn every_type_and_operation_arrives_in_commit_order_as_debezium_events() {
     let pg = postgres::shared();
     let db = pg.database("types");
     pg.psql(&db, ALL_TYPES);
-    pg.psql(&db, "INSERT INTO items (id, name) VALUES (0, 'before the snapshot')");
+    pg.psql(
+        &db,
+        "INSERT INTO items (id, name) VALUES (0, 'before the snapshot')",
+    );
     let cdc = cdc(pg, &db, "public.items, public.notes", "");
     kafka::create_topic(&cdc.topic("items"), 1).await;
     kafka::create_topic(&cdc.topic("notes"), 1).await;
     let sluice = cdc.run();
     wait_slot(pg, &db, &cdc.slot);
-    pg.psql(&db, &format!("BEGIN; {ROW_1}; INSERT INTO notes VALUES (1, 'first'), (2, 'second'); COMMIT;"));
-    pg.psql(&db, "UPDATE items SET name = 'changed', nums = '{}' WHERE id = 1");
+    pg.psql(
+        &db,
+        &format!("BEGIN; {ROW_1}; INSERT INTO notes VALUES (1, 'first'), (2, 'second'); COMMIT;"),
+    );
+    pg.psql(
+        &db,
+        "UPDATE items SET name = 'changed', nums = '{}' WHERE id = 1",
+    );
     pg.psql(&db, "DELETE FROM notes WHERE id = 1");
     pg.psql(&db, "TRUNCATE notes");
     let items = wait_events(&cdc.topic("items"), 3).await;
@@ -135,7 +159,15 @@ async fn every_type_and_operation_arrives_in_commit_order_as_debezium_events() {
     assert!(sluice.terminate());
 
     let ops = |events: &[(i32, i64, Json, Json)]| -> Vec<String> {
-        events.iter().map(|(_, _, _, v)| v["payload"]["op"].as_str().unwrap_or("tombstone").to_owned()).collect()
+        events
+            .iter()
+            .map(|(_, _, _, v)| {
+                v["payload"]["op"]
+                    .as_str()
+                    .unwrap_or("tombstone")
+                    .to_owned()
+            })
+            .collect()
     };
     assert_eq!(ops(&items), ["r", "c", "u"]);
     assert_eq!(ops(&notes), ["c", "c", "d", "tombstone", "t"]);
@@ -160,14 +192,20 @@ async fn every_type_and_operation_arrives_in_commit_order_as_debezium_events() {
         "snapshot": "false", "db": db, "sequence": null, "schema": "public", "table": "items",
         "txId": "<txId>", "lsn": "<lsn>", "xmin": null
     });
-    assert_eq!(create, json!({"before": null, "after": expected_row_1(), "source": source, "op": "c", "ts_ms": "<ts>"}));
+    assert_eq!(
+        create,
+        json!({"before": null, "after": expected_row_1(), "source": source, "op": "c", "ts_ms": "<ts>"})
+    );
 
     // An update: REPLICA IDENTITY DEFAULT has no before image.
     let update = normalised(items[2].3["payload"].clone());
     let mut after = expected_row_1();
     after["name"] = json!("changed");
     after["nums"] = json!([]);
-    assert_eq!(update, json!({"before": null, "after": after, "source": source, "op": "u", "ts_ms": "<ts>"}));
+    assert_eq!(
+        update,
+        json!({"before": null, "after": after, "source": source, "op": "u", "ts_ms": "<ts>"})
+    );
 
     // A delete carries the key in `before`, then a tombstone with the same key.
     let mut note_source = source.clone();
@@ -180,16 +218,39 @@ async fn every_type_and_operation_arrives_in_commit_order_as_debezium_events() {
     assert_eq!(notes[3].2["payload"], json!({"id": 1}));
     assert_eq!(notes[3].3, Json::Null);
     let truncate = normalised(notes[4].3["payload"].clone());
-    assert_eq!(truncate, json!({"before": null, "after": null, "source": note_source, "op": "t", "ts_ms": "<ts>"}));
+    assert_eq!(
+        truncate,
+        json!({"before": null, "after": null, "source": note_source, "op": "t", "ts_ms": "<ts>"})
+    );
 
     // The value schema names logical types as Kafka Connect and Debezium do.
     let fields = &items[1].3["schema"]["fields"][1]["fields"];
-    let field = |name: &str| fields.as_array().expect("fields").iter().find(|f| f["field"] == name).cloned().expect(name);
-    assert_eq!(field("price")["name"], "org.apache.kafka.connect.data.Decimal");
-    assert_eq!(field("price")["parameters"], json!({"scale": "2", "connect.decimal.precision": "10"}));
-    assert_eq!(field("ts")["name"], "org.apache.kafka.connect.data.Timestamp");
+    let field = |name: &str| {
+        fields
+            .as_array()
+            .expect("fields")
+            .iter()
+            .find(|f| f["field"] == name)
+            .cloned()
+            .expect(name)
+    };
+    assert_eq!(
+        field("price")["name"],
+        "org.apache.kafka.connect.data.Decimal"
+    );
+    assert_eq!(
+        field("price")["parameters"],
+        json!({"scale": "2", "connect.decimal.precision": "10"})
+    );
+    assert_eq!(
+        field("ts")["name"],
+        "org.apache.kafka.connect.data.Timestamp"
+    );
     assert_eq!(field("tstz")["name"], "io.debezium.time.ZonedTimestamp");
-    assert_eq!(field("feeling")["parameters"], json!({"allowed": "sad,ok,happy"}));
+    assert_eq!(
+        field("feeling")["parameters"],
+        json!({"allowed": "sad,ok,happy"})
+    );
     assert_eq!(field("id")["optional"], false);
 }
 
@@ -197,8 +258,14 @@ async fn every_type_and_operation_arrives_in_commit_order_as_debezium_events() {
 async fn snapshot_while_writing_ends_with_the_exact_table_state() {
     let pg = postgres::shared();
     let db = pg.database("snap");
-    pg.psql(&db, "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL, note text)");
-    pg.psql(&db, "INSERT INTO accounts SELECT g, g % 1000, 'n' || g FROM generate_series(1, 100000) g");
+    pg.psql(
+        &db,
+        "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL, note text)",
+    );
+    pg.psql(
+        &db,
+        "INSERT INTO accounts SELECT g, g % 1000, 'n' || g FROM generate_series(1, 100000) g",
+    );
     let cdc = cdc(pg, &db, "public.accounts", "  snapshot_chunk_size: 5000\n");
     let sluice = cdc.run();
     // 50,000 changes in 500 transactions, written while the snapshot runs.
@@ -208,9 +275,18 @@ async fn snapshot_while_writing_ends_with_the_exact_table_state() {
         for i in 0..100 {
             let n = t * 100 + i;
             match n % 5 {
-                0 => script.push_str(&format!("INSERT INTO accounts VALUES ({}, {n}, 'new');", 100_001 + n)),
-                1 => script.push_str(&format!("DELETE FROM accounts WHERE id = {};", 1 + (n * 7) % 100_000)),
-                _ => script.push_str(&format!("UPDATE accounts SET balance = balance + 1, note = 'u{n}' WHERE id = {};", 1 + (n * 13) % 100_000)),
+                0 => script.push_str(&format!(
+                    "INSERT INTO accounts VALUES ({}, {n}, 'new');",
+                    100_001 + n
+                )),
+                1 => script.push_str(&format!(
+                    "DELETE FROM accounts WHERE id = {};",
+                    1 + (n * 7) % 100_000
+                )),
+                _ => script.push_str(&format!(
+                    "UPDATE accounts SET balance = balance + 1, note = 'u{n}' WHERE id = {};",
+                    1 + (n * 13) % 100_000
+                )),
             }
         }
         script.push_str("COMMIT;\n");
@@ -228,13 +304,22 @@ async fn snapshot_while_writing_ends_with_the_exact_table_state() {
         assert!(status.success(), "change script failed");
     });
     writer.join().expect("writer");
-    let marker = pg.psql(&db, "INSERT INTO accounts VALUES (999999999, 0, 'last') RETURNING id");
+    let marker = pg.psql(
+        &db,
+        "INSERT INTO accounts VALUES (999999999, 0, 'last') RETURNING id",
+    );
     assert_eq!(marker, "999999999");
     let topic = cdc.topic("accounts");
-    wait_for("the last change in the topic", Duration::from_secs(300), || {
-        kafka::read_all(&topic)
-            .iter().any(|r| r.value_text().contains("\"last\"")).then_some(())
-    });
+    wait_for(
+        "the last change in the topic",
+        Duration::from_secs(300),
+        || {
+            kafka::read_all(&topic)
+                .iter()
+                .any(|r| r.value_text().contains("\"last\""))
+                .then_some(())
+        },
+    );
     assert!(sluice.terminate());
 
     // Last event per key (keys stay in one partition, so offset order is their order).
@@ -245,13 +330,23 @@ async fn snapshot_while_writing_ends_with_the_exact_table_state() {
         if value["payload"]["op"] == "r" {
             snapshot_reads += 1;
         }
-        let state = if value.is_null() || value["payload"]["op"] == "d" { Json::Null } else { value["payload"]["after"].clone() };
+        let state = if value.is_null() || value["payload"]["op"] == "d" {
+            Json::Null
+        } else {
+            value["payload"]["after"].clone()
+        };
         if last.get(&id).is_none_or(|(o, _)| *o < offset) {
             last.insert(id, (offset, state));
         }
     }
-    assert!(snapshot_reads >= 90_000, "the snapshot read {snapshot_reads} rows");
-    let rows = pg.psql(&db, "SELECT id, balance, coalesce(note, '') FROM accounts ORDER BY id");
+    assert!(
+        snapshot_reads >= 90_000,
+        "the snapshot read {snapshot_reads} rows"
+    );
+    let rows = pg.psql(
+        &db,
+        "SELECT id, balance, coalesce(note, '') FROM accounts ORDER BY id",
+    );
     let mut table: BTreeMap<i64, (i64, String)> = BTreeMap::new();
     for line in rows.lines() {
         let mut parts = line.split('|');
@@ -260,13 +355,18 @@ async fn snapshot_while_writing_ends_with_the_exact_table_state() {
         table.insert(id, (balance, parts.next().unwrap_or_default().to_owned()));
     }
     for (id, (balance, note)) in &table {
-        let (_, state) = last.get(id).unwrap_or_else(|| panic!("row {id} never appeared in the topic"));
+        let (_, state) = last
+            .get(id)
+            .unwrap_or_else(|| panic!("row {id} never appeared in the topic"));
         assert_eq!(state["balance"].as_i64(), Some(*balance), "row {id}");
         assert_eq!(state["note"].as_str(), Some(note.as_str()), "row {id}");
     }
     for (id, (_, state)) in &last {
         if !table.contains_key(id) {
-            assert!(state.is_null(), "row {id} was deleted but its last event is {state}");
+            assert!(
+                state.is_null(),
+                "row {id} was deleted but its last event is {state}"
+            );
         }
     }
 }
@@ -285,7 +385,10 @@ fn slot_lsn(pg: &Postgres, db: &str, slot: &str) -> u64 {
 async fn sigkill_three_times_during_200k_changes_loses_nothing() {
     let pg = postgres::shared();
     let db = pg.database("crash");
-    pg.psql(&db, "CREATE TABLE events (id bigint PRIMARY KEY, payload text)");
+    pg.psql(
+        &db,
+        "CREATE TABLE events (id bigint PRIMARY KEY, payload text)",
+    );
     let cdc = cdc(pg, &db, "public.events", "  max_batch: 1000\n");
     let url = pg.url(&db);
     let mut sluice = cdc.run();
@@ -303,7 +406,16 @@ async fn sigkill_three_times_during_200k_changes_loses_nothing() {
                 ));
             }
             let status = std::process::Command::new("psql")
-                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &url, "-c", &script])
+                .args([
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-d",
+                    &url,
+                    "-c",
+                    &script,
+                ])
                 .status()
                 .expect("psql");
             assert!(status.success());
@@ -319,24 +431,38 @@ async fn sigkill_three_times_during_200k_changes_loses_nothing() {
         sluice.kill_hard();
         let stored = stored_lsn(&cdc.offsets_file()).expect("stored offset");
         let confirmed = slot_lsn(pg, &db, &cdc.slot);
-        assert!(confirmed <= stored, "slot confirmed {confirmed} past the stored offset {stored}");
+        assert!(
+            confirmed <= stored,
+            "slot confirmed {confirmed} past the stored offset {stored}"
+        );
         sluice = cdc.run();
     }
     writer.join().expect("writer");
     let topic = cdc.topic("events");
     wait_for("all 200,000 changes", Duration::from_secs(300), || {
         let records = kafka::read_all(&topic);
-        let ids: std::collections::HashSet<String> = records.iter().map(|r| String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned()).collect();
+        let ids: std::collections::HashSet<String> = records
+            .iter()
+            .map(|r| String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned())
+            .collect();
         (ids.len() >= 200_000).then_some(())
     });
     assert!(sluice.terminate());
     let mut seen: HashMap<i64, Vec<i64>> = HashMap::new();
     for (_, _, key, value) in events(&topic).await {
         let id = key["payload"]["id"].as_i64().expect("id");
-        assert_eq!(value["payload"]["after"]["payload"], json!(format!("p{id}")));
-        seen.entry(id).or_default().push(value["payload"]["source"]["lsn"].as_i64().expect("lsn"));
+        assert_eq!(
+            value["payload"]["after"]["payload"],
+            json!(format!("p{id}"))
+        );
+        seen.entry(id)
+            .or_default()
+            .push(value["payload"]["source"]["lsn"].as_i64().expect("lsn"));
     }
-    let missing: Vec<i64> = (0..200_000).filter(|id| !seen.contains_key(id)).take(5).collect();
+    let missing: Vec<i64> = (0..200_000)
+        .filter(|id| !seen.contains_key(id))
+        .take(5)
+        .collect();
     assert!(missing.is_empty(), "changes missing, e.g. ids {missing:?}");
     // A duplicate is the same change again (same LSN), never a different one.
     assert!(seen.values().all(|lsns| lsns.iter().all(|l| *l == lsns[0])));
@@ -354,23 +480,48 @@ async fn postgres_restart_mid_stream_reconnects_and_loses_nothing() {
         if chunk == 5 {
             pg.restart(Duration::from_secs(2));
         }
-        pg.psql(&db, &format!("INSERT INTO ticks SELECT generate_series({}, {})", chunk * 1000, chunk * 1000 + 999));
+        pg.psql(
+            &db,
+            &format!(
+                "INSERT INTO ticks SELECT generate_series({}, {})",
+                chunk * 1000,
+                chunk * 1000 + 999
+            ),
+        );
     }
     let topic = cdc.topic("ticks");
-    wait_for("all 10,000 changes after the restart", Duration::from_secs(180), || {
-        (kafka::read_all(&topic).iter().filter(|r| r.value.is_some()).count() >= 10_000).then_some(())
-    });
+    wait_for(
+        "all 10,000 changes after the restart",
+        Duration::from_secs(180),
+        || {
+            (kafka::read_all(&topic)
+                .iter()
+                .filter(|r| r.value.is_some())
+                .count()
+                >= 10_000)
+                .then_some(())
+        },
+    );
     let log = sluice.log_text();
     assert!(sluice.terminate(), "sluice did not survive the restart");
-    let ids: std::collections::HashSet<i64> =
-        events(&topic).await.iter().map(|(_, _, k, _)| k["payload"]["id"].as_i64().expect("id")).collect();
+    let ids: std::collections::HashSet<i64> = events(&topic)
+        .await
+        .iter()
+        .map(|(_, _, k, _)| k["payload"]["id"].as_i64().expect("id"))
+        .collect();
     assert_eq!(ids.len(), 10_000);
-    assert!(log.contains("recover replication connection") || log.contains("reconnect"), "the log shows no reconnect:\n{log}");
+    assert!(
+        log.contains("recover replication connection") || log.contains("reconnect"),
+        "the log shows no reconnect:\n{log}"
+    );
 }
 
 fn run_expecting_failure(cdc: &Cdc) -> String {
     let mut sluice = cdc.run();
-    assert!(!sluice.wait_exit(Duration::from_secs(120)), "sluice should refuse to run");
+    assert!(
+        !sluice.wait_exit(Duration::from_secs(120)),
+        "sluice should refuse to run"
+    );
     sluice.log_text()
 }
 
@@ -381,7 +532,10 @@ async fn bad_setups_fail_with_one_clear_error_each() {
     let db = replica.database("nowal");
     replica.psql(&db, "CREATE TABLE t (id int PRIMARY KEY)");
     let log = run_expecting_failure(&cdc(&replica, &db, "public.t", ""));
-    assert!(log.contains("wal_level=replica; change data capture needs wal_level=logical"), "{log}");
+    assert!(
+        log.contains("wal_level=replica; change data capture needs wal_level=logical"),
+        "{log}"
+    );
 
     let pg = postgres::shared();
     let db = pg.database("badcfg");
@@ -389,5 +543,8 @@ async fn bad_setups_fail_with_one_clear_error_each() {
     let log = run_expecting_failure(&cdc(pg, &db, "public.nope", ""));
     assert!(log.contains("table public.nope does not exist"), "{log}");
     let log = run_expecting_failure(&cdc(pg, &db, "public.keyless", ""));
-    assert!(log.contains("table public.keyless has no primary key and REPLICA IDENTITY DEFAULT"), "{log}");
+    assert!(
+        log.contains("table public.keyless has no primary key and REPLICA IDENTITY DEFAULT"),
+        "{log}"
+    );
 }

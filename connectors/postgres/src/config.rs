@@ -102,9 +102,15 @@ pub(crate) fn spec() -> ConfigSpec {
 
 fn identifier(value: &serde_json::Value) -> Result<(), String> {
     let s = value.as_str().unwrap_or_default();
-    if !s.is_empty() && s.len() <= 63 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+    if !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
         Ok(())
     } else {
-        Err(format!("expected 1-63 lowercase letters, digits or `_`, got {value}"))
+        Err(format!(
+            "expected 1-63 lowercase letters, digits or `_`, got {value}"
+        ))
     }
 }

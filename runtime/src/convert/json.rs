@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -35,11 +35,17 @@ pub enum DecimalFormat {
     Numeric,
 }
 
+/// How many serialized schemas a converter keeps (one per table or record type in practice).
+const SCHEMA_CACHE: usize = 256;
+
 /// Kafka Connect's JSON converter.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct JsonConverter {
     schemas: bool,
     decimal_format: DecimalFormat,
+    /// Serialized schemas by shared schema identity. Holding the `Arc` keeps its address from
+    /// being reused by another schema while cached.
+    cache: Mutex<Vec<(SchemaRef, Arc<str>)>>,
 }
 
 impl JsonConverter {
@@ -47,7 +53,23 @@ impl JsonConverter {
         Self {
             schemas,
             decimal_format,
+            cache: Mutex::new(Vec::new()),
         }
+    }
+
+    fn schema_text(&self, schema: &SchemaRef) -> Result<Arc<str>, ConvertError> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, text)) = cache.iter().find(|(s, _)| Arc::ptr_eq(s, schema)) {
+            return Ok(text.clone());
+        }
+        let mut out = String::new();
+        write_schema(&mut out, schema)?;
+        let text: Arc<str> = out.into();
+        if cache.len() >= SCHEMA_CACHE {
+            cache.remove(0);
+        }
+        cache.push((schema.clone(), text.clone()));
+        Ok(text)
     }
 }
 
@@ -73,6 +95,24 @@ impl Converter for JsonConverter {
         } else {
             write_value(&mut out, schema, value, self.decimal_format, "")?;
         }
+        Ok(Some(out.into_bytes()))
+    }
+
+    fn encode_shared(
+        &self,
+        schema: Option<&SchemaRef>,
+        value: &Value,
+    ) -> Result<Option<Vec<u8>>, ConvertError> {
+        let Some(schema) = schema.filter(|_| self.schemas) else {
+            return self.encode(schema.map(|s| &**s), value);
+        };
+        let schema_text = self.schema_text(schema)?;
+        let mut out = String::with_capacity(schema_text.len() + 256);
+        out.push_str("{\"schema\":");
+        out.push_str(&schema_text);
+        out.push_str(",\"payload\":");
+        write_value(&mut out, Some(schema), value, self.decimal_format, "")?;
+        out.push('}');
         Ok(Some(out.into_bytes()))
     }
 
@@ -732,6 +772,28 @@ mod tests {
         assert_eq!(
             text(out),
             r#"{"schema":{"type":"struct","fields":[{"type":"string","optional":true,"default":"default","field":"field1"}],"optional":false},"payload":{"field1":"default"}}"#
+        );
+    }
+
+    #[test]
+    fn shared_schemas_encode_the_same_bytes() {
+        let schema: SchemaRef = Arc::new(
+            Schema::struct_builder()
+                .name("n")
+                .field("a", Schema::decimal(2))
+                .build(),
+        );
+        let value = Value::Struct(Struct::new().with("a", Decimal::new(156.into(), 2)));
+        let c = on();
+        let plain = c.encode(Some(&schema), &value).unwrap();
+        assert_eq!(c.encode_shared(Some(&schema), &value).unwrap(), plain);
+        assert_eq!(c.encode_shared(Some(&schema), &value).unwrap(), plain);
+        let null = c
+            .encode_shared(Some(&Arc::new(Schema::int32().optional())), &Value::Null)
+            .unwrap();
+        assert_eq!(
+            text(null),
+            r#"{"schema":{"type":"int32","optional":true},"payload":null}"#
         );
     }
 

@@ -40,6 +40,16 @@ pub trait Converter: Send + Sync {
 
     /// Deserializes bytes into a value and, when the format carries one, its schema.
     fn decode(&self, bytes: Option<&[u8]>) -> Result<(Option<SchemaRef>, Value), ConvertError>;
+
+    /// [`encode`](Self::encode) for a schema shared by many records; converters that write the
+    /// schema (JSON with schemas) cache its serialized form per shared schema.
+    fn encode_shared(
+        &self,
+        schema: Option<&SchemaRef>,
+        value: &Value,
+    ) -> Result<Option<Vec<u8>>, ConvertError> {
+        self.encode(schema.map(|s| &**s), value)
+    }
 }
 
 /// Which converter.

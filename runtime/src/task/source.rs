@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,7 +18,7 @@ use tracing::{debug, info, warn};
 use super::offsets::ConnectorOffsets;
 use crate::convert::Converter;
 use crate::error::TaskError;
-use crate::storage::{OffsetStore, offset_key};
+use crate::storage::OffsetStore;
 
 /// A record sent to Kafka whose acknowledgement is awaited, with the source position it covers.
 struct Ack {
@@ -52,7 +51,8 @@ pub(crate) struct SourceTaskRunner {
 /// Offsets whose records Kafka has acknowledged, in order, not yet stored.
 #[derive(Default)]
 struct Acked {
-    latest: HashMap<String, (SourcePartition, SourceOffset)>,
+    /// Latest acknowledged offset per source partition (a task has few partitions).
+    latest: Vec<(SourcePartition, SourceOffset)>,
     /// Set once a record failed: no offset after it may be stored.
     poisoned: bool,
 }
@@ -213,7 +213,7 @@ impl SourceTaskRunner {
         };
         let key = self
             .key_converter
-            .encode(record.key_schema.as_deref(), &record.key)
+            .encode_shared(record.key_schema.as_ref(), &record.key)
             .map_err(|source| TaskError::Convert {
                 part: "key",
                 location: location(),
@@ -221,7 +221,7 @@ impl SourceTaskRunner {
             })?;
         let value = self
             .value_converter
-            .encode(record.value_schema.as_deref(), &record.value)
+            .encode_shared(record.value_schema.as_ref(), &record.value)
             .map_err(|source| TaskError::Convert {
                 part: "value",
                 location: location(),
@@ -235,8 +235,7 @@ impl SourceTaskRunner {
         if acked.latest.is_empty() {
             return Ok(());
         }
-        let offsets: Vec<(SourcePartition, SourceOffset)> =
-            acked.latest.drain().map(|(_, v)| v).collect();
+        let offsets: Vec<(SourcePartition, SourceOffset)> = std::mem::take(&mut acked.latest);
         self.offsets.put(&self.connector, &offsets).await?;
         debug!(connector = %self.connector, task = self.task_id, partitions = offsets.len(), "source offsets stored");
         if let Err(e) = self.task.commit(&offsets).await {
@@ -279,8 +278,10 @@ impl Acked {
                 source,
             });
         }
-        self.latest
-            .insert(offset_key("", &ack.partition), (ack.partition, ack.offset));
+        match self.latest.iter_mut().find(|(p, _)| *p == ack.partition) {
+            Some(slot) => slot.1 = ack.offset,
+            None => self.latest.push((ack.partition, ack.offset)),
+        }
         Ok(())
     }
 }

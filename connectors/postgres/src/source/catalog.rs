@@ -13,12 +13,15 @@ use crate::config::CdcConfig;
 /// Classifies a database error.
 pub(crate) fn db_error(context: &str, e: sqlx::Error) -> ConnectorError {
     let kind = match &e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) => {
-            ErrorKind::Retriable
-        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Protocol(_) => ErrorKind::Retriable,
         sqlx::Error::Database(db) => match db.code().as_deref() {
             Some(code) if code.starts_with("28") => ErrorKind::Auth,
-            Some(code) if code.starts_with("08") || code.starts_with("57P") || code == "53300" => ErrorKind::Retriable,
+            Some(code) if code.starts_with("08") || code.starts_with("57P") || code == "53300" => {
+                ErrorKind::Retriable
+            }
             _ => ErrorKind::Fatal,
         },
         _ => ErrorKind::Fatal,
@@ -27,11 +30,12 @@ pub(crate) fn db_error(context: &str, e: sqlx::Error) -> ConnectorError {
 }
 
 pub(crate) fn connect_options(config: &CdcConfig) -> Result<PgConnectOptions, ConnectorError> {
-    let mut options: PgConnectOptions = config
-        .url
-        .parse()
-        .map_err(|e| ConnectorError::config(format!("url: expected postgres://user@host:port/database: {e}")))?;
-    if let Some(password) = &config.password {
+    let mut options: PgConnectOptions = config.url.parse().map_err(|e| {
+        ConnectorError::config(format!(
+            "url: expected postgres://user@host:port/database: {e}"
+        ))
+    })?;
+    if let Some(password) = config.password.as_deref().filter(|p| !p.is_empty()) {
         options = options.password(password);
     }
     let ssl = match config.ssl_mode.as_str() {
@@ -39,7 +43,10 @@ pub(crate) fn connect_options(config: &CdcConfig) -> Result<PgConnectOptions, Co
         "require" => PgSslMode::Require,
         _ => PgSslMode::Prefer,
     };
-    Ok(options.ssl_mode(ssl).options([("TimeZone", "UTC")]).application_name("sluice-cdc"))
+    Ok(options
+        .ssl_mode(ssl)
+        .options([("TimeZone", "UTC")])
+        .application_name("sluice-cdc"))
 }
 
 pub(crate) async fn pool(config: &CdcConfig) -> Result<PgPool, ConnectorError> {
@@ -67,7 +74,7 @@ pub(crate) fn replication_conninfo(config: &CdcConfig) -> Result<String, Connect
     if let Some(db) = options.get_database() {
         parts.push(format!("dbname={}", quote(db)));
     }
-    if let Some(password) = &config.password {
+    if let Some(password) = config.password.as_deref().filter(|p| !p.is_empty()) {
         parts.push(format!("password={}", quote(password)));
     } else if let Ok(url) = url_password(&config.url) {
         parts.extend(url.map(|p| format!("password={}", quote(&p))));
@@ -82,7 +89,10 @@ fn url_password(url: &str) -> Result<Option<String>, ()> {
 }
 
 async fn one(pool: &PgPool, sql: &'static str) -> Result<PgRow, ConnectorError> {
-    sqlx::query(sql).fetch_one(pool).await.map_err(|e| db_error(sql, e))
+    sqlx::query(sql)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| db_error(sql, e))
 }
 
 /// Fails with one clear error per problem that makes capture impossible.
@@ -98,7 +108,9 @@ pub(crate) async fn check(pool: &PgPool, config: &CdcConfig) -> Result<(), Conne
     if !can_replicate {
         return Err(ConnectorError::new(
             ErrorKind::Auth,
-            format!("user {user} lacks the REPLICATION attribute; run ALTER ROLE {user} REPLICATION"),
+            format!(
+                "user {user} lacks the REPLICATION attribute; run ALTER ROLE {user} REPLICATION"
+            ),
         ));
     }
     for table in &config.tables {
@@ -114,7 +126,9 @@ pub(crate) async fn check(pool: &PgPool, config: &CdcConfig) -> Result<(), Conne
         .await
         .map_err(|e| db_error("cannot look up tables", e))?;
         let Some(row) = row else {
-            return Err(ConnectorError::config(format!("tables: table {schema}.{name} does not exist")));
+            return Err(ConnectorError::config(format!(
+                "tables: table {schema}.{name} does not exist"
+            )));
         };
         let (identity, has_pk): (String, bool) = (row.get(0), row.get(1));
         if identity == "d" && !has_pk {
@@ -131,7 +145,9 @@ pub(crate) fn split_table(table: &str) -> Result<(&str, &str), ConnectorError> {
     match table.split_once('.') {
         Some((s, t)) if !s.is_empty() && !t.is_empty() => Ok((s, t)),
         None if !table.is_empty() => Ok(("public", table)),
-        _ => Err(ConnectorError::config(format!("tables: expected schema.table, got `{table}`"))),
+        _ => Err(ConnectorError::config(format!(
+            "tables: expected schema.table, got `{table}`"
+        ))),
     }
 }
 
@@ -144,12 +160,16 @@ pub(crate) fn qualified(schema: &str, table: &str) -> String {
 }
 
 /// Creates the publication if missing; when tables are configured, makes it cover exactly them.
-pub(crate) async fn ensure_publication(pool: &PgPool, config: &CdcConfig) -> Result<(), ConnectorError> {
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
-        .bind(&config.publication)
-        .fetch_one(pool)
-        .await
-        .map_err(|e| db_error("cannot look up publications", e))?;
+pub(crate) async fn ensure_publication(
+    pool: &PgPool,
+    config: &CdcConfig,
+) -> Result<(), ConnectorError> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
+            .bind(&config.publication)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| db_error("cannot look up publications", e))?;
     let tables = config
         .tables
         .iter()
@@ -179,7 +199,10 @@ pub(crate) struct TableRef {
 }
 
 /// The publication's tables minus the excluded ones.
-pub(crate) async fn captured_tables(pool: &PgPool, config: &CdcConfig) -> Result<Vec<TableRef>, ConnectorError> {
+pub(crate) async fn captured_tables(
+    pool: &PgPool,
+    config: &CdcConfig,
+) -> Result<Vec<TableRef>, ConnectorError> {
     let rows = sqlx::query(
         "SELECT c.oid::int8, p.schemaname::text, p.tablename::text FROM pg_publication_tables p \
          JOIN pg_namespace n ON n.nspname = p.schemaname \
@@ -192,13 +215,20 @@ pub(crate) async fn captured_tables(pool: &PgPool, config: &CdcConfig) -> Result
     .map_err(|e| db_error("cannot list the publication's tables", e))?;
     Ok(rows
         .into_iter()
-        .map(|r| TableRef { oid: r.get::<i64, _>(0) as u32, schema: r.get(1), name: r.get(2) })
+        .map(|r| TableRef {
+            oid: r.get::<i64, _>(0) as u32,
+            schema: r.get(1),
+            name: r.get(2),
+        })
         .filter(|t| !excluded(config, &t.schema, &t.name))
         .collect())
 }
 
 pub(crate) fn excluded(config: &CdcConfig, schema: &str, name: &str) -> bool {
-    config.exclude_tables.iter().any(|x| split_table(x).is_ok_and(|(s, n)| s == schema && n == name))
+    config
+        .exclude_tables
+        .iter()
+        .any(|x| split_table(x).is_ok_and(|(s, n)| s == schema && n == name))
 }
 
 /// A column as the catalog describes it.
@@ -275,7 +305,13 @@ impl Types {
             let t = raw.get(&oid)?;
             Some(match t.kind.as_str() {
                 "e" => PgType::Enum {
-                    values: t.labels.as_deref().unwrap_or_default().split(',').map(str::to_owned).collect(),
+                    values: t
+                        .labels
+                        .as_deref()
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(str::to_owned)
+                        .collect(),
                 },
                 "d" => builtin(t.base, -1).unwrap_or_else(|| PgType::Other(t.name.clone())),
                 _ => PgType::Other(t.name.clone()),
@@ -284,7 +320,9 @@ impl Types {
         let mut custom = HashMap::new();
         for (&oid, t) in &raw {
             let ty = if t.elem != 0 && t.name.starts_with('_') {
-                let element = builtin(t.elem, -1).or_else(|| resolve_one(t.elem)).unwrap_or(PgType::Other(t.name.clone()));
+                let element = builtin(t.elem, -1)
+                    .or_else(|| resolve_one(t.elem))
+                    .unwrap_or(PgType::Other(t.name.clone()));
                 PgType::Array(Box::new(element))
             } else {
                 resolve_one(oid).unwrap_or(PgType::Other(t.name.clone()))
@@ -302,12 +340,17 @@ impl Types {
 
 /// Whether the replication slot exists, and its confirmed flush LSN.
 pub(crate) async fn slot(pool: &PgPool, slot: &str) -> Result<Option<Option<u64>>, ConnectorError> {
-    let row = sqlx::query("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1")
-        .bind(slot)
-        .fetch_optional(pool)
-        .await
-        .map_err(|e| db_error("cannot look up the replication slot", e))?;
-    Ok(row.map(|r| r.get::<Option<String>, _>(0).and_then(|lsn| pg_walstream::parse_lsn(&lsn).ok())))
+    let row = sqlx::query(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(slot)
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| db_error("cannot look up the replication slot", e))?;
+    Ok(row.map(|r| {
+        r.get::<Option<String>, _>(0)
+            .and_then(|lsn| pg_walstream::parse_lsn(&lsn).ok())
+    }))
 }
 
 pub(crate) async fn drop_slot(pool: &PgPool, slot: &str) -> Result<(), ConnectorError> {

@@ -8,11 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use pg_walstream::{
-    ChangeEvent, ColumnValue, EventType, LogicalReplicationStream, ReplicationSlotOptions, ReplicationStreamConfig,
-    RowData, StreamingMode,
+    ChangeEvent, ColumnValue, EventType, LogicalReplicationStream, ReplicationSlotOptions,
+    ReplicationStreamConfig, RowData, StreamingMode,
 };
 use serde_json::json;
-use sluice_connector_api::{ConnectorError, ErrorKind, SourceOffset, SourcePartition, SourceRecord};
+use sluice_connector_api::{
+    ConnectorError, ErrorKind, SourceOffset, SourcePartition, SourceRecord,
+};
 use sqlx::postgres::PgPool;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -20,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::catalog::{self, Types, excluded};
-use super::table::{Column, Naming, OP_CREATE, OP_DELETE, OP_TRUNCATE, OP_UPDATE, SourceInfo, Table, heartbeat};
+use super::table::{
+    Column, Naming, OP_CREATE, OP_DELETE, OP_TRUNCATE, OP_UPDATE, SourceInfo, Table, heartbeat,
+};
 use super::types::PgType;
 use crate::config::CdcConfig;
 
@@ -44,8 +48,18 @@ pub(crate) struct Out {
 }
 
 impl Out {
-    pub(crate) fn new(tx: mpsc::Sender<Batch>, partition: SourcePartition, max_batch: usize) -> Self {
-        Self { tx, partition, batch: Vec::with_capacity(max_batch), held: None, max_batch }
+    pub(crate) fn new(
+        tx: mpsc::Sender<Batch>,
+        partition: SourcePartition,
+        max_batch: usize,
+    ) -> Self {
+        Self {
+            tx,
+            partition,
+            batch: Vec::with_capacity(max_batch),
+            held: None,
+            max_batch,
+        }
     }
 
     pub(crate) fn partition(&self) -> &SourcePartition {
@@ -61,7 +75,11 @@ impl Out {
     /// Adds a record (held back until the next one), handing over a full batch.
     pub(crate) async fn push(&mut self, record: SourceRecord) -> Result<(), ConnectorError> {
         self.add(record);
-        if self.batch.len() >= self.max_batch { self.flush().await } else { Ok(()) }
+        if self.batch.len() >= self.max_batch {
+            self.flush().await
+        } else {
+            Ok(())
+        }
     }
 
     /// Adds a record that needs no later offset (a heartbeat).
@@ -91,8 +109,15 @@ impl Out {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let permit = self.tx.reserve().await.map_err(|_| ConnectorError::fatal("the task stopped reading changes"))?;
-        permit.send(Ok(std::mem::replace(&mut self.batch, Vec::with_capacity(self.max_batch))));
+        let permit = self
+            .tx
+            .reserve()
+            .await
+            .map_err(|_| ConnectorError::fatal("the task stopped reading changes"))?;
+        permit.send(Ok(std::mem::replace(
+            &mut self.batch,
+            Vec::with_capacity(self.max_batch),
+        )));
         Ok(())
     }
 
@@ -109,18 +134,25 @@ pub(crate) struct Confirmed {
 }
 
 pub(crate) fn stream_config(config: &CdcConfig, export_snapshot: bool) -> ReplicationStreamConfig {
-    let mut stream = ReplicationStreamConfig::builder(config.slot.clone(), config.publication.clone())
-        .with_protocol_version(2)
-        .with_streaming_mode(StreamingMode::Off)
-        .with_feedback_interval(Duration::from_secs(1))
-        .with_existing_slot_required(false);
+    let mut stream =
+        ReplicationStreamConfig::builder(config.slot.clone(), config.publication.clone())
+            .with_protocol_version(2)
+            .with_streaming_mode(StreamingMode::Off)
+            .with_feedback_interval(Duration::from_secs(1))
+            .with_existing_slot_required(false);
     if export_snapshot {
-        stream = stream.with_slot_options(ReplicationSlotOptions { snapshot: Some("export".into()), ..Default::default() });
+        stream = stream.with_slot_options(ReplicationSlotOptions {
+            snapshot: Some("export".into()),
+            ..Default::default()
+        });
     }
     stream
 }
 
-pub(crate) fn replication_error(context: &str, e: pg_walstream::ReplicationError) -> ConnectorError {
+pub(crate) fn replication_error(
+    context: &str,
+    e: pg_walstream::ReplicationError,
+) -> ConnectorError {
     let kind = if e.is_transient() {
         ErrorKind::Retriable
     } else if matches!(e, pg_walstream::ReplicationError::Authentication(_)) {
@@ -184,9 +216,13 @@ impl Streamer {
     }
 
     pub(crate) async fn run(mut self) -> Result<(), ConnectorError> {
-        self.stream.start(None).await.map_err(|e| replication_error("cannot start replication", e))?;
+        self.stream
+            .start(None)
+            .await
+            .map_err(|e| replication_error("cannot start replication", e))?;
         info!(slot = %self.config.slot, "streaming changes");
-        let mut heartbeat = tokio::time::interval(Duration::from_millis(self.config.heartbeat_interval));
+        let mut heartbeat =
+            tokio::time::interval(Duration::from_millis(self.config.heartbeat_interval));
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut linger_until: Option<Instant> = None;
         let mut reconnects = 0u32;
@@ -262,9 +298,14 @@ impl Streamer {
         // The server replays every transaction after the confirmed LSN: drop the partial one.
         self.out.held = None;
         self.tx = None;
-        match LogicalReplicationStream::new(&self.conninfo, stream_config(&self.config, false)).await {
+        match LogicalReplicationStream::new(&self.conninfo, stream_config(&self.config, false))
+            .await
+        {
             Ok(mut stream) => {
-                stream.start(None).await.map_err(|e| replication_error("cannot restart replication", e))?;
+                stream
+                    .start(None)
+                    .await
+                    .map_err(|e| replication_error("cannot restart replication", e))?;
                 self.stream = stream;
                 info!(attempt, "replication reconnected");
                 Ok(())
@@ -278,10 +319,12 @@ impl Streamer {
     }
 
     async fn heartbeat(&mut self) -> Result<(), ConnectorError> {
-        if let Some(query) = &self.config.heartbeat_action_query {
-            if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(query.clone())).execute(&self.pool).await {
-                warn!(error = %e, "heartbeat action query failed");
-            }
+        if let Some(query) = &self.config.heartbeat_action_query
+            && let Err(e) = sqlx::query(sqlx::AssertSqlSafe(query.clone()))
+                .execute(&self.pool)
+                .await
+        {
+            warn!(error = %e, "heartbeat action query failed");
         }
         // Between transactions everything received is emitted, so the received position can be
         // confirmed once a record carrying it is committed.
@@ -299,14 +342,27 @@ impl Streamer {
         self.tables.get(&oid).cloned().flatten()
     }
 
-    async fn relation(&mut self, oid: u32, namespace: &str, name: &str, columns: &[pg_walstream::RelationColumn]) -> Result<(), ConnectorError> {
+    async fn relation(
+        &mut self,
+        oid: u32,
+        namespace: &str,
+        name: &str,
+        columns: &[pg_walstream::RelationColumn],
+    ) -> Result<(), ConnectorError> {
         if excluded(&self.config, namespace, name) {
             self.tables.insert(oid, None);
             return Ok(());
         }
         let catalog = catalog::columns(&self.pool, oid).await?;
-        let pk: Vec<&str> = catalog.iter().filter(|c| c.primary_key).map(|c| c.name.as_str()).collect();
-        if columns.iter().any(|c| self.types.resolve(c.type_id, c.type_modifier).is_none()) {
+        let pk: Vec<&str> = catalog
+            .iter()
+            .filter(|c| c.primary_key)
+            .map(|c| c.name.as_str())
+            .collect();
+        if columns
+            .iter()
+            .any(|c| self.types.resolve(c.type_id, c.type_modifier).is_none())
+        {
             self.types = Types::load(&self.pool).await?;
         }
         let columns = columns
@@ -327,51 +383,110 @@ impl Streamer {
 
     fn info(&self, lsn: u64) -> SourceInfo {
         let (xid, ts) = self.tx.unwrap_or((0, 0));
-        SourceInfo { ts_ms: ts, snapshot: None, tx_id: Some(i64::from(xid)), lsn: Some(lsn as i64) }
+        SourceInfo {
+            ts_ms: ts,
+            snapshot: None,
+            tx_id: Some(i64::from(xid)),
+            lsn: Some(lsn as i64),
+        }
     }
 
     fn offset(&self) -> SourceOffset {
         let xid = self.tx.map_or(0, |(x, _)| x);
-        json!({"lsn": self.last_end, "txId": xid}).as_object().cloned().unwrap_or_default()
+        json!({"lsn": self.last_end, "txId": xid})
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
     }
 
     async fn handle(&mut self, event: ChangeEvent) -> Result<(), ConnectorError> {
         let lsn = event.lsn.0;
         match event.event_type {
-            EventType::Begin { transaction_id, commit_timestamp, .. } => {
+            EventType::Begin {
+                transaction_id,
+                commit_timestamp,
+                ..
+            } => {
                 self.tx = Some((transaction_id, commit_timestamp.timestamp_millis()));
             }
             EventType::Commit { end_lsn, .. } => {
                 let xid = self.tx.map_or(0, |(x, _)| x);
-                let offset = json!({"lsn": end_lsn.0, "txId": xid}).as_object().cloned().unwrap_or_default();
+                let offset = json!({"lsn": end_lsn.0, "txId": xid})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
                 if self.out.seal(offset) {
                     self.emitted = end_lsn.0;
                 }
                 self.last_end = end_lsn.0;
                 self.tx = None;
             }
-            EventType::Relation { relation_id, namespace, relation_name, columns, .. } => {
-                self.relation(relation_id, &namespace, &relation_name, &columns).await?;
+            EventType::Relation {
+                relation_id,
+                namespace,
+                relation_name,
+                columns,
+                ..
+            } => {
+                self.relation(relation_id, &namespace, &relation_name, &columns)
+                    .await?;
             }
-            EventType::Insert { relation_oid, data, .. } => {
+            EventType::Insert {
+                relation_oid, data, ..
+            } => {
                 if let Some(table) = self.table(relation_oid).await {
                     let after = table.row(values(&data).into_iter(), &self.naming.placeholder);
-                    let record = table.event(&self.naming, OP_CREATE, None, Some(after), &self.info(lsn), self.out.partition(), self.offset());
+                    let record = table.event(
+                        &self.naming,
+                        OP_CREATE,
+                        None,
+                        Some(after),
+                        &self.info(lsn),
+                        self.out.partition(),
+                        self.offset(),
+                    );
                     self.out.push(record).await?;
                 }
             }
-            EventType::Update { relation_oid, old_data, new_data, .. } => {
+            EventType::Update {
+                relation_oid,
+                old_data,
+                new_data,
+                ..
+            } => {
                 if let Some(table) = self.table(relation_oid).await {
-                    let before = old_data.as_ref().map(|old| table.row(values(old).into_iter(), &self.naming.placeholder));
+                    let before = old_data
+                        .as_ref()
+                        .map(|old| table.row(values(old).into_iter(), &self.naming.placeholder));
                     let after = table.row(values(&new_data).into_iter(), &self.naming.placeholder);
-                    let record = table.event(&self.naming, OP_UPDATE, before, Some(after), &self.info(lsn), self.out.partition(), self.offset());
+                    let record = table.event(
+                        &self.naming,
+                        OP_UPDATE,
+                        before,
+                        Some(after),
+                        &self.info(lsn),
+                        self.out.partition(),
+                        self.offset(),
+                    );
                     self.out.push(record).await?;
                 }
             }
-            EventType::Delete { relation_oid, old_data, .. } => {
+            EventType::Delete {
+                relation_oid,
+                old_data,
+                ..
+            } => {
                 if let Some(table) = self.table(relation_oid).await {
                     let before = table.row(values(&old_data).into_iter(), &self.naming.placeholder);
-                    let record = table.event(&self.naming, OP_DELETE, Some(before), None, &self.info(lsn), self.out.partition(), self.offset());
+                    let record = table.event(
+                        &self.naming,
+                        OP_DELETE,
+                        Some(before),
+                        None,
+                        &self.info(lsn),
+                        self.out.partition(),
+                        self.offset(),
+                    );
                     let tombstone = self.config.tombstones.then(|| table.tombstone(&record));
                     self.out.push(record).await?;
                     if let Some(tombstone) = tombstone {
@@ -383,7 +498,15 @@ impl Streamer {
                 let captured: Vec<Arc<Table>> = self.tables.values().flatten().cloned().collect();
                 for name in tables {
                     if let Some(table) = captured.iter().find(|t| t.full_name() == name.as_ref()) {
-                        let record = table.event(&self.naming, OP_TRUNCATE, None, None, &self.info(lsn), self.out.partition(), self.offset());
+                        let record = table.event(
+                            &self.naming,
+                            OP_TRUNCATE,
+                            None,
+                            None,
+                            &self.info(lsn),
+                            self.out.partition(),
+                            self.offset(),
+                        );
                         self.out.push(record).await?;
                     }
                 }

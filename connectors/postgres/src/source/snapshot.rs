@@ -24,49 +24,93 @@ pub(crate) async fn run(
     naming: &Naming,
     out: &mut Out,
 ) -> Result<(), ConnectorError> {
-    let mut tx = pool.begin().await.map_err(|e| db_error("cannot begin the snapshot transaction", e))?;
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(|e| db_error("cannot begin the snapshot transaction", e))?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await
         .map_err(|e| db_error("cannot set the snapshot isolation level", e))?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("SET TRANSACTION SNAPSHOT '{}'", snapshot.replace('\'', "''"))))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| db_error("cannot import the slot's exported snapshot", e))?;
-    let offset = json!({"snapshot": true, "lsn": consistent_lsn}).as_object().cloned().unwrap_or_default();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SET TRANSACTION SNAPSHOT '{}'",
+        snapshot.replace('\'', "''")
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| db_error("cannot import the slot's exported snapshot", e))?;
+    let offset = json!({"snapshot": true, "lsn": consistent_lsn})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     for table in tables {
-        let select: Vec<String> = table.columns.iter().map(|c| format!("\"{}\"::text", c.name.replace('"', "\"\""))).collect();
+        let select: Vec<String> = table
+            .columns
+            .iter()
+            .map(|c| format!("\"{}\"::text", c.name.replace('"', "\"\"")))
+            .collect();
         let sql = format!(
             "DECLARE sluice_snapshot NO SCROLL CURSOR FOR SELECT {} FROM {}",
             select.join(", "),
             qualified(&table.schema, &table.name)
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(|e| db_error(&format!("cannot read {}", table.full_name()), e))?;
-        let info = SourceInfo { ts_ms: now_ms(), snapshot: Some("true"), tx_id: None, lsn: Some(consistent_lsn as i64) };
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_error(&format!("cannot read {}", table.full_name()), e))?;
+        let info = SourceInfo {
+            ts_ms: now_ms(),
+            snapshot: Some("true"),
+            tx_id: None,
+            lsn: Some(consistent_lsn as i64),
+        };
         let mut total = 0u64;
         loop {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("FETCH FORWARD {chunk} FROM sluice_snapshot")))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(|e| db_error(&format!("cannot read {}", table.full_name()), e))?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "FETCH FORWARD {chunk} FROM sluice_snapshot"
+            )))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| db_error(&format!("cannot read {}", table.full_name()), e))?;
             if rows.is_empty() {
                 break;
             }
             for row in &rows {
-                let values: Vec<Option<String>> = (0..table.columns.len()).map(|i| row.get(i)).collect();
-                let named = table.columns.iter().zip(&values).map(|(c, v)| (c.name.as_str(), v.as_deref()));
+                let values: Vec<Option<String>> =
+                    (0..table.columns.len()).map(|i| row.get(i)).collect();
+                let named = table
+                    .columns
+                    .iter()
+                    .zip(&values)
+                    .map(|(c, v)| (c.name.as_str(), v.as_deref()));
                 let after = table.row(named, &naming.placeholder);
-                let record = table.event(naming, OP_READ, None, Some(after), &info, out.partition(), offset.clone());
+                let record = table.event(
+                    naming,
+                    OP_READ,
+                    None,
+                    Some(after),
+                    &info,
+                    out.partition(),
+                    offset.clone(),
+                );
                 out.push(record).await?;
             }
             total += rows.len() as u64;
             info!(table = %table.full_name(), rows = total, "snapshot progress");
         }
-        sqlx::query("CLOSE sluice_snapshot").execute(&mut *tx).await.map_err(|e| db_error("cannot close the snapshot cursor", e))?;
+        sqlx::query("CLOSE sluice_snapshot")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_error("cannot close the snapshot cursor", e))?;
         info!(table = %table.full_name(), rows = total, "table snapshot done");
     }
-    tx.commit().await.map_err(|e| db_error("cannot end the snapshot transaction", e))?;
-    let done = json!({"lsn": consistent_lsn, "snapshot_completed": true}).as_object().cloned().unwrap_or_default();
+    tx.commit()
+        .await
+        .map_err(|e| db_error("cannot end the snapshot transaction", e))?;
+    let done = json!({"lsn": consistent_lsn, "snapshot_completed": true})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     if !out.seal(done.clone()) {
         // Nothing was read: a heartbeat record carries the completion.
         let mut record = heartbeat(naming, out.partition(), consistent_lsn);

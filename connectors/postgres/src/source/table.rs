@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::json;
-use sluice_connector_api::{Schema, SchemaRef, SourceOffset, SourcePartition, SourceRecord, Struct, Value};
+use sluice_connector_api::{
+    Schema, SchemaRef, SourceOffset, SourcePartition, SourceRecord, Struct, Value,
+};
 use tracing::warn;
 
 use super::types::PgType;
@@ -82,7 +84,13 @@ pub(crate) fn source_schema() -> Schema {
 }
 
 impl Table {
-    pub(crate) fn new(schema: &str, name: &str, columns: Vec<Column>, naming: &Naming, source: &SchemaRef) -> Self {
+    pub(crate) fn new(
+        schema: &str,
+        name: &str,
+        columns: Vec<Column>,
+        naming: &Naming,
+        source: &SchemaRef,
+    ) -> Self {
         let base = format!("{}.{schema}.{name}", naming.topic_prefix);
         let keys: Vec<&Column> = columns.iter().filter(|c| c.key).collect();
         let key_schema = (!keys.is_empty()).then(|| {
@@ -159,7 +167,10 @@ impl Table {
         }
         let mut key = Struct::new();
         for c in self.columns.iter().filter(|c| c.key) {
-            key.put(c.name.clone(), row.get(&c.name).cloned().unwrap_or(Value::Null));
+            key.put(
+                c.name.clone(),
+                row.get(&c.name).cloned().unwrap_or(Value::Null),
+            );
         }
         Value::Struct(key)
     }
@@ -226,21 +237,29 @@ impl Table {
         record.value = Value::Null;
         record
     }
-
 }
 
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The heartbeat record that lets the slot advance on a quiet database: Debezium's shape, on
 /// `__sluice-heartbeat.<prefix>`.
 pub(crate) fn heartbeat(naming: &Naming, partition: &SourcePartition, lsn: u64) -> SourceRecord {
     let key_schema = Arc::new(
-        Schema::struct_builder().name("io.debezium.connector.common.ServerNameKey").field("serverName", Schema::string()).build(),
+        Schema::struct_builder()
+            .name("io.debezium.connector.common.ServerNameKey")
+            .field("serverName", Schema::string())
+            .build(),
     );
-    let value_schema =
-        Arc::new(Schema::struct_builder().name("io.debezium.connector.common.Heartbeat").field("ts_ms", Schema::int64()).build());
+    let value_schema = Arc::new(
+        Schema::struct_builder()
+            .name("io.debezium.connector.common.Heartbeat")
+            .field("ts_ms", Schema::int64())
+            .build(),
+    );
     let offset = json!({"lsn": lsn}).as_object().cloned().unwrap_or_default();
     SourceRecord::new(
         format!("__sluice-heartbeat.{}", naming.topic_prefix),
@@ -249,5 +268,8 @@ pub(crate) fn heartbeat(naming: &Naming, partition: &SourcePartition, lsn: u64) 
         partition.clone(),
         offset,
     )
-    .with_key(Some(key_schema), Value::Struct(Struct::new().with("serverName", naming.topic_prefix.clone())))
+    .with_key(
+        Some(key_schema),
+        Value::Struct(Struct::new().with("serverName", naming.topic_prefix.clone())),
+    )
 }

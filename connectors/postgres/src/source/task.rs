@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use pg_walstream::LogicalReplicationStream;
 use serde_json::json;
 use sluice_connector_api::{
-    ConfigSpec, ConnectorConfig, ConnectorError, Result, SourceConnector, SourceOffset, SourcePartition, SourcePlugin,
-    SourceRecord, SourceTask, SourceTaskContext,
+    ConfigSpec, ConnectorConfig, ConnectorError, Result, SourceConnector, SourceOffset,
+    SourcePartition, SourcePlugin, SourceRecord, SourceTask, SourceTaskContext,
 };
 use sqlx::postgres::PgPool;
 use tokio::sync::mpsc;
@@ -78,27 +78,42 @@ struct CdcTask {
 }
 
 fn partition(config: &CdcConfig) -> SourcePartition {
-    json!({"server": config.topic_prefix}).as_object().cloned().unwrap_or_default()
+    json!({"server": config.topic_prefix})
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Whether a stored offset says the snapshot finished (or none was taken).
 fn snapshot_done(offset: &Option<SourceOffset>) -> bool {
-    offset.as_ref().is_some_and(|o| o.get("snapshot") != Some(&serde_json::Value::Bool(true)))
+    offset
+        .as_ref()
+        .is_some_and(|o| o.get("snapshot") != Some(&serde_json::Value::Bool(true)))
 }
 
-async fn snapshot_tables(pool: &PgPool, config: &CdcConfig, naming: &Naming, types: &Types, source: &sluice_connector_api::SchemaRef) -> Result<Vec<Arc<Table>>> {
+async fn snapshot_tables(
+    pool: &PgPool,
+    config: &CdcConfig,
+    naming: &Naming,
+    types: &Types,
+    source: &sluice_connector_api::SchemaRef,
+) -> Result<Vec<Arc<Table>>> {
     let mut tables = Vec::new();
     for t in catalog::captured_tables(pool, config).await? {
         let columns = catalog::columns(pool, t.oid)
             .await?
             .into_iter()
             .map(|c| Column {
-                ty: types.resolve(c.type_oid, c.typmod).unwrap_or(super::types::PgType::Other(c.type_oid.to_string())),
+                ty: types
+                    .resolve(c.type_oid, c.typmod)
+                    .unwrap_or(super::types::PgType::Other(c.type_oid.to_string())),
                 name: c.name,
                 key: c.primary_key,
             })
             .collect();
-        tables.push(Arc::new(Table::new(&t.schema, &t.name, columns, naming, source)));
+        tables.push(Arc::new(Table::new(
+            &t.schema, &t.name, columns, naming, source,
+        )));
     }
     Ok(tables)
 }
@@ -118,7 +133,11 @@ impl SourceTask for CdcTask {
             SnapshotMode::Initial | SnapshotMode::InitialOnly => !snapshot_done(&stored),
             SnapshotMode::WhenNeeded => !snapshot_done(&stored) || slot.is_none(),
         };
-        if !snapshot && slot.is_none() && stored.is_some() && config.snapshot_mode == SnapshotMode::Initial {
+        if !snapshot
+            && slot.is_none()
+            && stored.is_some()
+            && config.snapshot_mode == SnapshotMode::Initial
+        {
             return Err(ConnectorError::config(format!(
                 "replication slot {} is gone but offsets exist: changes since then cannot be recovered; \
                  use snapshot_mode: when_needed to take a new snapshot",
@@ -134,7 +153,10 @@ impl SourceTask for CdcTask {
         let mut stream = LogicalReplicationStream::new(&conninfo, stream_config(&config, snapshot))
             .await
             .map_err(|e| replication_error("cannot open a replication connection", e))?;
-        stream.ensure_replication_slot().await.map_err(|e| replication_error("cannot create the replication slot", e))?;
+        stream
+            .ensure_replication_slot()
+            .await
+            .map_err(|e| replication_error("cannot create the replication slot", e))?;
         let snapshot_name = if snapshot {
             Some(stream.exported_snapshot_name().map(str::to_owned).ok_or_else(|| {
                 ConnectorError::fatal("the replication slot did not export a snapshot (was it created concurrently?)")
@@ -156,17 +178,33 @@ impl SourceTask for CdcTask {
         let confirmed = self.confirmed.clone();
         let reader = async move {
             if let Some(name) = snapshot_name {
-                let consistent = catalog::slot(&pool, &config.slot).await?.flatten().unwrap_or(0);
+                let consistent = catalog::slot(&pool, &config.slot)
+                    .await?
+                    .flatten()
+                    .unwrap_or(0);
                 let tables = snapshot_tables(&pool, &config, &naming, &types, &source).await?;
                 info!(tables = tables.len(), lsn = %pg_walstream::format_lsn(consistent), "snapshot started");
-                snapshot::run(&pool, &name, consistent, &tables, config.snapshot_chunk_size, &naming, &mut out).await?;
+                snapshot::run(
+                    &pool,
+                    &name,
+                    consistent,
+                    &tables,
+                    config.snapshot_chunk_size,
+                    &naming,
+                    &mut out,
+                )
+                .await?;
                 info!("snapshot finished");
             }
             if config.snapshot_mode == SnapshotMode::InitialOnly {
                 info!("snapshot_mode initial_only: not streaming");
                 return Ok(());
             }
-            Streamer::new(stream, conninfo, config, pool, naming, types, source, confirmed, cancel, out).run().await
+            Streamer::new(
+                stream, conninfo, config, pool, naming, types, source, confirmed, cancel, out,
+            )
+            .run()
+            .await
         };
         self.reader = Some(tokio::spawn(async move {
             if let Err(e) = reader.await {
@@ -179,7 +217,9 @@ impl SourceTask for CdcTask {
 
     async fn poll(&mut self) -> Result<Vec<SourceRecord>> {
         let Some(batches) = self.batches.as_mut() else {
-            return Err(ConnectorError::fatal("postgres-cdc task polled before start"));
+            return Err(ConnectorError::fatal(
+                "postgres-cdc task polled before start",
+            ));
         };
         if self.finished {
             tokio::time::sleep(POLL_WAIT).await;
@@ -202,10 +242,10 @@ impl SourceTask for CdcTask {
             if offset.get("snapshot") == Some(&serde_json::Value::Bool(true)) {
                 continue;
             }
-            if let Some(lsn) = offset.get("lsn").and_then(serde_json::Value::as_u64) {
-                if self.confirmed.lsn.fetch_max(lsn, Ordering::AcqRel) < lsn {
-                    self.confirmed.changed.notify_one();
-                }
+            if let Some(lsn) = offset.get("lsn").and_then(serde_json::Value::as_u64)
+                && self.confirmed.lsn.fetch_max(lsn, Ordering::AcqRel) < lsn
+            {
+                self.confirmed.changed.notify_one();
             }
         }
         Ok(())
@@ -213,10 +253,12 @@ impl SourceTask for CdcTask {
 
     async fn stop(&mut self) -> Result<()> {
         self.cancel.cancel();
-        if let Some(reader) = self.reader.take() {
-            if tokio::time::timeout(Duration::from_secs(10), reader).await.is_err() {
-                warn!("replication reader did not stop in time");
-            }
+        if let Some(reader) = self.reader.take()
+            && tokio::time::timeout(Duration::from_secs(10), reader)
+                .await
+                .is_err()
+        {
+            warn!("replication reader did not stop in time");
         }
         Ok(())
     }

@@ -19,7 +19,10 @@ pub(crate) enum PgType {
     Float8,
     Bool,
     /// `numeric(p,s)` has a scale; unconstrained numeric does not.
-    Numeric { precision: Option<i32>, scale: Option<i32> },
+    Numeric {
+        precision: Option<i32>,
+        scale: Option<i32>,
+    },
     Text,
     Bytea,
     Uuid,
@@ -28,7 +31,9 @@ pub(crate) enum PgType {
     Time,
     Timestamp,
     TimestampTz,
-    Enum { values: Vec<String> },
+    Enum {
+        values: Vec<String>,
+    },
     Array(Box<PgType>),
     /// Anything else: passed on as its text, with a warning when first seen.
     Other(String),
@@ -73,10 +78,16 @@ pub(crate) fn builtin(oid: u32, typmod: i32) -> Option<PgType> {
 
 pub(crate) fn numeric(typmod: i32) -> PgType {
     if typmod < 4 {
-        return PgType::Numeric { precision: None, scale: None };
+        return PgType::Numeric {
+            precision: None,
+            scale: None,
+        };
     }
     let t = typmod - 4;
-    PgType::Numeric { precision: Some((t >> 16) & 0xffff), scale: Some(t & 0xffff) }
+    PgType::Numeric {
+        precision: Some((t >> 16) & 0xffff),
+        scale: Some(t & 0xffff),
+    }
 }
 
 impl PgType {
@@ -89,7 +100,10 @@ impl PgType {
             Self::Float4 => Schema::float32(),
             Self::Float8 => Schema::float64(),
             Self::Bool => Schema::boolean(),
-            Self::Numeric { precision, scale: Some(scale) } => {
+            Self::Numeric {
+                precision,
+                scale: Some(scale),
+            } => {
                 let s = Schema::decimal(*scale);
                 match precision {
                     Some(p) => s.with_parameter("connect.decimal.precision", p.to_string()),
@@ -109,7 +123,9 @@ impl PgType {
             Self::Date => Schema::date(),
             Self::Time => Schema::time(),
             Self::Timestamp => Schema::timestamp(),
-            Self::TimestampTz => Schema::string().named("io.debezium.time.ZonedTimestamp").versioned(1),
+            Self::TimestampTz => Schema::string()
+                .named("io.debezium.time.ZonedTimestamp")
+                .versioned(1),
             Self::Enum { values } => Schema::string()
                 .named("io.debezium.data.Enum")
                 .versioned(1)
@@ -122,7 +138,15 @@ impl PgType {
     /// Whether the type is stored out of line (TOAST) when large, so pgoutput may send it as
     /// "unchanged".
     pub(crate) fn toastable(&self) -> bool {
-        matches!(self, Self::Text | Self::Bytea | Self::Json | Self::Array(_) | Self::Other(_) | Self::Numeric { .. })
+        matches!(
+            self,
+            Self::Text
+                | Self::Bytea
+                | Self::Json
+                | Self::Array(_)
+                | Self::Other(_)
+                | Self::Numeric { .. }
+        )
     }
 
     /// The placeholder for an unchanged TOAST value, as Debezium's `unavailable.value.placeholder`.
@@ -158,13 +182,19 @@ impl PgType {
                 }
                 let d = Decimal::parse(text).ok_or_else(|| bad("numeric"))?;
                 match scale {
-                    Some(scale) => Value::Decimal(rescale(d, *scale).ok_or_else(|| bad("numeric"))?),
+                    Some(scale) => {
+                        Value::Decimal(rescale(d, *scale).ok_or_else(|| bad("numeric"))?)
+                    }
                     None => Value::Struct(
-                        Struct::new().with("scale", d.scale).with("value", Value::Bytes(d.to_bytes())),
+                        Struct::new()
+                            .with("scale", d.scale)
+                            .with("value", Value::Bytes(d.to_bytes())),
                     ),
                 }
             }
-            Self::Text | Self::Uuid | Self::Json | Self::Enum { .. } | Self::Other(_) => Value::String(text.to_owned()),
+            Self::Text | Self::Uuid | Self::Json | Self::Enum { .. } | Self::Other(_) => {
+                Value::String(text.to_owned())
+            }
             Self::Bytea => Value::Bytes(parse_bytea(text).ok_or_else(|| bad("bytea"))?),
             Self::Date => {
                 let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| bad("date"))?;
@@ -172,11 +202,16 @@ impl PgType {
                 Value::Date(i32::try_from((date - epoch).num_days()).map_err(|_| bad("date"))?)
             }
             Self::Time => {
-                let time = NaiveTime::parse_from_str(text, "%H:%M:%S%.f").map_err(|_| bad("time"))?;
-                Value::Time((time.num_seconds_from_midnight() * 1000 + time.nanosecond() / 1_000_000) as i32)
+                let time =
+                    NaiveTime::parse_from_str(text, "%H:%M:%S%.f").map_err(|_| bad("time"))?;
+                Value::Time(
+                    (time.num_seconds_from_midnight() * 1000 + time.nanosecond() / 1_000_000)
+                        as i32,
+                )
             }
             Self::Timestamp => {
-                let ts = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").map_err(|_| bad("timestamp"))?;
+                let ts = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+                    .map_err(|_| bad("timestamp"))?;
                 Value::Timestamp(ts.and_utc().timestamp_millis())
             }
             Self::TimestampTz => {
@@ -213,7 +248,10 @@ fn parse_bytea(text: &str) -> Option<Vec<u8>> {
     if hex.len() % 2 != 0 {
         return None;
     }
-    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect()
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect()
 }
 
 fn parse_timestamptz(text: &str) -> Option<DateTime<Utc>> {
@@ -227,7 +265,10 @@ fn parse_timestamptz(text: &str) -> Option<DateTime<Utc>> {
     let seconds = parts.next().flatten().unwrap_or(0);
     let naive = NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M:%S%.f").ok()?;
     let offset_secs = sign * (hours * 3600 + minutes * 60 + seconds);
-    Some(DateTime::from_naive_utc_and_offset(naive - chrono::Duration::seconds(offset_secs), Utc))
+    Some(DateTime::from_naive_utc_and_offset(
+        naive - chrono::Duration::seconds(offset_secs),
+        Utc,
+    ))
 }
 
 /// Parses a one-dimensional array literal such as `{1,2,NULL}` or `{"a b","c\"d"}`.
@@ -264,7 +305,11 @@ fn parse_array(element: &PgType, text: &str) -> Result<Vec<Value>, String> {
             item.push(c);
             chars.next();
         }
-        values.push(if !quoted && item == "NULL" { Value::Null } else { element.parse(&item)? });
+        values.push(if !quoted && item == "NULL" {
+            Value::Null
+        } else {
+            element.parse(&item)?
+        });
         if chars.next().is_none() {
             break;
         }
@@ -281,17 +326,33 @@ mod tests {
         assert_eq!(PgType::Int2.parse("-5"), Ok(Value::Int16(-5)));
         assert_eq!(PgType::Bool.parse("t"), Ok(Value::Boolean(true)));
         let money = numeric(((10 << 16) | 2) + 4);
-        assert_eq!(money.parse("12.30"), Ok(Value::Decimal(Decimal::new(1230.into(), 2))));
-        assert_eq!(money.parse("12"), Ok(Value::Decimal(Decimal::new(1200.into(), 2))));
+        assert_eq!(
+            money.parse("12.30"),
+            Ok(Value::Decimal(Decimal::new(1230.into(), 2)))
+        );
+        assert_eq!(
+            money.parse("12"),
+            Ok(Value::Decimal(Decimal::new(1200.into(), 2)))
+        );
         let free = numeric(-1);
         assert_eq!(
             free.parse("1.5"),
-            Ok(Value::Struct(Struct::new().with("scale", 1i32).with("value", Value::Bytes(vec![15]))))
+            Ok(Value::Struct(
+                Struct::new()
+                    .with("scale", 1i32)
+                    .with("value", Value::Bytes(vec![15]))
+            ))
         );
-        assert_eq!(PgType::Bytea.parse("\\x00ff"), Ok(Value::Bytes(vec![0, 255])));
+        assert_eq!(
+            PgType::Bytea.parse("\\x00ff"),
+            Ok(Value::Bytes(vec![0, 255]))
+        );
         assert_eq!(PgType::Date.parse("1970-01-02"), Ok(Value::Date(1)));
         assert_eq!(PgType::Time.parse("00:00:01.5"), Ok(Value::Time(1500)));
-        assert_eq!(PgType::Timestamp.parse("1970-01-01 00:00:01.25"), Ok(Value::Timestamp(1250)));
+        assert_eq!(
+            PgType::Timestamp.parse("1970-01-01 00:00:01.25"),
+            Ok(Value::Timestamp(1250))
+        );
         assert_eq!(
             PgType::TimestampTz.parse("2024-03-01 12:00:00.5+02"),
             Ok(Value::String("2024-03-01T10:00:00.500Z".into()))
@@ -300,17 +361,30 @@ mod tests {
             PgType::TimestampTz.parse("2024-03-01 12:00:00-05:30"),
             Ok(Value::String("2024-03-01T17:30:00Z".into()))
         );
-        assert!(PgType::Int4.parse("x").unwrap_err().contains("invalid int4"));
+        assert!(
+            PgType::Int4
+                .parse("x")
+                .unwrap_err()
+                .contains("invalid int4")
+        );
     }
 
     #[test]
     fn parses_arrays_with_quotes_and_nulls() {
         let ints = PgType::Array(Box::new(PgType::Int4));
-        assert_eq!(ints.parse("{1,NULL,3}"), Ok(Value::Array(vec![1i32.into(), Value::Null, 3i32.into()])));
+        assert_eq!(
+            ints.parse("{1,NULL,3}"),
+            Ok(Value::Array(vec![1i32.into(), Value::Null, 3i32.into()]))
+        );
         let texts = PgType::Array(Box::new(PgType::Text));
         assert_eq!(
             texts.parse(r#"{"a b","c\"d",e,"NULL"}"#),
-            Ok(Value::Array(vec!["a b".into(), "c\"d".into(), "e".into(), "NULL".into()]))
+            Ok(Value::Array(vec![
+                "a b".into(),
+                "c\"d".into(),
+                "e".into(),
+                "NULL".into()
+            ]))
         );
         assert_eq!(texts.parse("{}"), Ok(Value::Array(vec![])));
     }

@@ -1,0 +1,292 @@
+//! `sluice-bench`: Sluice against the raw baseline, same machine, same run, printing the ratio.
+//!
+//!   scripts/bench.sh cdc [--rows N] [--output json]
+//!
+//! `cdc`: N rows are inserted (transactions of 10,000) into a table with two logical replication
+//! slots on the same publication. `pg_recvlogical` decodes one slot to /dev/null (the walsender's
+//! decoding speed, the physical limit); Sluice streams the other into a topic (JSON with schemas,
+//! idempotent acks=all producer) and is timed until the topic holds all N events.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
+    output: Output,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Postgres CDC: WAL -> topic, against pg_recvlogical decoding the same changes.
+    Cdc {
+        #[arg(long, default_value_t = 300_000)]
+        rows: u64,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+fn progress(message: &str) {
+    eprintln!("[bench] {message}");
+}
+
+fn run(command: &mut Command) -> Result<String> {
+    let out = command
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    if !out.status.success() {
+        bail!("{command:?} failed with {}", out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// A service started by a project script, stopped when dropped.
+struct Service {
+    script: &'static str,
+    dir: PathBuf,
+}
+
+impl Service {
+    fn start(script: &'static str, dir: &Path, extra: &[&str]) -> Result<(Self, String)> {
+        let address = run(Command::new("bash")
+            .arg(repo().join(script))
+            .arg("start")
+            .arg(dir)
+            .args(extra))?;
+        Ok((
+            Self {
+                script,
+                dir: dir.to_owned(),
+            },
+            address,
+        ))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo().join(self.script))
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+fn psql(url: &str, sql: &str) -> Result<String> {
+    run(Command::new("psql").args([
+        "-X",
+        "-q",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        url,
+        "-c",
+        sql,
+    ]))
+}
+
+fn pg_bin(tool: &str) -> Result<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin").join(tool)))
+        .filter(|p| p.exists())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+        .with_context(|| format!("{tool} not found under /usr/lib/postgresql"))
+}
+
+fn topic_size(consumer: &BaseConsumer, topic: &str) -> u64 {
+    let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
+        return 0;
+    };
+    let Some(t) = metadata.topics().first() else {
+        return 0;
+    };
+    t.partitions()
+        .iter()
+        .filter_map(|p| {
+            consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(5))
+                .ok()
+        })
+        .map(|(low, high)| (high - low).max(0) as u64)
+        .sum()
+}
+
+fn cdc(rows: u64, output: Output) -> Result<()> {
+    let work = std::env::temp_dir().join(format!("sluice-bench-cdc-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let sluice = std::env::current_exe()?
+        .parent()
+        .context("exe dir")?
+        .join("sluice");
+    if !sluice.exists() {
+        bail!(
+            "{} is missing: run through scripts/bench.sh, which builds it",
+            sluice.display()
+        );
+    }
+    progress("starting a broker (memory engine) and PostgreSQL");
+    let (_broker, bootstrap) =
+        Service::start("scripts/broker.sh", &work.join("broker"), &["memory"])?;
+    let (_postgres, url) = Service::start("scripts/postgres.sh", &work.join("pg"), &[])?;
+
+    psql(
+        &url,
+        "CREATE TABLE bench (id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12,2), created timestamptz DEFAULT now())",
+    )?;
+    psql(&url, "CREATE PUBLICATION bench_pub FOR TABLE bench")?;
+    psql(
+        &url,
+        "SELECT pg_create_logical_replication_slot('raw_slot', 'pgoutput'), pg_create_logical_replication_slot('sluice_slot', 'pgoutput')",
+    )?;
+    progress(&format!("inserting {rows} rows in transactions of 10,000"));
+    let mut script = String::new();
+    let mut start = 0;
+    while start < rows {
+        let end = (start + 10_000).min(rows) - 1;
+        script.push_str(&format!(
+            "INSERT INTO bench (id, name, amount) SELECT g, 'customer-' || g, (g % 100000) / 100.0 FROM generate_series({start}, {end}) g;\n"
+        ));
+        start = end + 1;
+    }
+    std::fs::write(work.join("load.sql"), script)?;
+    run(Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &url, "-f"])
+        .arg(work.join("load.sql")))?;
+    let end_lsn = psql(&url, "SELECT pg_current_wal_lsn()")?;
+
+    progress("baseline: pg_recvlogical decoding the changes to /dev/null");
+    let started = Instant::now();
+    run(Command::new(pg_bin("pg_recvlogical")?)
+        .args([
+            "-d",
+            &url,
+            "--slot",
+            "raw_slot",
+            "--start",
+            "--endpos",
+            &end_lsn,
+            "--no-loop",
+        ])
+        .args([
+            "-o",
+            "proto_version=1",
+            "-o",
+            "publication_names=bench_pub",
+            "-f",
+            "/dev/null",
+        ]))?;
+    let baseline = started.elapsed();
+
+    progress("sluice: postgres-cdc -> topic, until the topic holds every row");
+    std::fs::write(
+        work.join("worker.yaml"),
+        format!(
+            "bootstrap_servers: {bootstrap}\noffsets_file: {}\noffset_flush_interval: 1s\n",
+            work.join("offsets.json").display()
+        ),
+    )?;
+    std::fs::write(
+        work.join("cdc.yaml"),
+        format!(
+            "name: bench\nconnector: postgres-cdc\nconfig:\n  url: {url}\n  slot: sluice_slot\n  publication: bench_pub\n  \
+             tables: [public.bench]\n  topic_prefix: bench\n  snapshot_mode: never\nkey_converter: {{type: json}}\n"
+        ),
+    )?;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()?;
+    let started = Instant::now();
+    let mut child = Command::new(&sluice)
+        .arg("run")
+        .arg(work.join("worker.yaml"))
+        .arg(work.join("cdc.yaml"))
+        .stderr(std::fs::File::create(work.join("sluice.log"))?)
+        .spawn()?;
+    let mut last_report = Instant::now();
+    let streamed = loop {
+        let n = topic_size(&consumer, "bench.public.bench");
+        if n >= rows {
+            break started.elapsed();
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "sluice exited early ({status}); see {}",
+                work.join("sluice.log").display()
+            );
+        }
+        if last_report.elapsed() > Duration::from_secs(2) {
+            progress(&format!("{n} / {rows} events in the topic"));
+            last_report = Instant::now();
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            bail!("gave up after 15 minutes with {n} of {rows} events");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let raw_rate = rows as f64 / baseline.as_secs_f64();
+    let sluice_rate = rows as f64 / streamed.as_secs_f64();
+    let ratio = sluice_rate / raw_rate;
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "bench": "cdc", "rows": rows,
+                "pg_recvlogical": {"seconds": baseline.as_secs_f64(), "rows_per_second": raw_rate},
+                "sluice": {"seconds": streamed.as_secs_f64(), "rows_per_second": sluice_rate},
+                "ratio": ratio,
+            })
+        ),
+        Output::Text => {
+            println!("cdc benchmark, {rows} rows inserted in transactions of 10,000");
+            println!(
+                "  pg_recvlogical (decode to /dev/null): {:>9.0} rows/s  ({:.2} s)",
+                raw_rate,
+                baseline.as_secs_f64()
+            );
+            println!(
+                "  sluice (WAL -> topic, JSON+schemas): {:>9.0} rows/s  ({:.2} s, incl. start-up)",
+                sluice_rate,
+                streamed.as_secs_f64()
+            );
+            println!("  ratio sluice / pg_recvlogical:       {ratio:>9.2}  (target >= 0.80)");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.bench {
+        Bench::Cdc { rows } => cdc(rows, cli.output),
+    }
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Benchmarks: Sluice against the raw baseline on this machine, in one run, printing the ratio.
+#   scripts/bench.sh cdc [--rows N] [--output json]
+source "$(dirname "$0")/lib.sh"
+ensure_cargo
+ensure_python
+ensure_build_deps
+"$SLUICE_ROOT/scripts/install-broker.sh" >/dev/null
+cd "$SLUICE_ROOT"
+log "building release binaries"
+cargo build --release --quiet -p sluice -p sluice-bench --bins
+exec "$CARGO_TARGET_DIR/release/sluice-bench" "$@"
