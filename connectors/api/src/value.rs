@@ -243,6 +243,11 @@ impl Struct {
         self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 
+    /// The field at position `i`, in insertion order.
+    pub fn field_at(&self, i: usize) -> Option<(&str, &Value)> {
+        self.fields.get(i).map(|(n, v)| (n.as_str(), v))
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.fields.iter().map(|(n, v)| (n.as_str(), v))
     }

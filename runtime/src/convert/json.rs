@@ -21,6 +21,32 @@ use sluice_connector_api::{Decimal, Schema, SchemaRef, SchemaType, Struct, Value
 
 use super::{ConvertError, Converter};
 
+/// Where in a value a problem is; rendered only when an error is reported, so the hot path
+/// builds no path strings.
+#[derive(Clone, Copy)]
+enum Loc<'a> {
+    Root(&'a str),
+    Field(&'a Loc<'a>, &'a str),
+    Index(&'a Loc<'a>, usize),
+}
+
+impl std::fmt::Display for Loc<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Root(name) => f.write_str(name),
+            Self::Field(parent, name) => {
+                let parent = parent.to_string();
+                if parent.is_empty() {
+                    f.write_str(name)
+                } else {
+                    write!(f, "{parent}.{name}")
+                }
+            }
+            Self::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
 const ENVELOPE_ERROR: &str = "JsonConverter with schemas enabled requires \"schema\" and \"payload\" fields and may not \
      contain additional fields; to read plain JSON set `schemas: false` on the converter";
 
@@ -90,10 +116,10 @@ impl Converter for JsonConverter {
                 None => out.push_str("null"),
             }
             out.push_str(",\"payload\":");
-            write_value(&mut out, schema, value, self.decimal_format, "")?;
+            write_value(&mut out, schema, value, self.decimal_format, &Loc::Root(""))?;
             out.push('}');
         } else {
-            write_value(&mut out, schema, value, self.decimal_format, "")?;
+            write_value(&mut out, schema, value, self.decimal_format, &Loc::Root(""))?;
         }
         Ok(Some(out.into_bytes()))
     }
@@ -111,7 +137,13 @@ impl Converter for JsonConverter {
         out.push_str("{\"schema\":");
         out.push_str(&schema_text);
         out.push_str(",\"payload\":");
-        write_value(&mut out, Some(schema), value, self.decimal_format, "")?;
+        write_value(
+            &mut out,
+            Some(schema),
+            value,
+            self.decimal_format,
+            &Loc::Root(""),
+        )?;
         out.push('}');
         Ok(Some(out.into_bytes()))
     }
@@ -141,7 +173,7 @@ impl Converter for JsonConverter {
             return Ok((None, read_schemaless(payload)));
         }
         let schema = Arc::new(read_schema(schema_json, "schema")?);
-        let value = read_value(&schema, payload, "payload")?;
+        let value = read_value(&schema, payload, &Loc::Root("payload"))?;
         Ok((Some(schema), value))
     }
 }
@@ -230,7 +262,13 @@ fn write_schema_object(
     }
     if let Some(default) = &schema.default {
         out.push_str(",\"default\":");
-        write_value(out, Some(schema), default, DecimalFormat::Base64, "default")?;
+        write_value(
+            out,
+            Some(schema),
+            default,
+            DecimalFormat::Base64,
+            &Loc::Root("default"),
+        )?;
     }
     if let Some(name) = field_name {
         out.push_str(",\"field\":");
@@ -260,7 +298,8 @@ fn write_f64(out: &mut String, v: f64) {
     }
 }
 
-fn mismatch(path: &str, schema: &Schema, value: &Value) -> ConvertError {
+fn mismatch(path: &Loc<'_>, schema: &Schema, value: &Value) -> ConvertError {
+    let path = path.to_string();
     let at = if path.is_empty() {
         String::new()
     } else {
@@ -273,20 +312,12 @@ fn mismatch(path: &str, schema: &Schema, value: &Value) -> ConvertError {
     ))
 }
 
-fn join(path: &str, name: &str) -> String {
-    if path.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{path}.{name}")
-    }
-}
-
 fn write_value(
     out: &mut String,
     schema: Option<&Schema>,
     value: &Value,
     decimals: DecimalFormat,
-    path: &str,
+    path: &Loc<'_>,
 ) -> Result<(), ConvertError> {
     let Some(schema) = schema else {
         write_plain(out, value, decimals);
@@ -300,6 +331,7 @@ fn write_value(
             out.push_str("null");
             return Ok(());
         }
+        let path = path.to_string();
         let at = if path.is_empty() {
             String::new()
         } else {
@@ -351,13 +383,7 @@ fn write_value(
                 if i > 0 {
                     out.push(',');
                 }
-                write_value(
-                    out,
-                    Some(item_schema),
-                    item,
-                    decimals,
-                    &format!("{path}[{i}]"),
-                )?;
+                write_value(out, Some(item_schema), item, decimals, &Loc::Index(path, i))?;
             }
             out.push(']');
         }
@@ -372,26 +398,45 @@ fn write_value(
                 }
                 if object_form {
                     let Value::String(k) = k else {
-                        return Err(mismatch(&join(path, "<key>"), key_schema, k));
+                        return Err(mismatch(&Loc::Field(path, "<key>"), key_schema, k));
                     };
                     write_str(out, k);
                     out.push(':');
-                    write_value(out, Some(value_schema), v, decimals, &join(path, k))?;
+                    write_value(out, Some(value_schema), v, decimals, &Loc::Field(path, k))?;
                 } else {
                     out.push('[');
-                    write_value(out, Some(key_schema), k, decimals, &join(path, "<key>"))?;
+                    write_value(
+                        out,
+                        Some(key_schema),
+                        k,
+                        decimals,
+                        &Loc::Field(path, "<key>"),
+                    )?;
                     out.push(',');
-                    write_value(out, Some(value_schema), v, decimals, &join(path, "<value>"))?;
+                    write_value(
+                        out,
+                        Some(value_schema),
+                        v,
+                        decimals,
+                        &Loc::Field(path, "<value>"),
+                    )?;
                     out.push(']');
                 }
             }
             out.push(if object_form { '}' } else { ']' });
         }
         (SchemaType::Struct, Value::Struct(s)) => {
-            if let Some((name, _)) = s.iter().find(|(name, _)| schema.field(name).is_none()) {
+            // Values built from their schema have the fields in schema order: no lookups then.
+            let aligned = s.len() == schema.fields.len()
+                && s.iter()
+                    .zip(&schema.fields)
+                    .all(|((name, _), field)| name == field.name);
+            if !aligned
+                && let Some((name, _)) = s.iter().find(|(name, _)| schema.field(name).is_none())
+            {
                 return Err(ConvertError::invalid(format!(
                     "{}: field is not in the schema",
-                    join(path, name)
+                    Loc::Field(path, name)
                 )));
             }
             out.push('{');
@@ -401,13 +446,17 @@ fn write_value(
                 }
                 write_str(out, &field.name);
                 out.push(':');
-                let v = s.get(&field.name).unwrap_or(&Value::Null);
+                let v = if aligned {
+                    s.field_at(i).map(|(_, v)| v)
+                } else {
+                    s.get(&field.name)
+                };
                 write_value(
                     out,
                     Some(&field.schema),
-                    v,
+                    v.unwrap_or(&Value::Null),
                     decimals,
-                    &join(path, &field.name),
+                    &Loc::Field(path, &field.name),
                 )?;
             }
             out.push('}');
@@ -491,7 +540,7 @@ fn write_plain(out: &mut String, value: &Value, decimals: DecimalFormat) {
 
 // ---- reading ----
 
-fn bad(path: &str, message: impl std::fmt::Display) -> ConvertError {
+fn bad(path: &(impl std::fmt::Display + ?Sized), message: impl std::fmt::Display) -> ConvertError {
     ConvertError::invalid(format!("{path}: {message}"))
 }
 
@@ -561,12 +610,20 @@ fn read_schema(json: &Json, path: &str) -> Result<Schema, ConvertError> {
         _ => {}
     }
     if let Some(default) = obj.get("default").filter(|d| !d.is_null()) {
-        schema.default = Some(read_value(&schema, default, &format!("{path}.default"))?);
+        schema.default = Some(read_value(
+            &schema,
+            default,
+            &Loc::Root(&format!("{path}.default")),
+        )?);
     }
     Ok(schema)
 }
 
-fn expected(path: &str, schema: &Schema, json: &Json) -> ConvertError {
+fn expected(
+    path: &(impl std::fmt::Display + ?Sized),
+    schema: &Schema,
+    json: &Json,
+) -> ConvertError {
     let got = match json {
         Json::Null => "null",
         Json::Bool(_) => "boolean",
@@ -578,13 +635,21 @@ fn expected(path: &str, schema: &Schema, json: &Json) -> ConvertError {
     bad(path, format!("expected {}, got {got}", schema.describe()))
 }
 
-fn read_int<T: TryFrom<i64>>(path: &str, schema: &Schema, json: &Json) -> Result<T, ConvertError> {
+fn read_int<T: TryFrom<i64>>(
+    path: &(impl std::fmt::Display + ?Sized),
+    schema: &Schema,
+    json: &Json,
+) -> Result<T, ConvertError> {
     json.as_i64()
         .and_then(|v| T::try_from(v).ok())
         .ok_or_else(|| expected(path, schema, json))
 }
 
-fn read_float(path: &str, schema: &Schema, json: &Json) -> Result<f64, ConvertError> {
+fn read_float(
+    path: &(impl std::fmt::Display + ?Sized),
+    schema: &Schema,
+    json: &Json,
+) -> Result<f64, ConvertError> {
     match json {
         Json::Number(n) => n.as_f64().ok_or_else(|| expected(path, schema, json)),
         Json::String(s) if s == "NaN" => Ok(f64::NAN),
@@ -594,7 +659,7 @@ fn read_float(path: &str, schema: &Schema, json: &Json) -> Result<f64, ConvertEr
     }
 }
 
-fn read_value(schema: &Schema, json: &Json, path: &str) -> Result<Value, ConvertError> {
+fn read_value(schema: &Schema, json: &Json, path: &Loc<'_>) -> Result<Value, ConvertError> {
     if json.is_null() {
         if let Some(default) = &schema.default {
             return Ok(default.clone());
@@ -665,7 +730,7 @@ fn read_value(schema: &Schema, json: &Json, path: &str) -> Result<Value, Convert
             let values = items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| read_value(item_schema, item, &format!("{path}[{i}]")));
+                .map(|(i, item)| read_value(item_schema, item, &Loc::Index(path, i)));
             Value::Array(values.collect::<Result<_, _>>()?)
         }
         SchemaType::Map => {
@@ -677,7 +742,7 @@ fn read_value(schema: &Schema, json: &Json, path: &str) -> Result<Value, Convert
                         .map(|(k, v)| {
                             Ok((
                                 Value::String(k.clone()),
-                                read_value(value_schema, v, &join(path, k))?,
+                                read_value(value_schema, v, &Loc::Field(path, k))?,
                             ))
                         })
                         .collect::<Result<_, ConvertError>>()?,
@@ -687,8 +752,8 @@ fn read_value(schema: &Schema, json: &Json, path: &str) -> Result<Value, Convert
                         .iter()
                         .map(|pair| match pair.as_array().map(Vec::as_slice) {
                             Some([k, v]) => Ok((
-                                read_value(key_schema, k, &join(path, "<key>"))?,
-                                read_value(value_schema, v, &join(path, "<value>"))?,
+                                read_value(key_schema, k, &Loc::Field(path, "<key>"))?,
+                                read_value(value_schema, v, &Loc::Field(path, "<value>"))?,
                             )),
                             _ => Err(bad(path, "map entries must be [key, value] pairs")),
                         })
@@ -706,7 +771,7 @@ fn read_value(schema: &Schema, json: &Json, path: &str) -> Result<Value, Convert
                 let v = obj.get(&field.name).unwrap_or(&Json::Null);
                 s.put(
                     field.name.clone(),
-                    read_value(&field.schema, v, &join(path, &field.name))?,
+                    read_value(&field.schema, v, &Loc::Field(path, &field.name))?,
                 );
             }
             Value::Struct(s)
