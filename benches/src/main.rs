@@ -162,7 +162,7 @@ fn cdc(rows: u64, output: Output) -> Result<()> {
     psql(&url, "CREATE PUBLICATION bench_pub FOR TABLE bench")?;
     psql(
         &url,
-        "SELECT pg_create_logical_replication_slot('raw_slot', 'pgoutput'), pg_create_logical_replication_slot('sluice_slot', 'pgoutput')",
+        "SELECT pg_create_logical_replication_slot('raw_slot', 'pgoutput'), pg_create_logical_replication_slot('sluice_slot', 'pgoutput'), pg_create_logical_replication_slot('sluice_plain', 'pgoutput')",
     )?;
     progress(&format!("inserting {rows} rows in transactions of 10,000"));
     let mut script = String::new();
@@ -203,7 +203,6 @@ fn cdc(rows: u64, output: Output) -> Result<()> {
         ]))?;
     let baseline = started.elapsed();
 
-    progress("sluice: postgres-cdc -> topic, until the topic holds every row");
     std::fs::write(
         work.join("worker.yaml"),
         format!(
@@ -211,34 +210,97 @@ fn cdc(rows: u64, output: Output) -> Result<()> {
             work.join("offsets.json").display()
         ),
     )?;
+    let with_schemas =
+        stream_with_sluice(&work, &sluice, &bootstrap, &url, "sluice_slot", true, rows)?;
+    let plain = stream_with_sluice(
+        &work,
+        &sluice,
+        &bootstrap,
+        &url,
+        "sluice_plain",
+        false,
+        rows,
+    )?;
+
+    let rate = |d: Duration| rows as f64 / d.as_secs_f64();
+    let raw_rate = rate(baseline);
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "bench": "cdc", "rows": rows,
+                "pg_recvlogical": {"seconds": baseline.as_secs_f64(), "rows_per_second": raw_rate},
+                "sluice_json_schemas": {"seconds": with_schemas.as_secs_f64(), "rows_per_second": rate(with_schemas), "ratio": rate(with_schemas) / raw_rate},
+                "sluice_json_plain": {"seconds": plain.as_secs_f64(), "rows_per_second": rate(plain), "ratio": rate(plain) / raw_rate},
+            })
+        ),
+        Output::Text => {
+            println!(
+                "cdc benchmark, {rows} rows inserted in transactions of 10,000 (same WAL for all)"
+            );
+            println!(
+                "  pg_recvlogical (decode to /dev/null):  {raw_rate:>9.0} rows/s  ({:.2} s)",
+                baseline.as_secs_f64()
+            );
+            for (name, took) in [
+                ("sluice, JSON with schemas (Debezium):", with_schemas),
+                ("sluice, JSON without schemas:", plain),
+            ] {
+                println!(
+                    "  {name:<38} {:>9.0} rows/s  ({:.2} s incl. start-up)  ratio {:.2} (target >= 0.80)",
+                    rate(took),
+                    took.as_secs_f64(),
+                    rate(took) / raw_rate
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+/// Runs `sluice run` with postgres-cdc on `slot` until the topic holds `rows` events.
+fn stream_with_sluice(
+    work: &Path,
+    sluice: &Path,
+    bootstrap: &str,
+    url: &str,
+    slot: &str,
+    schemas: bool,
+    rows: u64,
+) -> Result<Duration> {
+    progress(&format!(
+        "sluice: postgres-cdc -> topic (JSON, schemas {schemas}), until the topic holds every row"
+    ));
+    let pipeline = work.join(format!("{slot}.yaml"));
     std::fs::write(
-        work.join("cdc.yaml"),
+        &pipeline,
         format!(
-            "name: bench\nconnector: postgres-cdc\nconfig:\n  url: {url}\n  slot: sluice_slot\n  publication: bench_pub\n  \
-             tables: [public.bench]\n  topic_prefix: bench\n  snapshot_mode: never\nkey_converter: {{type: json}}\n"
+            "name: {slot}\nconnector: postgres-cdc\nconfig:\n  url: {url}\n  slot: {slot}\n  publication: bench_pub\n  \
+             tables: [public.bench]\n  topic_prefix: {slot}\n  snapshot_mode: never\n\
+             key_converter: {{type: json, schemas: {schemas}}}\nvalue_converter: {{type: json, schemas: {schemas}}}\n"
         ),
     )?;
+    let topic = format!("{slot}.public.bench");
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
+        .set("bootstrap.servers", bootstrap)
         .create()?;
+    let log = work.join(format!("{slot}.log"));
     let started = Instant::now();
-    let mut child = Command::new(&sluice)
+    let mut child = Command::new(sluice)
         .arg("run")
         .arg(work.join("worker.yaml"))
-        .arg(work.join("cdc.yaml"))
-        .stderr(std::fs::File::create(work.join("sluice.log"))?)
+        .arg(&pipeline)
+        .stderr(std::fs::File::create(&log)?)
         .spawn()?;
     let mut last_report = Instant::now();
-    let streamed = loop {
-        let n = topic_size(&consumer, "bench.public.bench");
+    let took = loop {
+        let n = topic_size(&consumer, &topic);
         if n >= rows {
             break started.elapsed();
         }
         if let Some(status) = child.try_wait()? {
-            bail!(
-                "sluice exited early ({status}); see {}",
-                work.join("sluice.log").display()
-            );
+            bail!("sluice exited early ({status}); see {}", log.display());
         }
         if last_report.elapsed() > Duration::from_secs(2) {
             progress(&format!("{n} / {rows} events in the topic"));
@@ -251,37 +313,7 @@ fn cdc(rows: u64, output: Output) -> Result<()> {
     };
     let _ = child.kill();
     let _ = child.wait();
-
-    let raw_rate = rows as f64 / baseline.as_secs_f64();
-    let sluice_rate = rows as f64 / streamed.as_secs_f64();
-    let ratio = sluice_rate / raw_rate;
-    match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::json!({
-                "bench": "cdc", "rows": rows,
-                "pg_recvlogical": {"seconds": baseline.as_secs_f64(), "rows_per_second": raw_rate},
-                "sluice": {"seconds": streamed.as_secs_f64(), "rows_per_second": sluice_rate},
-                "ratio": ratio,
-            })
-        ),
-        Output::Text => {
-            println!("cdc benchmark, {rows} rows inserted in transactions of 10,000");
-            println!(
-                "  pg_recvlogical (decode to /dev/null): {:>9.0} rows/s  ({:.2} s)",
-                raw_rate,
-                baseline.as_secs_f64()
-            );
-            println!(
-                "  sluice (WAL -> topic, JSON+schemas): {:>9.0} rows/s  ({:.2} s, incl. start-up)",
-                sluice_rate,
-                streamed.as_secs_f64()
-            );
-            println!("  ratio sluice / pg_recvlogical:       {ratio:>9.2}  (target >= 0.80)");
-        }
-    }
-    let _ = std::fs::remove_dir_all(&work);
-    Ok(())
+    Ok(took)
 }
 
 fn main() -> Result<()> {

@@ -13,6 +13,11 @@ use sluice_connector_api::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+/// mimalloc: the task loops allocate many small, short-lived objects on several threads, where
+/// glibc's allocator spends much of the time (measured with `scripts/bench.sh cdc`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sluice",
