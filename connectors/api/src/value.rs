@@ -239,6 +239,26 @@ impl Struct {
         }
     }
 
+    /// An empty struct with room for `n` fields.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            fields: Vec::with_capacity(n),
+        }
+    }
+
+    /// Appends a field without looking for an existing one of the same name: for builders that
+    /// know their names are unique (a row built from its columns), where `put` would compare
+    /// every name with every other.
+    pub fn push(&mut self, name: impl Into<String>, value: impl Into<Value>) {
+        self.fields.push((name.into(), value.into()));
+    }
+
+    /// [`push`](Self::push), builder style.
+    pub fn and(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.push(name, value);
+        self
+    }
+
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }

@@ -147,15 +147,23 @@ impl SourceTaskRunner {
     ) -> Result<(), TaskError> {
         for record in records {
             let (key, value) = self.convert(&record)?;
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for h in &record.headers {
-                headers = headers.insert(KafkaHeader {
-                    key: &h.key,
-                    value: h.value.as_deref(),
-                });
-            }
+            // No header block at all for records without headers: it costs an allocation each.
+            let headers = (!record.headers.is_empty()).then(|| {
+                record.headers.iter().fold(
+                    OwnedHeaders::new_with_capacity(record.headers.len()),
+                    |hs, h| {
+                        hs.insert(KafkaHeader {
+                            key: &h.key,
+                            value: h.value.as_deref(),
+                        })
+                    },
+                )
+            });
             loop {
-                let mut out = FutureRecord::to(&record.topic).headers(headers.clone());
+                let mut out = FutureRecord::to(&record.topic);
+                if let Some(headers) = &headers {
+                    out = out.headers(headers.clone());
+                }
                 if let Some(key) = &key {
                     out = out.key(key);
                 }

@@ -216,6 +216,13 @@ impl Streamer {
     }
 
     pub(crate) async fn run(mut self) -> Result<(), ConnectorError> {
+        // Streaming resumes after the slot's confirmed position: everything before it is done, so
+        // records of the first (partial) transaction carry it as their resume point.
+        self.last_end = catalog::slot(&self.pool, &self.config.slot)
+            .await?
+            .flatten()
+            .unwrap_or(0);
+        self.emitted = self.last_end;
         self.stream
             .start(None)
             .await
@@ -393,10 +400,10 @@ impl Streamer {
 
     fn offset(&self) -> SourceOffset {
         let xid = self.tx.map_or(0, |(x, _)| x);
-        json!({"lsn": self.last_end, "txId": xid})
-            .as_object()
-            .cloned()
-            .unwrap_or_default()
+        let mut offset = SourceOffset::new();
+        offset.insert("lsn".to_owned(), self.last_end.into());
+        offset.insert("txId".to_owned(), xid.into());
+        offset
     }
 
     async fn handle(&mut self, event: ChangeEvent) -> Result<(), ConnectorError> {

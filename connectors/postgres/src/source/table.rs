@@ -136,7 +136,7 @@ impl Table {
         values: impl Iterator<Item = (&'a str, Option<&'a str>)> + Clone,
         placeholder: &str,
     ) -> Struct {
-        let mut row = Struct::new();
+        let mut row = Struct::with_capacity(self.columns.len());
         for column in &self.columns {
             let value = match values.clone().find(|(name, _)| *name == column.name) {
                 None if column.ty.toastable() => column.ty.placeholder(placeholder),
@@ -149,7 +149,7 @@ impl Table {
                     }
                 },
             };
-            row.put(column.name.clone(), value);
+            row.push(column.name.clone(), value);
         }
         row
     }
@@ -177,19 +177,19 @@ impl Table {
 
     fn source_value(&self, naming: &Naming, info: &SourceInfo) -> Value {
         Value::Struct(
-            Struct::new()
-                .with("version", concat!("sluice-", env!("CARGO_PKG_VERSION")))
-                .with("connector", "postgresql")
-                .with("name", naming.topic_prefix.clone())
-                .with("ts_ms", info.ts_ms)
-                .with("snapshot", info.snapshot.map(str::to_owned))
-                .with("db", naming.database.clone())
-                .with("sequence", Value::Null)
-                .with("schema", self.schema.clone())
-                .with("table", self.name.clone())
-                .with("txId", info.tx_id)
-                .with("lsn", info.lsn)
-                .with("xmin", Value::Null),
+            Struct::with_capacity(12)
+                .and("version", concat!("sluice-", env!("CARGO_PKG_VERSION")))
+                .and("connector", "postgresql")
+                .and("name", naming.topic_prefix.clone())
+                .and("ts_ms", info.ts_ms)
+                .and("snapshot", info.snapshot.map(str::to_owned))
+                .and("db", naming.database.clone())
+                .and("sequence", Value::Null)
+                .and("schema", self.schema.clone())
+                .and("table", self.name.clone())
+                .and("txId", info.tx_id)
+                .and("lsn", info.lsn)
+                .and("xmin", Value::Null),
         )
     }
 
@@ -210,12 +210,12 @@ impl Table {
             (None, None) => Value::Null,
         };
         let now = now_ms();
-        let envelope = Struct::new()
-            .with("before", before.map_or(Value::Null, Value::Struct))
-            .with("after", after.map_or(Value::Null, Value::Struct))
-            .with("source", self.source_value(naming, info))
-            .with("op", op)
-            .with("ts_ms", now);
+        let envelope = Struct::with_capacity(5)
+            .and("before", before.map_or(Value::Null, Value::Struct))
+            .and("after", after.map_or(Value::Null, Value::Struct))
+            .and("source", self.source_value(naming, info))
+            .and("op", op)
+            .and("ts_ms", now);
         let mut record = SourceRecord::new(
             self.topic.clone(),
             Some(self.envelope_schema.clone()),
