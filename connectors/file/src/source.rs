@@ -1,4 +1,5 @@
 use std::io::SeekFrom;
+use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -61,6 +62,9 @@ struct FileSourceTask {
     reader: Option<BufReader<File>>,
     /// Byte position after the last complete line read.
     position: u64,
+    /// Inode of the file being read, and the one the stored offset was taken on.
+    inode: Option<u64>,
+    stored_inode: Option<u64>,
     warned_missing: bool,
 }
 
@@ -84,15 +88,24 @@ impl FileSourceTask {
                 ));
             }
         };
-        let len = file
+        let metadata = file
             .metadata()
             .await
-            .map_err(|e| ConnectorError::io(format!("cannot stat {}", path.display()), e))?
-            .len();
+            .map_err(|e| ConnectorError::io(format!("cannot stat {}", path.display()), e))?;
+        let (len, inode) = (metadata.len(), metadata.ino());
+        if self
+            .stored_inode
+            .take()
+            .is_some_and(|stored| stored != inode)
+        {
+            warn!(file = %path.display(), "the file was replaced since the offset was stored (rotated?); reading it from the start");
+            self.position = 0;
+        }
         if self.position > len {
             warn!(file = %path.display(), position = self.position, len, "file is shorter than the committed position (truncated?); reading it from the start");
             self.position = 0;
         }
+        self.inode = Some(inode);
         let mut reader = BufReader::with_capacity(256 * 1024, file);
         reader
             .seek(SeekFrom::Start(self.position))
@@ -121,6 +134,7 @@ impl SourceTask for FileSourceTask {
                         "stored file-source offset {offset:?} has no integer `position`"
                     ))
                 })?;
+            self.stored_inode = offset.get("inode").and_then(serde_json::Value::as_u64);
         }
         self.config = Some(config);
         Ok(())
@@ -172,7 +186,7 @@ impl SourceTask for FileSourceTask {
                     self.position
                 ))
             })?;
-            let offset = json!({"position": end})
+            let offset = json!({"position": end, "inode": self.inode})
                 .as_object()
                 .cloned()
                 .unwrap_or_default();
@@ -186,7 +200,16 @@ impl SourceTask for FileSourceTask {
             self.position = end;
         }
         if records.is_empty() {
-            tokio::time::sleep(idle).await;
+            // At the end: a file rotated away (new inode) or truncated in place is read anew
+            // from its start once the old one is exhausted.
+            match tokio::fs::metadata(&config.file).await {
+                Ok(now) if Some(now.ino()) != self.inode || now.len() < self.position => {
+                    warn!(file = %config.file.display(), "the file was rotated or truncated; reading the new one from the start");
+                    self.reader = None;
+                    self.position = 0;
+                }
+                _ => tokio::time::sleep(idle).await,
+            }
         }
         Ok(records)
     }
@@ -227,7 +250,7 @@ mod tests {
 
     #[tokio::test]
     async fn holds_back_a_partial_line_and_resumes_at_the_offset() {
-        let dir = tempfile_dir();
+        let dir = tempfile_dir("partial");
         let path = dir.join("in.txt");
         let mut f = std::fs::File::create(&path).unwrap();
         f.write_all(b"one\r\ntwo\nthr").unwrap();
@@ -245,8 +268,36 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    fn tempfile_dir() -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("sluice-file-source-{}", std::process::id()));
+    #[tokio::test]
+    async fn follows_rotation_and_truncation() {
+        let dir = tempfile_dir("rotation");
+        let path = dir.join("app.log");
+        std::fs::write(&path, "a\nb\n").unwrap();
+        let mut task = start(&path, None).await;
+        assert_eq!(lines(&task.poll().await.unwrap()), ["a", "b"]);
+        // Rotation: the file is renamed away and a new one starts.
+        std::fs::rename(&path, dir.join("app.log.1")).unwrap();
+        std::fs::write(&path, "c\n").unwrap();
+        assert!(task.poll().await.unwrap().is_empty());
+        assert_eq!(lines(&task.poll().await.unwrap()), ["c"]);
+        // Truncation in place (copytruncate).
+        std::fs::write(&path, "").unwrap();
+        assert!(task.poll().await.unwrap().is_empty());
+        std::fs::write(&path, "d\n").unwrap();
+        assert_eq!(lines(&task.poll().await.unwrap()), ["d"]);
+        // A stored offset from another file (other inode) does not skip the new file's start.
+        let stored = task.position;
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "e\nf\n").unwrap();
+        let mut fresh = start(&path, Some(stored)).await;
+        fresh.stored_inode = Some(u64::MAX);
+        assert_eq!(lines(&fresh.poll().await.unwrap()), ["e", "f"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("sluice-file-source-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }

@@ -78,6 +78,7 @@ pub fn worker_spec() -> ConfigSpec {
             DEFAULT_OFFSET_FLUSH_INTERVAL_MS,
             "How often source offsets are written and sink offsets committed.",
         )
+        .check(Validator::min(1))
         .optional(
             "shutdown_timeout",
             FieldKind::Duration,

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
@@ -120,11 +120,13 @@ impl SinkTaskRunner {
                     batch
                 }
             };
-            self.apply_rebalances(positions).await?;
+            let revoked = self.apply_rebalances(positions).await?;
             let mut records = Vec::with_capacity(batch.len());
             let mut failure = None;
             for converted in batch {
                 match converted {
+                    // Read before its partition moved: the new owner delivers it again.
+                    Ok(record) if revoked.contains(&record.topic_partition()) => {}
                     Ok(record) => records.push(record),
                     Err(e) => {
                         failure = Some(e);
@@ -151,10 +153,18 @@ impl SinkTaskRunner {
         }
     }
 
-    async fn apply_rebalances(&mut self, positions: &mut Positions) -> Result<(), TaskError> {
+    /// Applies pending rebalances; returns the partitions this task no longer owns.
+    async fn apply_rebalances(
+        &mut self,
+        positions: &mut Positions,
+    ) -> Result<HashSet<TopicPartition>, TaskError> {
+        let mut revoked = HashSet::new();
         while let Ok(event) = self.rebalances.try_recv() {
             match event {
                 RebalanceEvent::Assigned(partitions) => {
+                    for tp in &partitions {
+                        revoked.remove(tp);
+                    }
                     info!(connector = %self.connector, task = self.task_id, ?partitions, "partitions assigned");
                     self.task
                         .open(&partitions)
@@ -173,10 +183,11 @@ impl SinkTaskRunner {
                         positions.consumed.remove(tp);
                         positions.committed.remove(tp);
                     }
+                    revoked.extend(partitions);
                 }
             }
         }
-        Ok(())
+        Ok(revoked)
     }
 
     fn to_record(&self, message: &BorrowedMessage<'_>) -> Result<SinkRecord, TaskError> {

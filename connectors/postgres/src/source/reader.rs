@@ -72,10 +72,14 @@ impl Out {
         }
     }
 
-    /// Adds a record (held back until the next one), handing over a full batch.
-    pub(crate) async fn push(&mut self, record: SourceRecord) -> Result<(), ConnectorError> {
+    /// Adds a record (held back until the next one). The caller hands over full batches.
+    pub(crate) fn push(&mut self, record: SourceRecord) {
         self.add(record);
-        if self.batch.len() >= self.max_batch {
+    }
+
+    /// Hands over the batch if it is full.
+    pub(crate) async fn flush_if_full(&mut self) -> Result<(), ConnectorError> {
+        if self.full() {
             self.flush().await
         } else {
             Ok(())
@@ -83,12 +87,11 @@ impl Out {
     }
 
     /// Adds a record that needs no later offset (a heartbeat).
-    pub(crate) async fn push_sealed(&mut self, record: SourceRecord) -> Result<(), ConnectorError> {
+    pub(crate) fn push_sealed(&mut self, record: SourceRecord) {
         if let Some(held) = self.held.take() {
             self.batch.push(held);
         }
         self.batch.push(record);
-        Ok(())
     }
 
     /// Stamps the held record with `offset` (the end of its transaction) and releases it;
@@ -121,7 +124,7 @@ impl Out {
         Ok(())
     }
 
-    fn full(&self) -> bool {
+    pub(crate) fn full(&self) -> bool {
         self.batch.len() >= self.max_batch
     }
 }
@@ -133,7 +136,12 @@ pub(crate) struct Confirmed {
     pub(crate) changed: Notify,
 }
 
-pub(crate) fn stream_config(config: &CdcConfig, export_snapshot: bool) -> ReplicationStreamConfig {
+/// `temporary`: the slot disappears with the connection (`initial_only` leaves no slot behind).
+pub(crate) fn stream_config(
+    config: &CdcConfig,
+    export_snapshot: bool,
+    temporary: bool,
+) -> ReplicationStreamConfig {
     let mut stream =
         ReplicationStreamConfig::builder(config.slot.clone(), config.publication.clone())
             .with_protocol_version(2)
@@ -143,6 +151,7 @@ pub(crate) fn stream_config(config: &CdcConfig, export_snapshot: bool) -> Replic
     if export_snapshot {
         stream = stream.with_slot_options(ReplicationSlotOptions {
             snapshot: Some("export".into()),
+            temporary,
             ..Default::default()
         });
     }
@@ -165,16 +174,19 @@ pub(crate) fn replication_error(
 
 /// The streaming part of the reader.
 pub(crate) struct Streamer {
-    pub(crate) stream: LogicalReplicationStream,
-    pub(crate) conninfo: String,
-    pub(crate) config: CdcConfig,
-    pub(crate) pool: PgPool,
-    pub(crate) naming: Naming,
-    pub(crate) types: Types,
-    pub(crate) source_schema: sluice_connector_api::SchemaRef,
-    pub(crate) confirmed: Arc<Confirmed>,
-    pub(crate) cancel: CancellationToken,
-    pub(crate) out: Out,
+    /// `None` between a lost connection and a successful reconnect.
+    stream: Option<LogicalReplicationStream>,
+    /// System id and timeline of the server first connected to: a reconnect must reach the same.
+    identity: (u64, u32),
+    conninfo: String,
+    config: CdcConfig,
+    pool: PgPool,
+    naming: Naming,
+    types: Types,
+    source_schema: sluice_connector_api::SchemaRef,
+    confirmed: Arc<Confirmed>,
+    cancel: CancellationToken,
+    out: Out,
     tables: HashMap<u32, Option<Arc<Table>>>,
     tx: Option<(u32, i64)>,
     /// End LSN of the last transaction whose records are all emitted.
@@ -197,8 +209,13 @@ impl Streamer {
         cancel: CancellationToken,
         out: Out,
     ) -> Self {
+        let identity = (
+            stream.server_identity().system_id(),
+            stream.server_identity().timeline(),
+        );
         Self {
-            stream,
+            stream: Some(stream),
+            identity,
             conninfo,
             config,
             pool,
@@ -223,10 +240,12 @@ impl Streamer {
             .flatten()
             .unwrap_or(0);
         self.emitted = self.last_end;
-        self.stream
-            .start(None)
-            .await
-            .map_err(|e| replication_error("cannot start replication", e))?;
+        if let Some(stream) = self.stream.as_mut() {
+            stream
+                .start(None)
+                .await
+                .map_err(|e| replication_error("cannot start replication", e))?;
+        }
         info!(slot = %self.config.slot, "streaming changes");
         let mut heartbeat =
             tokio::time::interval(Duration::from_millis(self.config.heartbeat_interval));
@@ -238,6 +257,19 @@ impl Streamer {
                 self.flush_with_feedback().await?;
                 linger_until = None;
             }
+            let Some(stream) = self.stream.as_mut() else {
+                if self.cancel.is_cancelled() {
+                    return Ok(());
+                }
+                reconnects += 1;
+                if reconnects > MAX_RECONNECTS {
+                    return Err(ConnectorError::retriable(format!(
+                        "replication connection lost; {MAX_RECONNECTS} reconnect attempts failed"
+                    )));
+                }
+                self.reconnect(reconnects).await?;
+                continue;
+            };
             let token = self.cancel.clone();
             tokio::select! {
                 biased;
@@ -249,7 +281,7 @@ impl Streamer {
                     self.flush_with_feedback().await?;
                     linger_until = None;
                 }
-                event = self.stream.next_event_with_retry(&token) => match event {
+                event = stream.next_event_with_retry(&token) => match event {
                     Ok(event) => {
                         reconnects = 0;
                         self.handle(event).await?;
@@ -258,10 +290,14 @@ impl Streamer {
                         }
                     }
                     Err(e) if e.is_cancelled() => return Ok(()),
-                    Err(e) if e.is_transient() && reconnects < MAX_RECONNECTS => {
-                        reconnects += 1;
-                        warn!(error = %e, attempt = reconnects, "replication connection lost; reconnecting");
-                        self.reconnect(reconnects).await?;
+                    Err(e) if e.is_transient() => {
+                        warn!(error = %e, "replication connection lost; reconnecting");
+                        // Dropping the stream closes its connection, so the server releases the slot.
+                        self.stream = None;
+                        // The server replays every transaction after the confirmed LSN: drop the
+                        // partial one.
+                        self.out.held = None;
+                        self.tx = None;
                     }
                     Err(e) => return Err(replication_error("replication stream failed", e)),
                 },
@@ -269,12 +305,16 @@ impl Streamer {
         }
     }
 
+    /// Reports the committed LSN to Postgres (also answers the walsender's keepalives).
     async fn send_feedback(&mut self) {
         let lsn = self.confirmed.lsn.load(Ordering::Acquire);
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
         if lsn > 0 {
-            self.stream.shared_lsn_feedback.update_flushed_lsn(lsn);
+            stream.shared_lsn_feedback.update_flushed_lsn(lsn);
         }
-        if let Err(e) = self.stream.send_feedback().await {
+        if let Err(e) = stream.send_feedback().await {
             debug!(error = %e, "status update not sent; the stream reports the connection problem");
         }
     }
@@ -289,57 +329,88 @@ impl Streamer {
                 flushed = self.out.flush() => return flushed,
                 _ = keepalive.tick() => {
                     let lsn = self.confirmed.lsn.load(Ordering::Acquire);
-                    if lsn > 0 {
-                        self.stream.shared_lsn_feedback.update_flushed_lsn(lsn);
+                    if let Some(stream) = self.stream.as_mut() {
+                        if lsn > 0 {
+                            stream.shared_lsn_feedback.update_flushed_lsn(lsn);
+                        }
+                        let _ = stream.send_feedback().await;
                     }
-                    let _ = self.stream.send_feedback().await;
                 }
                 _ = self.cancel.cancelled() => return Ok(()),
             }
         }
     }
 
+    /// One reconnect attempt after a backoff. It requires the existing slot (never creates one,
+    /// which would skip every change since the confirmed LSN) on the same server and timeline.
     async fn reconnect(&mut self, attempt: u32) -> Result<(), ConnectorError> {
         let backoff = Duration::from_millis(500 * u64::from(attempt.min(20)));
-        tokio::time::sleep(backoff).await;
-        // The server replays every transaction after the confirmed LSN: drop the partial one.
-        self.out.held = None;
-        self.tx = None;
-        match LogicalReplicationStream::new(&self.conninfo, stream_config(&self.config, false))
-            .await
-        {
-            Ok(mut stream) => {
-                stream
-                    .start(None)
-                    .await
-                    .map_err(|e| replication_error("cannot restart replication", e))?;
-                self.stream = stream;
-                info!(attempt, "replication reconnected");
-                Ok(())
-            }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = self.cancel.cancelled() => return Ok(()),
+        }
+        let config = stream_config(&self.config, false, false).with_existing_slot_required(true);
+        let mut stream = match LogicalReplicationStream::new(&self.conninfo, config).await {
+            Ok(stream) => stream,
             Err(e) if e.is_transient() => {
-                warn!(error = %e, attempt, "reconnect failed");
+                warn!(error = %e, attempt, "reconnect failed; trying again");
+                return Ok(());
+            }
+            Err(e) => return Err(replication_error("cannot reconnect", e)),
+        };
+        let identity = (
+            stream.server_identity().system_id(),
+            stream.server_identity().timeline(),
+        );
+        if identity != self.identity {
+            return Err(ConnectorError::fatal(format!(
+                "reconnected to a different server or timeline (system {} timeline {}, was {} timeline {}): \
+                 changes since the last confirmed LSN cannot be guaranteed; take a new snapshot",
+                identity.0, identity.1, self.identity.0, self.identity.1
+            )));
+        }
+        match stream.start(None).await {
+            Ok(()) => {
+                info!(attempt, "replication reconnected");
+                self.stream = Some(stream);
                 Ok(())
             }
-            Err(e) => Err(replication_error("cannot reconnect", e)),
+            // e.g. the old walsender still holds the slot until it notices the lost connection.
+            Err(e) if e.is_transient() => {
+                warn!(error = %e, attempt, "replication restart failed; trying again");
+                Ok(())
+            }
+            Err(e) => Err(replication_error("cannot restart replication", e)),
         }
     }
 
     async fn heartbeat(&mut self) -> Result<(), ConnectorError> {
-        if let Some(query) = &self.config.heartbeat_action_query
-            && let Err(e) = sqlx::query(sqlx::AssertSqlSafe(query.clone()))
-                .execute(&self.pool)
-                .await
-        {
-            warn!(error = %e, "heartbeat action query failed");
+        if let Some(query) = &self.config.heartbeat_action_query {
+            let limit = Duration::from_millis(self.config.heartbeat_interval);
+            match tokio::time::timeout(
+                limit,
+                sqlx::query(sqlx::AssertSqlSafe(query.clone())).execute(&self.pool),
+            )
+            .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => warn!(error = %e, "heartbeat action query failed"),
+                Err(_) => {
+                    warn!("heartbeat action query did not finish within the heartbeat interval")
+                }
+            }
         }
         // Between transactions everything received is emitted, so the received position can be
         // confirmed once a record carrying it is committed.
-        let current = self.stream.current_lsn();
-        if self.tx.is_none() && current > self.emitted && current > self.last_end {
+        let current = self
+            .stream
+            .as_ref()
+            .map_or(0, LogicalReplicationStream::current_lsn);
+        if self.tx.is_none() && current > self.emitted {
             let record = heartbeat(&self.naming, self.out.partition(), current);
-            self.out.push_sealed(record).await?;
+            self.out.push_sealed(record);
             self.emitted = current;
+            self.flush_with_feedback().await?;
         }
         self.send_feedback().await;
         Ok(())
@@ -442,7 +513,7 @@ impl Streamer {
                 relation_oid, data, ..
             } => {
                 if let Some(table) = self.table(relation_oid).await {
-                    let after = table.row(values(&data).into_iter(), &self.naming.placeholder);
+                    let after = table.row(values(&data).into_iter(), &self.naming.placeholder)?;
                     let record = table.event(
                         &self.naming,
                         OP_CREATE,
@@ -452,7 +523,7 @@ impl Streamer {
                         self.out.partition(),
                         self.offset(),
                     );
-                    self.out.push(record).await?;
+                    self.out.push(record);
                 }
             }
             EventType::Update {
@@ -464,8 +535,10 @@ impl Streamer {
                 if let Some(table) = self.table(relation_oid).await {
                     let before = old_data
                         .as_ref()
-                        .map(|old| table.row(values(old).into_iter(), &self.naming.placeholder));
-                    let after = table.row(values(&new_data).into_iter(), &self.naming.placeholder);
+                        .map(|old| table.row(values(old).into_iter(), &self.naming.placeholder))
+                        .transpose()?;
+                    let after =
+                        table.row(values(&new_data).into_iter(), &self.naming.placeholder)?;
                     let record = table.event(
                         &self.naming,
                         OP_UPDATE,
@@ -475,7 +548,7 @@ impl Streamer {
                         self.out.partition(),
                         self.offset(),
                     );
-                    self.out.push(record).await?;
+                    self.out.push(record);
                 }
             }
             EventType::Delete {
@@ -484,7 +557,8 @@ impl Streamer {
                 ..
             } => {
                 if let Some(table) = self.table(relation_oid).await {
-                    let before = table.row(values(&old_data).into_iter(), &self.naming.placeholder);
+                    let before =
+                        table.row(values(&old_data).into_iter(), &self.naming.placeholder)?;
                     let record = table.event(
                         &self.naming,
                         OP_DELETE,
@@ -495,9 +569,9 @@ impl Streamer {
                         self.offset(),
                     );
                     let tombstone = self.config.tombstones.then(|| table.tombstone(&record));
-                    self.out.push(record).await?;
+                    self.out.push(record);
                     if let Some(tombstone) = tombstone {
-                        self.out.push(tombstone).await?;
+                        self.out.push(tombstone);
                     }
                 }
             }
@@ -514,7 +588,7 @@ impl Streamer {
                             self.out.partition(),
                             self.offset(),
                         );
-                        self.out.push(record).await?;
+                        self.out.push(record);
                     }
                 }
             }

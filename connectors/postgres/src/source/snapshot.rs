@@ -83,7 +83,7 @@ pub(crate) async fn run(
                     .iter()
                     .zip(&values)
                     .map(|(c, v)| (c.name.as_str(), v.as_deref()));
-                let after = table.row(named, &naming.placeholder);
+                let after = table.row(named, &naming.placeholder)?;
                 let record = table.event(
                     naming,
                     OP_READ,
@@ -93,7 +93,8 @@ pub(crate) async fn run(
                     out.partition(),
                     offset.clone(),
                 );
-                out.push(record).await?;
+                out.push(record);
+                out.flush_if_full().await?;
             }
             total += rows.len() as u64;
             info!(table = %table.full_name(), rows = total, "snapshot progress");
@@ -115,7 +116,7 @@ pub(crate) async fn run(
         // Nothing was read: a heartbeat record carries the completion.
         let mut record = heartbeat(naming, out.partition(), consistent_lsn);
         record.source_offset = done;
-        out.push_sealed(record).await?;
+        out.push_sealed(record);
     }
     out.flush().await
 }

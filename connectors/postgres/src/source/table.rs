@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use sluice_connector_api::{
-    Schema, SchemaRef, SourceOffset, SourcePartition, SourceRecord, Struct, Value,
+    ConnectorError, Schema, SchemaRef, SourceOffset, SourcePartition, SourceRecord, Struct, Value,
 };
 use tracing::warn;
 
@@ -135,7 +135,7 @@ impl Table {
         &self,
         values: impl Iterator<Item = (&'a str, Option<&'a str>)> + Clone,
         placeholder: &str,
-    ) -> Struct {
+    ) -> Result<Struct, ConnectorError> {
         let mut row = Struct::with_capacity(self.columns.len());
         for column in &self.columns {
             let value = match values.clone().find(|(name, _)| *name == column.name) {
@@ -143,6 +143,14 @@ impl Table {
                 None | Some((_, None)) => Value::Null,
                 Some((_, Some(text))) => match column.ty.parse(text) {
                     Ok(v) => v,
+                    // A key must be exact: a null key would merge unrelated rows downstream.
+                    Err(e) if column.key => {
+                        return Err(ConnectorError::data(format!(
+                            "{}: key column {}: {e}",
+                            self.full_name(),
+                            column.name
+                        )));
+                    }
                     Err(e) => {
                         self.warn_once(&column.name, &e);
                         Value::Null
@@ -151,7 +159,7 @@ impl Table {
             };
             row.push(column.name.clone(), value);
         }
-        row
+        Ok(row)
     }
 
     fn warn_once(&self, column: &str, error: &str) {

@@ -149,10 +149,21 @@ impl SourceTask for CdcTask {
             info!(slot = %config.slot, "dropping the replication slot to take a consistent snapshot");
             catalog::drop_slot(&pool, &config.slot).await?;
         }
+        let initial_only = config.snapshot_mode == SnapshotMode::InitialOnly;
+        if initial_only && !snapshot {
+            info!("snapshot_mode initial_only: the snapshot was taken already; nothing to do");
+            let (_, closed) = mpsc::channel(1);
+            self.batches = Some(closed);
+            self.finished = true;
+            return Ok(());
+        }
         let conninfo = catalog::replication_conninfo(&config)?;
-        let mut stream = LogicalReplicationStream::new(&conninfo, stream_config(&config, snapshot))
-            .await
-            .map_err(|e| replication_error("cannot open a replication connection", e))?;
+        let mut stream = LogicalReplicationStream::new(
+            &conninfo,
+            stream_config(&config, snapshot, initial_only),
+        )
+        .await
+        .map_err(|e| replication_error("cannot open a replication connection", e))?;
         stream
             .ensure_replication_slot()
             .await
@@ -228,6 +239,14 @@ impl SourceTask for CdcTask {
         match tokio::time::timeout(POLL_WAIT, batches.recv()).await {
             Ok(Some(batch)) => batch,
             Ok(None) => {
+                // The reader ended: cleanly (initial_only done, or stopping), or by panicking.
+                if let Some(reader) = self.reader.take()
+                    && let Err(e) = reader.await
+                {
+                    return Err(ConnectorError::fatal(format!(
+                        "the replication reader crashed: {e}"
+                    )));
+                }
                 self.finished = true;
                 Ok(Vec::new())
             }
