@@ -548,3 +548,68 @@ async fn bad_setups_fail_with_one_clear_error_each() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_streamed_transactions_arrive_whole_and_aborted_ones_never() {
+    // A tiny decoding memory makes Postgres stream every sizeable transaction while it runs.
+    let pg = Postgres::start("logical");
+    pg.psql(
+        "postgres",
+        "ALTER SYSTEM SET logical_decoding_work_mem = '64kB'",
+    );
+    pg.psql("postgres", "SELECT pg_reload_conf()");
+    let db = pg.database("stream");
+    pg.psql(&db, "CREATE TABLE big (id bigint PRIMARY KEY, note text)");
+    // A small memory budget per transaction, so the spool goes to disk too.
+    let cdc = cdc(&pg, &db, "public.big", "  max_buffered_changes: 5000\n");
+    let sluice = cdc.run();
+    wait_slot(&pg, &db, &cdc.slot);
+    pg.psql(
+        &db,
+        "BEGIN;
+         INSERT INTO big SELECT g, 'kept' FROM generate_series(1, 60000) g;
+         SAVEPOINT s;
+         INSERT INTO big SELECT g, 'rolled back' FROM generate_series(200001, 210000) g;
+         ROLLBACK TO SAVEPOINT s;
+         INSERT INTO big SELECT g, 'after the savepoint' FROM generate_series(300001, 300010) g;
+         COMMIT;",
+    );
+    pg.psql(&db, "BEGIN; INSERT INTO big SELECT g, 'aborted' FROM generate_series(400001, 430000) g; ROLLBACK;");
+    pg.psql(&db, "INSERT INTO big VALUES (999999, 'last')");
+    let topic = cdc.topic("big");
+    wait_for("the last row", Duration::from_secs(180), || {
+        kafka::read_all(&topic)
+            .iter()
+            .any(|r| r.value_text().contains("\"last\""))
+            .then_some(())
+    });
+    let streamed = pg.psql(
+        &db,
+        &format!(
+            "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = '{}'",
+            cdc.slot
+        ),
+    );
+    assert!(sluice.terminate());
+    assert!(
+        streamed.parse::<i64>().unwrap_or(0) > 0,
+        "Postgres streamed no transaction ({streamed})"
+    );
+
+    let mut ids = std::collections::BTreeSet::new();
+    for (_, _, key, value) in events(&topic).await {
+        let id = key["payload"]["id"].as_i64().expect("id");
+        let note = value["payload"]["after"]["note"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            note != "rolled back" && note != "aborted",
+            "row {id} ({note}) was never committed"
+        );
+        ids.insert(id);
+    }
+    let expected: std::collections::BTreeSet<i64> =
+        (1..=60_000).chain(300_001..=300_010).chain([999_999]).collect();
+    assert_eq!(ids, expected);
+}

@@ -58,6 +58,11 @@ pub struct CdcConfig {
     pub toast_placeholder: String,
     /// TLS: disable, prefer or require.
     pub ssl_mode: String,
+    /// Let Postgres stream large transactions while they run (protocol 2 `streaming`); Sluice
+    /// keeps their changes until commit. Off: Postgres spills them and sends them at commit.
+    pub stream_large_transactions: bool,
+    /// Changes of one in-progress transaction kept in memory before the rest go to a file.
+    pub max_buffered_changes: usize,
 }
 
 pub(crate) fn spec() -> ConfigSpec {
@@ -98,6 +103,19 @@ pub(crate) fn spec() -> ConfigSpec {
         .optional("toast_placeholder", FieldKind::String, DEFAULT_PLACEHOLDER, "Value of unchanged TOAST columns.")
         .optional("ssl_mode", FieldKind::String, "prefer", "TLS: disable, prefer or require.")
         .check(Validator::one_of(["disable", "prefer", "require"]))
+        .optional(
+            "stream_large_transactions",
+            FieldKind::Bool,
+            true,
+            "Let Postgres stream large transactions while they run; Sluice keeps their changes (memory, then disk) until commit.",
+        )
+        .optional(
+            "max_buffered_changes",
+            FieldKind::Int,
+            50_000,
+            "Changes of one in-progress transaction kept in memory before the rest are written to a file.",
+        )
+        .check(Validator::range(1, 10_000_000))
 }
 
 fn identifier(value: &serde_json::Value) -> Result<(), String> {

@@ -11,7 +11,6 @@ use pg_walstream::{
     ChangeEvent, ColumnValue, EventType, LogicalReplicationStream, ReplicationSlotOptions,
     ReplicationStreamConfig, RowData, StreamingMode,
 };
-use serde_json::json;
 use sluice_connector_api::{
     ConnectorError, ErrorKind, SourceOffset, SourcePartition, SourceRecord,
 };
@@ -145,7 +144,11 @@ pub(crate) fn stream_config(
     let mut stream =
         ReplicationStreamConfig::builder(config.slot.clone(), config.publication.clone())
             .with_protocol_version(2)
-            .with_streaming_mode(StreamingMode::Off)
+            .with_streaming_mode(if config.stream_large_transactions {
+                StreamingMode::On
+            } else {
+                StreamingMode::Off
+            })
             .with_feedback_interval(Duration::from_secs(1))
             .with_existing_slot_required(false);
     if export_snapshot {
@@ -193,6 +196,11 @@ pub(crate) struct Streamer {
     last_end: u64,
     /// Highest LSN put into an offset (what a heartbeat may advance past).
     emitted: u64,
+    /// The in-progress transaction whose streamed changes are arriving now.
+    streaming: Option<u32>,
+    /// Changes of in-progress (streamed) transactions, kept until they commit or abort.
+    spools: HashMap<u32, Spool>,
+    spool_dir: std::path::PathBuf,
 }
 
 impl Streamer {
@@ -229,6 +237,10 @@ impl Streamer {
             tx: None,
             last_end: 0,
             emitted: 0,
+            streaming: None,
+            spools: HashMap::new(),
+            spool_dir: std::env::temp_dir()
+                .join(format!("sluice-cdc-spool-{}", std::process::id())),
         }
     }
 
@@ -298,6 +310,10 @@ impl Streamer {
                         // partial one.
                         self.out.held = None;
                         self.tx = None;
+                        self.streaming = None;
+                        for (_, spool) in self.spools.drain() {
+                            spool.discard().await;
+                        }
                     }
                     Err(e) => return Err(replication_error("replication stream failed", e)),
                 },
@@ -478,8 +494,63 @@ impl Streamer {
     }
 
     async fn handle(&mut self, event: ChangeEvent) -> Result<(), ConnectorError> {
-        let lsn = event.lsn.0;
+        let is_change = matches!(
+            event.event_type,
+            EventType::Insert { .. }
+                | EventType::Update { .. }
+                | EventType::Delete { .. }
+                | EventType::Truncate { .. }
+        );
+        if is_change {
+            // Changes of a transaction still in progress wait in its spool until it commits.
+            return match self.streaming.and_then(|xid| self.spools.get_mut(&xid)) {
+                Some(spool) => spool.push(event, self.config.max_buffered_changes).await,
+                None => self.change(event).await,
+            };
+        }
         match event.event_type {
+            EventType::StreamStart { transaction_id, .. } => {
+                self.streaming = Some(transaction_id);
+                if !self.spools.contains_key(&transaction_id) {
+                    let spool = Spool::new(&self.spool_dir, transaction_id).await?;
+                    self.spools.insert(transaction_id, spool);
+                }
+            }
+            EventType::StreamStop => self.streaming = None,
+            EventType::StreamAbort {
+                transaction_id,
+                subtransaction_xid,
+                ..
+            } => {
+                if transaction_id == subtransaction_xid {
+                    if let Some(spool) = self.spools.remove(&transaction_id) {
+                        spool.discard().await;
+                    }
+                } else if let Some(spool) = self.spools.get_mut(&transaction_id) {
+                    spool.aborted.insert(subtransaction_xid);
+                }
+            }
+            EventType::StreamCommit {
+                transaction_id,
+                end_lsn,
+                commit_timestamp,
+                ..
+            } => {
+                let spool = self.spools.remove(&transaction_id);
+                self.tx = Some((transaction_id, commit_timestamp.timestamp_millis()));
+                if let Some(mut spool) = spool {
+                    while let Some(batch) = spool.next_batch().await? {
+                        for change in batch {
+                            self.change(change).await?;
+                            if self.out.full() {
+                                self.flush_with_feedback().await?;
+                            }
+                        }
+                    }
+                    spool.discard().await;
+                }
+                self.commit(transaction_id, end_lsn.0);
+            }
             EventType::Begin {
                 transaction_id,
                 commit_timestamp,
@@ -489,15 +560,7 @@ impl Streamer {
             }
             EventType::Commit { end_lsn, .. } => {
                 let xid = self.tx.map_or(0, |(x, _)| x);
-                let offset = json!({"lsn": end_lsn.0, "txId": xid})
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default();
-                if self.out.seal(offset) {
-                    self.emitted = end_lsn.0;
-                }
-                self.last_end = end_lsn.0;
-                self.tx = None;
+                self.commit(xid, end_lsn.0);
             }
             EventType::Relation {
                 relation_id,
@@ -509,6 +572,27 @@ impl Streamer {
                 self.relation(relation_id, &namespace, &relation_name, &columns)
                     .await?;
             }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The end of a transaction: its last record carries the LSN the slot may advance to.
+    fn commit(&mut self, xid: u32, end_lsn: u64) {
+        let mut offset = SourceOffset::new();
+        offset.insert("lsn".to_owned(), end_lsn.into());
+        offset.insert("txId".to_owned(), xid.into());
+        if self.out.seal(offset) {
+            self.emitted = end_lsn;
+        }
+        self.last_end = end_lsn;
+        self.tx = None;
+    }
+
+    /// One row change of a committed transaction (or one being replayed from its spool).
+    async fn change(&mut self, event: ChangeEvent) -> Result<(), ConnectorError> {
+        let lsn = event.lsn.0;
+        match event.event_type {
             EventType::Insert {
                 relation_oid, data, ..
             } => {
@@ -615,5 +699,124 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The changes of one in-progress transaction that Postgres streams before it commits: kept in
+/// memory up to `max_buffered_changes`, the rest appended to a file, replayed in order at commit
+/// (without the changes of aborted subtransactions) and dropped at abort.
+struct Spool {
+    memory: Vec<ChangeEvent>,
+    path: std::path::PathBuf,
+    /// Changes written to the file, and how many were read back.
+    spilled: usize,
+    reader: Option<tokio::io::Lines<tokio::io::BufReader<tokio::fs::File>>>,
+    aborted: std::collections::HashSet<u32>,
+}
+
+fn spool_error(context: &str, e: impl std::error::Error + Send + Sync + 'static) -> ConnectorError {
+    ConnectorError::with_source(
+        ErrorKind::Fatal,
+        format!("transaction spool: {context}: {e}"),
+        e,
+    )
+}
+
+impl Spool {
+    async fn new(dir: &std::path::Path, xid: u32) -> Result<Self, ConnectorError> {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| spool_error("cannot create its directory", e))?;
+        let path = dir.join(format!("{xid}.jsonl"));
+        let _ = tokio::fs::remove_file(&path).await;
+        Ok(Self {
+            memory: Vec::new(),
+            path,
+            spilled: 0,
+            reader: None,
+            aborted: Default::default(),
+        })
+    }
+
+    async fn push(&mut self, event: ChangeEvent, limit: usize) -> Result<(), ConnectorError> {
+        self.memory.push(event);
+        if self.memory.len() < limit {
+            return Ok(());
+        }
+        use tokio::io::AsyncWriteExt;
+        let mut text = String::new();
+        for event in self.memory.drain(..) {
+            text.push_str(
+                &serde_json::to_string(&event)
+                    .map_err(|e| spool_error("cannot encode a change", e))?,
+            );
+            text.push('\n');
+        }
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .await
+            .map_err(|e| spool_error("cannot open its file", e))?;
+        file.write_all(text.as_bytes())
+            .await
+            .map_err(|e| spool_error("cannot write its file", e))?;
+        self.spilled += limit;
+        debug!(path = %self.path.display(), changes = self.spilled, "large transaction spooled to disk");
+        Ok(())
+    }
+
+    /// The next changes in order (file first, then memory), without aborted subtransactions.
+    async fn next_batch(&mut self) -> Result<Option<Vec<ChangeEvent>>, ConnectorError> {
+        const BATCH: usize = 1024;
+        if self.spilled > 0 {
+            if self.reader.is_none() {
+                use tokio::io::AsyncBufReadExt;
+                let file = tokio::fs::File::open(&self.path)
+                    .await
+                    .map_err(|e| spool_error("cannot read its file", e))?;
+                self.reader = Some(tokio::io::BufReader::new(file).lines());
+            }
+            let mut batch = Vec::with_capacity(BATCH);
+            if let Some(lines) = self.reader.as_mut() {
+                while batch.len() < BATCH {
+                    match lines
+                        .next_line()
+                        .await
+                        .map_err(|e| spool_error("cannot read its file", e))?
+                    {
+                        Some(line) => {
+                            let event: ChangeEvent = serde_json::from_str(&line)
+                                .map_err(|e| spool_error("cannot decode a change", e))?;
+                            if !event.xid.is_some_and(|x| self.aborted.contains(&x)) {
+                                batch.push(event);
+                            }
+                        }
+                        None => {
+                            self.spilled = 0;
+                            break;
+                        }
+                    }
+                }
+            }
+            if !batch.is_empty() || self.spilled > 0 {
+                return Ok(Some(batch));
+            }
+        }
+        if self.memory.is_empty() {
+            return Ok(None);
+        }
+        let aborted = std::mem::take(&mut self.aborted);
+        let batch: Vec<ChangeEvent> = self
+            .memory
+            .drain(..)
+            .filter(|e| !e.xid.is_some_and(|x| aborted.contains(&x)))
+            .collect();
+        self.aborted = aborted;
+        Ok(Some(batch))
+    }
+
+    async fn discard(self) {
+        let _ = tokio::fs::remove_file(&self.path).await;
     }
 }
