@@ -609,7 +609,9 @@ async fn large_streamed_transactions_arrive_whole_and_aborted_ones_never() {
         );
         ids.insert(id);
     }
-    let expected: std::collections::BTreeSet<i64> =
-        (1..=60_000).chain(300_001..=300_010).chain([999_999]).collect();
+    let expected: std::collections::BTreeSet<i64> = (1..=60_000)
+        .chain(300_001..=300_010)
+        .chain([999_999])
+        .collect();
     assert_eq!(ids, expected);
 }

@@ -12,7 +12,7 @@ use pg_walstream::{
     ReplicationStreamConfig, RowData, StreamingMode,
 };
 use sluice_connector_api::{
-    ConnectorError, ErrorKind, SourceOffset, SourcePartition, SourceRecord,
+    ConnectorError, ErrorKind, SourceOffset, SourcePartition, SourceRecord, Struct,
 };
 use sqlx::postgres::PgPool;
 use tokio::sync::{Notify, mpsc};
@@ -589,6 +589,26 @@ impl Streamer {
         self.tx = None;
     }
 
+    /// A change event of the current transaction.
+    fn record(
+        &self,
+        table: &Table,
+        op: &str,
+        before: Option<Struct>,
+        after: Option<Struct>,
+        lsn: u64,
+    ) -> SourceRecord {
+        table.event(
+            &self.naming,
+            op,
+            before,
+            after,
+            &self.info(lsn),
+            self.out.partition(),
+            self.offset(),
+        )
+    }
+
     /// One row change of a committed transaction (or one being replayed from its spool).
     async fn change(&mut self, event: ChangeEvent) -> Result<(), ConnectorError> {
         let lsn = event.lsn.0;
@@ -598,15 +618,7 @@ impl Streamer {
             } => {
                 if let Some(table) = self.table(relation_oid).await {
                     let after = table.row(values(&data).into_iter(), &self.naming.placeholder)?;
-                    let record = table.event(
-                        &self.naming,
-                        OP_CREATE,
-                        None,
-                        Some(after),
-                        &self.info(lsn),
-                        self.out.partition(),
-                        self.offset(),
-                    );
+                    let record = self.record(&table, OP_CREATE, None, Some(after), lsn);
                     self.out.push(record);
                 }
             }
@@ -623,15 +635,7 @@ impl Streamer {
                         .transpose()?;
                     let after =
                         table.row(values(&new_data).into_iter(), &self.naming.placeholder)?;
-                    let record = table.event(
-                        &self.naming,
-                        OP_UPDATE,
-                        before,
-                        Some(after),
-                        &self.info(lsn),
-                        self.out.partition(),
-                        self.offset(),
-                    );
+                    let record = self.record(&table, OP_UPDATE, before, Some(after), lsn);
                     self.out.push(record);
                 }
             }
@@ -643,15 +647,7 @@ impl Streamer {
                 if let Some(table) = self.table(relation_oid).await {
                     let before =
                         table.row(values(&old_data).into_iter(), &self.naming.placeholder)?;
-                    let record = table.event(
-                        &self.naming,
-                        OP_DELETE,
-                        Some(before),
-                        None,
-                        &self.info(lsn),
-                        self.out.partition(),
-                        self.offset(),
-                    );
+                    let record = self.record(&table, OP_DELETE, Some(before), None, lsn);
                     let tombstone = self.config.tombstones.then(|| table.tombstone(&record));
                     self.out.push(record);
                     if let Some(tombstone) = tombstone {
@@ -663,15 +659,7 @@ impl Streamer {
                 let captured: Vec<Arc<Table>> = self.tables.values().flatten().cloned().collect();
                 for name in tables {
                     if let Some(table) = captured.iter().find(|t| t.full_name() == name.as_ref()) {
-                        let record = table.event(
-                            &self.naming,
-                            OP_TRUNCATE,
-                            None,
-                            None,
-                            &self.info(lsn),
-                            self.out.partition(),
-                            self.offset(),
-                        );
+                        let record = self.record(table, OP_TRUNCATE, None, None, lsn);
                         self.out.push(record);
                     }
                 }
