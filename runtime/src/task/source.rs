@@ -145,7 +145,7 @@ impl SourceTaskRunner {
         in_flight: &mut FuturesOrdered<Pending>,
         acked: &mut Acked,
     ) -> Result<(), TaskError> {
-        for record in records {
+        for mut record in records {
             let (key, value) = self.convert(&record)?;
             // No header block at all for records without headers: it costs an allocation each.
             let headers = (!record.headers.is_empty()).then(|| {
@@ -178,9 +178,10 @@ impl SourceTaskRunner {
                 }
                 match self.producer.send_result(out) {
                     Ok(delivery) => {
-                        let topic = record.topic.clone();
-                        let partition = record.source_partition.clone();
-                        let offset = record.source_offset.clone();
+                        // The record is sent: its position moves into the acknowledgement.
+                        let topic = std::mem::take(&mut record.topic);
+                        let partition = std::mem::take(&mut record.source_partition);
+                        let offset = std::mem::take(&mut record.source_offset);
                         in_flight.push_back(Box::pin(delivery.map(move |result| Ack {
                             result: match result {
                                 Ok(Ok(_)) => Ok(()),
