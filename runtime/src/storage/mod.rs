@@ -47,9 +47,13 @@ pub trait OffsetStore: Send + Sync {
 
 /// The key Kafka Connect uses for a source partition: `["<connector>",{partition}]`.
 pub fn offset_key(connector: &str, partition: &SourcePartition) -> String {
+    offset_key_json(connector, partition).to_string()
+}
+
+/// [`offset_key`] as a JSON value.
+pub(crate) fn offset_key_json(connector: &str, partition: &SourcePartition) -> serde_json::Value {
     serde_json::Value::Array(vec![
         connector.into(),
         serde_json::Value::Object(partition.clone()),
     ])
-    .to_string()
 }

@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 use sluice_connector_api::{SourceOffset, SourcePartition};
 use tokio::sync::Mutex;
 
-use super::{OffsetStore, StorageError, offset_key};
+use super::{OffsetStore, StorageError, offset_key, offset_key_json};
 
 /// One stored offset, in the offsets topic's key/value layout.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,7 +120,7 @@ impl OffsetStore for FileOffsetStore {
         // to the file in the order they change the map.
         let mut entries = self.entries.lock().await;
         for (partition, offset) in offsets {
-            let key = Json::Array(vec![connector.into(), Json::Object(partition.clone())]);
+            let key = offset_key_json(connector, partition);
             entries.insert(
                 key.to_string(),
                 Entry {

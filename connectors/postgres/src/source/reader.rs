@@ -175,6 +175,14 @@ pub(crate) fn replication_error(
     ConnectorError::with_source(kind, format!("{context}: {e}"), e)
 }
 
+/// The server's system id and timeline.
+fn identity(stream: &LogicalReplicationStream) -> (u64, u32) {
+    (
+        stream.server_identity().system_id(),
+        stream.server_identity().timeline(),
+    )
+}
+
 /// The streaming part of the reader.
 pub(crate) struct Streamer {
     /// `None` between a lost connection and a successful reconnect.
@@ -217,10 +225,7 @@ impl Streamer {
         cancel: CancellationToken,
         out: Out,
     ) -> Self {
-        let identity = (
-            stream.server_identity().system_id(),
-            stream.server_identity().timeline(),
-        );
+        let identity = identity(&stream);
         Self {
             stream: Some(stream),
             identity,
@@ -374,10 +379,7 @@ impl Streamer {
             }
             Err(e) => return Err(replication_error("cannot reconnect", e)),
         };
-        let identity = (
-            stream.server_identity().system_id(),
-            stream.server_identity().timeline(),
-        );
+        let identity = identity(&stream);
         if identity != self.identity {
             return Err(ConnectorError::fatal(format!(
                 "reconnected to a different server or timeline (system {} timeline {}, was {} timeline {}): \
@@ -432,7 +434,7 @@ impl Streamer {
         Ok(())
     }
 
-    async fn table(&mut self, oid: u32) -> Option<Arc<Table>> {
+    fn table(&self, oid: u32) -> Option<Arc<Table>> {
         self.tables.get(&oid).cloned().flatten()
     }
 
@@ -616,7 +618,7 @@ impl Streamer {
             EventType::Insert {
                 relation_oid, data, ..
             } => {
-                if let Some(table) = self.table(relation_oid).await {
+                if let Some(table) = self.table(relation_oid) {
                     let after = table.row(values(&data).into_iter(), &self.naming.placeholder)?;
                     let record = self.record(&table, OP_CREATE, None, Some(after), lsn);
                     self.out.push(record);
@@ -628,7 +630,7 @@ impl Streamer {
                 new_data,
                 ..
             } => {
-                if let Some(table) = self.table(relation_oid).await {
+                if let Some(table) = self.table(relation_oid) {
                     let before = old_data
                         .as_ref()
                         .map(|old| table.row(values(old).into_iter(), &self.naming.placeholder))
@@ -644,7 +646,7 @@ impl Streamer {
                 old_data,
                 ..
             } => {
-                if let Some(table) = self.table(relation_oid).await {
+                if let Some(table) = self.table(relation_oid) {
                     let before =
                         table.row(values(&old_data).into_iter(), &self.naming.placeholder)?;
                     let record = self.record(&table, OP_DELETE, Some(before), None, lsn);

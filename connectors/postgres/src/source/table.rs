@@ -1,7 +1,7 @@
 //! A captured table: its columns and types, the Connect schemas of its keys and Debezium
 //! envelopes, and how rows become records.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -47,7 +47,7 @@ pub(crate) struct Table {
     key_schema: Option<SchemaRef>,
     envelope_schema: SchemaRef,
     /// Columns whose values failed to parse were already warned about.
-    warned: std::sync::Mutex<HashMap<String, ()>>,
+    warned: std::sync::Mutex<HashSet<String>>,
 }
 
 pub(crate) const OP_READ: &str = "r";
@@ -122,7 +122,7 @@ impl Table {
             columns,
             key_schema,
             envelope_schema: Arc::new(envelope),
-            warned: std::sync::Mutex::new(HashMap::new()),
+            warned: std::sync::Mutex::new(HashSet::new()),
         }
     }
 
@@ -164,7 +164,7 @@ impl Table {
 
     fn warn_once(&self, column: &str, error: &str) {
         let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
-        if warned.insert(column.to_owned(), ()).is_none() {
+        if warned.insert(column.to_owned()) {
             warn!(table = %self.full_name(), column, error, "value cannot be represented; emitting null (warned once per column)");
         }
     }
