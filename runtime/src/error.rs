@@ -20,6 +20,12 @@ pub enum Error {
         #[source]
         source: ConnectorError,
     },
+    #[error("cannot serve the REST API on {listen}: {source}")]
+    Rest {
+        listen: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("every task failed; see the errors above")]
     AllTasksFailed,
 }

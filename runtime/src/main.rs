@@ -62,6 +62,12 @@ enum Command {
         #[arg(required = true)]
         pipelines: Vec<PathBuf>,
     },
+    /// Run a distributed worker: it joins the cluster named by the worker file's `cluster`
+    /// block, shares connectors and tasks with the other workers, and serves the REST API.
+    Worker {
+        /// The worker file.
+        worker: PathBuf,
+    },
     /// Check worker and pipeline files; print every problem; exit non-zero if there is any.
     Validate {
         #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -94,6 +100,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
     let registry = sluice::registry::builtin();
     match cli.command {
         Command::Run { worker, pipelines } => run(&registry, &worker, &pipelines),
+        Command::Worker { worker } => run_worker(registry, &worker),
         Command::Validate { output, files } => Ok(validate(&registry, output, &files)),
         Command::Plugins { output } => {
             plugins(&registry, output);
@@ -118,6 +125,20 @@ fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<()> {
         LogFormat::Json => builder.json().init(),
     }
     Ok(())
+}
+
+fn run_worker(registry: Registry, worker: &Path) -> anyhow::Result<ExitCode> {
+    let worker = sluice::config::load_worker(worker)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        tokio::spawn(stop_on_signal(cancel.clone()));
+        sluice::run_worker(worker, registry, cancel).await
+    })?;
+    info!("stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(registry: &Registry, worker: &Path, pipelines: &[PathBuf]) -> anyhow::Result<ExitCode> {

@@ -39,5 +39,5 @@ pub use registry::{ConnectorKind, Plugin, Registry, SinkPlugin, SourcePlugin};
 pub use schema::{Field, Schema, SchemaBuilder, SchemaError, SchemaRef, SchemaType, logical};
 pub use sink::{SinkConnector, SinkTask, SinkTaskContext};
 pub use source::{OffsetReader, SourceConnector, SourceTask, SourceTaskContext};
-pub use spec::{ConfigField, ConfigSpec, ConnectorConfig, FieldError, FieldKind, Validator};
+pub use spec::{ConfigField, ConfigSpec, ConnectorConfig, FieldError, FieldKind, MASK, Validator};
 pub use value::{Decimal, Struct, Value};

@@ -1,15 +1,17 @@
 //! Configuration files: the worker file and pipeline files, config providers, and validation that
 //! reports every problem with its file and field.
 
+mod connect;
 mod file;
 mod pipeline;
 mod provider;
 mod worker;
 
+pub use connect::{flat_from_pipeline, mask_flat, pipeline_from_flat};
 pub use file::{ConfigFile, FileKind, Problem, load_yaml};
 pub use pipeline::{PipelineConfig, pipeline_spec};
 pub use provider::resolve_providers;
-pub use worker::{WorkerConfig, converter_spec, worker_spec};
+pub use worker::{ClusterSettings, RestSettings, WorkerConfig, converter_spec, worker_spec};
 
 pub use pipeline::Pipeline;
 

@@ -41,6 +41,71 @@ pub struct WorkerConfig {
     pub producer: BTreeMap<String, Json>,
     /// librdkafka settings for sink consumers only, e.g. `fetch.min.bytes`.
     pub consumer: BTreeMap<String, Json>,
+    /// Distributed mode: the worker group and its internal topics.
+    pub cluster: ClusterSettings,
+    /// The REST API.
+    pub rest: RestSettings,
+}
+
+/// Distributed mode (`sluice worker`): the group and its internal topics. Durations in ms.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ClusterSettings {
+    pub group_id: String,
+    pub config_topic: String,
+    pub offsets_topic: String,
+    pub status_topic: String,
+    pub offsets_partitions: i32,
+    pub status_partitions: i32,
+    pub replication_factor: i32,
+    pub session_timeout: u64,
+    pub heartbeat_interval: u64,
+    pub rebalance_timeout: u64,
+    pub scheduled_rebalance_max_delay: u64,
+}
+
+/// The REST API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct RestSettings {
+    pub enabled: bool,
+    pub listen: String,
+    pub advertised_url: Option<String>,
+}
+
+/// Spec of the `cluster` block.
+pub fn cluster_spec() -> ConfigSpec {
+    ConfigSpec::new()
+        .optional("group_id", FieldKind::String, "sluice-cluster", "Workers with the same group id form one cluster.")
+        .check(Validator::NonEmpty)
+        .optional("config_topic", FieldKind::String, "sluice-configs", "Compacted topic (1 partition) holding connector and task configs.")
+        .check(Validator::NonEmpty)
+        .optional("offsets_topic", FieldKind::String, "sluice-offsets", "Compacted topic holding source offsets.")
+        .check(Validator::NonEmpty)
+        .optional("status_topic", FieldKind::String, "sluice-status", "Compacted topic holding connector and task states.")
+        .check(Validator::NonEmpty)
+        .optional("offsets_partitions", FieldKind::Int, 25, "Partitions of the offsets topic when it is created.")
+        .check(Validator::range(1, 10_000))
+        .optional("status_partitions", FieldKind::Int, 5, "Partitions of the status topic when it is created.")
+        .check(Validator::range(1, 10_000))
+        .optional("replication_factor", FieldKind::Int, -1, "Replication factor of created internal topics; -1 takes the broker's default.")
+        .check(Validator::range(-1, 32))
+        .optional("session_timeout", FieldKind::Duration, 10_000, "A worker silent this long leaves the group.")
+        .check(Validator::min(1000))
+        .optional("heartbeat_interval", FieldKind::Duration, 3_000, "How often a worker tells the coordinator it is alive.")
+        .check(Validator::min(100))
+        .optional("rebalance_timeout", FieldKind::Duration, 60_000, "How long a rebalance waits for every worker to rejoin.")
+        .check(Validator::min(1000))
+        .optional("scheduled_rebalance_max_delay", FieldKind::Duration, 5_000, "How long a departed worker's connectors and tasks wait for it to come back before they move.")
+}
+
+/// Spec of the `rest` block.
+pub fn rest_spec() -> ConfigSpec {
+    ConfigSpec::new()
+        .optional("enabled", FieldKind::Bool, true, "Serve the REST API.")
+        .optional("listen", FieldKind::String, "0.0.0.0:8083", "Address the REST API listens on, host:port.")
+        .check(Validator::NonEmpty)
+        .maybe("advertised_url", FieldKind::String, "URL other workers and clients use to reach this worker; http://<host>:<port> of `listen` when unset.")
 }
 
 /// Spec of a `key_converter`/`value_converter` block.
@@ -129,6 +194,18 @@ pub fn worker_spec() -> ConfigSpec {
             json!({}),
             "librdkafka settings for sink consumers only.",
         )
+        .optional(
+            "cluster",
+            FieldKind::Object(cluster_spec()),
+            json!({}),
+            "Distributed mode (`sluice worker`): group and internal topics.",
+        )
+        .optional(
+            "rest",
+            FieldKind::Object(rest_spec()),
+            json!({}),
+            "The Kafka Connect compatible REST API.",
+        )
 }
 
 pub(crate) fn validate_worker(value: &Map<String, Json>) -> Result<WorkerConfig, Vec<FieldError>> {
@@ -152,6 +229,30 @@ pub(crate) fn validate_worker(value: &Map<String, Json>) -> Result<WorkerConfig,
     config
         .parse()
         .map_err(|e| vec![FieldError::new("", e.to_string())])
+}
+
+impl RestSettings {
+    /// The URL others reach this worker at.
+    pub fn url(&self) -> String {
+        if let Some(url) = &self.advertised_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let (host, port) = self.listen.rsplit_once(':').unwrap_or((&self.listen, "8083"));
+        let host = if host == "0.0.0.0" || host == "[::]" || host.is_empty() {
+            hostname()
+        } else {
+            host.to_owned()
+        };
+        format!("http://{host}:{port}")
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 impl WorkerConfig {

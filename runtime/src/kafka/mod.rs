@@ -3,6 +3,7 @@
 //! be overridden by accident.
 
 mod consumer;
+pub(crate) mod group_offsets;
 
 use std::collections::BTreeMap;
 

@@ -1,11 +1,20 @@
 //! Where a worker keeps state. Standalone mode keeps source offsets in a local file.
 
+mod config_topic;
+mod log;
 mod offset_file;
+mod offset_topic;
+mod status_topic;
+mod topics;
 
 use async_trait::async_trait;
 use sluice_connector_api::{SourceOffset, SourcePartition};
 
+pub use config_topic::{ConfigState, ConfigStore, RestartRequest, TargetState};
 pub use offset_file::FileOffsetStore;
+pub use offset_topic::TopicOffsetStore;
+pub use status_topic::{RunState, Status, StatusStore};
+pub(crate) use topics::{InternalTopic, ensure_internal_topics};
 
 /// Why state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +32,14 @@ pub enum StorageError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("topic {topic}: {source}")]
+    Kafka {
+        topic: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("topic {topic} {message}")]
+    Topic { topic: String, message: String },
     #[error("offset storage task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }

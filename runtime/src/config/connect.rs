@@ -1,0 +1,238 @@
+//! Connector configs in Kafka Connect's flat form, as the REST API takes them:
+//! `{"connector.class": "datagen", "tasks.max": "2", "key.converter": "...", "topic": "t"}`.
+//! Sluice's own names (`connector`, `tasks`, `key_converter`, snake_case connector fields) are
+//! accepted too; dotted connector field names map to their snake_case form.
+
+use serde_json::{Map, Value as Json, json};
+use sluice_connector_api::{FieldError, Registry};
+
+use super::pipeline::{Pipeline, validate_pipeline};
+use super::provider::resolve_providers;
+
+const CONVERTERS: &[(&str, &str)] = &[
+    ("org.apache.kafka.connect.json.JsonConverter", "json"),
+    ("org.apache.kafka.connect.storage.StringConverter", "string"),
+    ("org.apache.kafka.connect.converters.ByteArrayConverter", "bytes"),
+    ("json", "json"),
+    ("string", "string"),
+    ("bytes", "bytes"),
+];
+
+/// Where each user-given key went, so errors can name the key the user wrote.
+struct Renames(Vec<(String, String)>);
+
+impl Renames {
+    fn user_key(&self, field: &str) -> String {
+        self.0
+            .iter()
+            .find(|(to, _)| to == field)
+            .map(|(_, from)| from.clone())
+            .unwrap_or_else(|| field.to_owned())
+    }
+}
+
+/// The pipeline-file shape of a flat config, and where each key went.
+fn to_pipeline_shape(name: &str, flat: &Map<String, Json>, registry: &Registry) -> (Map<String, Json>, Renames) {
+    let mut out = Map::new();
+    let mut config = Map::new();
+    let mut renames = Vec::new();
+    let mut key_converter = Map::new();
+    let mut value_converter = Map::new();
+    let connector_type = flat
+        .get("connector.class")
+        .or_else(|| flat.get("connector"))
+        .and_then(Json::as_str);
+    let spec = connector_type.and_then(|t| registry.get(t)).map(|p| p.spec());
+    out.insert("name".into(), json!(name));
+    for (key, value) in flat {
+        match key.as_str() {
+            "name" => {}
+            "connector.class" | "connector" => {
+                out.insert("connector".into(), value.clone());
+                renames.push(("connector".to_owned(), key.clone()));
+            }
+            "tasks.max" | "tasks" => {
+                out.insert("tasks".into(), value.clone());
+                renames.push(("tasks".to_owned(), key.clone()));
+            }
+            "key_converter" | "value_converter" if value.is_object() => {
+                out.insert(key.clone(), value.clone());
+            }
+            "config" if value.is_object() => {
+                for (k, v) in value.as_object().into_iter().flatten() {
+                    config.insert(k.clone(), v.clone());
+                    renames.push((format!("config.{k}"), format!("config.{k}")));
+                }
+            }
+            _ => {
+                if let Some((side, setting)) = converter_setting(key) {
+                    let target = if side == "key" {
+                        &mut key_converter
+                    } else {
+                        &mut value_converter
+                    };
+                    match setting {
+                        "" => {
+                            let kind = value
+                                .as_str()
+                                .and_then(|v| CONVERTERS.iter().find(|(c, _)| *c == v))
+                                .map_or_else(|| value.clone(), |(_, k)| json!(k));
+                            target.insert("type".into(), kind);
+                        }
+                        "schemas.enable" => {
+                            target.insert("schemas".into(), value.clone());
+                        }
+                        other => {
+                            target.insert(other.replace('.', "_"), value.clone());
+                        }
+                    }
+                    renames.push((format!("{side}_converter.{}", match setting {
+                        "" => "type".to_owned(),
+                        "schemas.enable" => "schemas".to_owned(),
+                        other => other.replace('.', "_"),
+                    }), key.clone()));
+                    continue;
+                }
+                let snake = key.replace('.', "_");
+                let field = match &spec {
+                    Some(spec) if spec.field(key).is_none() && spec.field(&snake).is_some() => snake,
+                    _ => key.clone(),
+                };
+                renames.push((format!("config.{field}"), key.clone()));
+                config.insert(field, value.clone());
+            }
+        }
+    }
+    for (name, converter) in [("key_converter", key_converter), ("value_converter", value_converter)] {
+        if !converter.is_empty() {
+            out.insert(name.into(), Json::Object(converter));
+        }
+    }
+    out.insert("config".into(), Json::Object(config));
+    (out, Renames(renames))
+}
+
+/// `key.converter.schemas.enable` -> ("key", "schemas.enable"); `key.converter` -> ("key", "").
+fn converter_setting(key: &str) -> Option<(&'static str, &str)> {
+    for side in ["key", "value"] {
+        let prefix = if side == "key" { "key.converter" } else { "value.converter" };
+        if let Some(rest) = key.strip_prefix(prefix) {
+            if rest.is_empty() {
+                return Some((side, ""));
+            }
+            if let Some(setting) = rest.strip_prefix('.') {
+                return Some((side, setting));
+            }
+        }
+    }
+    None
+}
+
+/// Validates a flat connector config; errors name the keys as the user wrote them.
+pub fn pipeline_from_flat(
+    name: &str,
+    flat: &Map<String, Json>,
+    registry: &Registry,
+) -> Result<Pipeline, Vec<FieldError>> {
+    let mut resolved = Json::Object(flat.clone());
+    let provider_errors = resolve_providers(&mut resolved);
+    let resolved = match resolved {
+        Json::Object(map) => map,
+        _ => Map::new(),
+    };
+    let (shape, renames) = to_pipeline_shape(name, &resolved, registry);
+    let rename = |mut e: FieldError| {
+        e.field = renames.user_key(&e.field);
+        e
+    };
+    if !provider_errors.is_empty() {
+        return Err(provider_errors);
+    }
+    validate_pipeline(&shape, registry).map_err(|errors| errors.into_iter().map(rename).collect())
+}
+
+/// A copy of a flat config with secret fields (as the connector type declares them) masked.
+pub fn mask_flat(flat: &Map<String, Json>, registry: &Registry) -> Map<String, Json> {
+    let spec = flat
+        .get("connector.class")
+        .or_else(|| flat.get("connector"))
+        .and_then(Json::as_str)
+        .and_then(|t| registry.get(t))
+        .map(|p| p.spec());
+    let Some(spec) = spec else {
+        return flat.clone();
+    };
+    flat.iter()
+        .map(|(key, value)| {
+            let field = spec.field(key).or_else(|| spec.field(&key.replace('.', "_")));
+            let secret = field.is_some_and(|f| f.secret);
+            let shown = if secret && !value.is_null() {
+                json!(sluice_connector_api::MASK)
+            } else {
+                value.clone()
+            };
+            (key.clone(), shown)
+        })
+        .collect()
+}
+
+/// A pipeline file entry (`name`, `connector`, `tasks`, `config`, converters) as a flat config.
+pub fn flat_from_pipeline(pipeline: &Map<String, Json>) -> Map<String, Json> {
+    let mut flat = Map::new();
+    for (key, value) in pipeline {
+        match key.as_str() {
+            "config" => {
+                if let Some(config) = value.as_object() {
+                    for (k, v) in config {
+                        flat.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            "connector" => {
+                flat.insert("connector.class".into(), value.clone());
+            }
+            "tasks" => {
+                flat.insert("tasks.max".into(), value.clone());
+            }
+            _ => {
+                flat.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    flat
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_connect_names_map_to_a_pipeline() {
+        let flat = json!({
+            "connector.class": "datagen",
+            "tasks.max": "3",
+            "topic": "t",
+            "count": "10",
+            "key.converter": "org.apache.kafka.connect.storage.StringConverter",
+            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "value.converter.schemas.enable": "false",
+        });
+        let pipeline =
+            pipeline_from_flat("n", flat.as_object().unwrap(), &crate::registry::builtin()).unwrap();
+        assert_eq!(pipeline.settings.tasks, 3);
+        assert_eq!(pipeline.config.get_i64("count"), Some(10));
+        let value = pipeline.settings.value_converter.unwrap();
+        assert_eq!(value.kind, crate::convert::ConverterKind::Json);
+        assert!(!value.schemas);
+    }
+
+    #[test]
+    fn errors_name_the_keys_the_user_wrote() {
+        let flat = json!({"connector.class": "datagen", "tasks.max": "0", "topic": "t", "count": "x"});
+        let errors =
+            pipeline_from_flat("n", flat.as_object().unwrap(), &crate::registry::builtin())
+                .unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["tasks.max", "count"]);
+    }
+}

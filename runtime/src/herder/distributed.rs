@@ -1,0 +1,764 @@
+//! Distributed mode: workers share connectors and tasks through the group protocol and keep
+//! configs, offsets and states in internal topics. Each worker reconciles what it runs with its
+//! assignment and the config topic; the leader writes the config topic for everyone.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value as Json};
+use sluice_connector_api::{ConnectorConfig, Registry};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::launch::{Started, start_connector, task_run};
+use crate::cluster::{
+    ClusterError, LeaderContext, Member, MemberCommand, MemberConfig, MemberEvent, MemberMetadata,
+    TaskId, Work, configured_work,
+};
+use crate::config::{Pipeline, WorkerConfig, pipeline_from_flat};
+use crate::error::Error;
+use crate::storage::{
+    ConfigState, ConfigStore, InternalTopic, OffsetStore, RestartRequest, RunState, Status,
+    StatusStore, TargetState, TopicOffsetStore, ensure_internal_topics,
+};
+
+/// Who leads the group and what this worker was assigned, as of the last rebalance.
+#[derive(Debug, Clone, Default)]
+pub struct Membership {
+    pub generation: i32,
+    pub is_leader: bool,
+    pub leader_url: Option<String>,
+    pub assigned: Work,
+}
+
+/// The parts of a distributed worker the REST API and the reconcile loop share.
+pub struct Cluster {
+    pub(crate) worker: WorkerConfig,
+    pub(crate) registry: Registry,
+    /// This worker's REST URL, also its worker id.
+    pub url: String,
+    pub configs: ConfigStore,
+    pub status: StatusStore,
+    pub offsets: TopicOffsetStore,
+    membership: Mutex<Membership>,
+    /// Configured work as of the last assignment this worker computed as leader.
+    led: Arc<Mutex<Option<Work>>>,
+    rejoin: mpsc::Sender<MemberCommand>,
+    /// Wakes the reconcile loop (task configs written, restart requested...).
+    poke: mpsc::Sender<()>,
+}
+
+impl Cluster {
+    pub fn membership(&self) -> Membership {
+        self.membership
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn worker_id(&self) -> &str {
+        self.url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, rest)| rest)
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn worker_config(&self) -> &WorkerConfig {
+        &self.worker
+    }
+
+    /// The configured work: every connector, and its committed tasks.
+    fn configured(state: &ConfigState) -> Work {
+        configured_work(
+            state
+                .connectors
+                .keys()
+                .map(|name| (name.as_str(), state.task_count(name))),
+        )
+    }
+
+    /// Leader only: asks for a rebalance when the configured work changed since the last round.
+    async fn rebalance_if_needed(&self) {
+        if !self.membership().is_leader {
+            return;
+        }
+        let configured = Self::configured(&self.configs.snapshot());
+        let changed = self
+            .led
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|led| *led != configured);
+        if changed {
+            info!("configuration changed what runs; rebalancing");
+            let _ = self.rejoin.send(MemberCommand::Rejoin).await;
+        }
+    }
+
+    /// Leader only: stores a connector's task configs (sent by the worker running it).
+    pub async fn put_task_configs(
+        &self,
+        connector: &str,
+        tasks: &[Map<String, Json>],
+    ) -> Result<(), crate::storage::StorageError> {
+        let current = self.configs.snapshot();
+        if current.tasks.get(connector).map(Vec::as_slice) == Some(tasks) {
+            return Ok(());
+        }
+        self.configs.put_tasks(connector, tasks).await?;
+        self.rebalance_if_needed().await;
+        Ok(())
+    }
+
+    /// Wakes the reconcile loop.
+    pub fn poke(&self) {
+        let _ = self.poke.try_send(());
+    }
+
+    fn status_of(&self, state: RunState, trace: Option<String>) -> Status {
+        Status {
+            state,
+            trace,
+            worker_id: self.worker_id().to_owned(),
+            generation: self.membership().generation,
+        }
+    }
+}
+
+struct LeaderView(ConfigStore, Arc<Mutex<Option<Work>>>);
+
+#[async_trait]
+impl LeaderContext for LeaderView {
+    async fn configured(&self, min_offset: i64) -> Result<(Work, i64), ClusterError> {
+        let mut state = self.0.snapshot();
+        if state.offset < min_offset {
+            self.0
+                .read_to_end()
+                .await
+                .map_err(|e| ClusterError::Store(e.to_string()))?;
+            state = self.0.snapshot();
+        }
+        let work = Cluster::configured(&state);
+        *self.1.lock().unwrap_or_else(|e| e.into_inner()) = Some(work.clone());
+        Ok((work, state.offset))
+    }
+}
+
+struct RunningConnector {
+    props: Map<String, Json>,
+    target: TargetState,
+    instance: Option<Started>,
+}
+
+struct RunningTask {
+    config: Map<String, Json>,
+    /// None while paused.
+    run: Option<(CancellationToken, JoinHandle<()>)>,
+}
+
+/// What this worker runs.
+#[derive(Default)]
+struct Running {
+    connectors: BTreeMap<String, RunningConnector>,
+    tasks: BTreeMap<TaskId, RunningTask>,
+}
+
+/// Starts a distributed worker and runs it until `cancel` fires. `ready` receives the shared
+/// state once the worker has read its config and can serve requests.
+pub async fn run_distributed(
+    worker: WorkerConfig,
+    registry: Registry,
+    cancel: CancellationToken,
+    ready: impl FnOnce(Arc<Cluster>),
+) -> Result<(), Error> {
+    let settings = worker.cluster.clone();
+    let url = worker.rest.url();
+    ensure_internal_topics(
+        &worker,
+        &[
+            InternalTopic {
+                name: settings.config_topic.clone(),
+                partitions: 1,
+                replication_factor: settings.replication_factor,
+            },
+            InternalTopic {
+                name: settings.offsets_topic.clone(),
+                partitions: settings.offsets_partitions,
+                replication_factor: settings.replication_factor,
+            },
+            InternalTopic {
+                name: settings.status_topic.clone(),
+                partitions: settings.status_partitions,
+                replication_factor: settings.replication_factor,
+            },
+        ],
+    )
+    .await?;
+    let stores = cancel.child_token();
+    let client = format!("sluice-worker-{}", sanitize(&url));
+    // The three stores start (and read their topics) side by side.
+    let (configs, offsets, status) = tokio::try_join!(
+        async {
+            let configs =
+                ConfigStore::start(&worker, &settings.config_topic, &client, stores.clone())
+                    .await?;
+            configs.read_to_end().await?;
+            Ok::<_, crate::storage::StorageError>(configs)
+        },
+        async {
+            let offsets =
+                TopicOffsetStore::start(&worker, &settings.offsets_topic, &client, stores.clone())
+                    .await?;
+            offsets.read_to_end().await?;
+            Ok(offsets)
+        },
+        StatusStore::start(&worker, &settings.status_topic, &client, stores.clone()),
+    )?;
+    let config_offset = configs.snapshot().offset;
+    info!(worker = %url, config_offset, "read the config topic");
+
+    let (rejoin_tx, rejoin_rx) = mpsc::channel(8);
+    let (poke_tx, mut poke_rx) = mpsc::channel(1);
+    let led = Arc::new(Mutex::new(None));
+    let cluster = Arc::new(Cluster {
+        worker: worker.clone(),
+        registry,
+        url: url.clone(),
+        configs: configs.clone(),
+        status,
+        offsets,
+        membership: Mutex::new(Membership::default()),
+        led: led.clone(),
+        rejoin: rejoin_tx,
+        poke: poke_tx,
+    });
+    let (local_tx, local_rx) = watch::channel(MemberMetadata {
+        url: url.clone(),
+        config_offset,
+        owned: Work::default(),
+    });
+    let (events_tx, mut events) = mpsc::channel(8);
+    let member = Member::new(
+        MemberConfig {
+            bootstrap_servers: worker.bootstrap_servers.clone(),
+            group_id: settings.group_id.clone(),
+            client_id: client.clone(),
+            session_timeout: Duration::from_millis(settings.session_timeout),
+            rebalance_timeout: Duration::from_millis(settings.rebalance_timeout),
+            heartbeat_interval: Duration::from_millis(settings.heartbeat_interval),
+            scheduled_rebalance_max_delay: Duration::from_millis(
+                settings.scheduled_rebalance_max_delay,
+            ),
+        },
+        local_rx,
+        Arc::new(LeaderView(configs.clone(), led.clone())),
+        events_tx,
+    );
+    let membership_cancel = CancellationToken::new();
+    let member_task = tokio::spawn(member.run(rejoin_rx, membership_cancel.clone()));
+    ready(cluster.clone());
+
+    let mut reconciler = Reconciler {
+        cluster: cluster.clone(),
+        running: Running::default(),
+        local: local_tx,
+        restarts_seen: configs.snapshot().restarts.last().map_or(-1, |r| r.offset),
+    };
+    let mut changes = configs.changes();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            event = events.recv() => match event {
+                Some(event) => reconciler.on_member_event(event).await,
+                None => break,
+            },
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                reconciler.reconcile().await;
+                cluster.rebalance_if_needed().await;
+            }
+            _ = poke_rx.recv() => reconciler.reconcile().await,
+        }
+    }
+    info!("stopping: stopping tasks and connectors, then leaving the group");
+    reconciler.stop_all().await;
+    membership_cancel.cancel();
+    let _ = member_task.await;
+    stores.cancel();
+    Ok(())
+}
+
+fn sanitize(url: &str) -> String {
+    url.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+struct Reconciler {
+    cluster: Arc<Cluster>,
+    running: Running,
+    local: watch::Sender<MemberMetadata>,
+    /// Offset of the newest restart request already applied.
+    restarts_seen: i64,
+}
+
+impl Reconciler {
+    async fn on_member_event(&mut self, event: MemberEvent) {
+        match event {
+            MemberEvent::Assigned {
+                generation,
+                is_leader,
+                assignment,
+                ..
+            } => {
+                if self.cluster.configs.snapshot().offset < assignment.config_offset
+                    && let Err(e) = self.cluster.configs.read_to_end().await
+                {
+                    warn!(error = %e, "cannot read the config topic to the assignment's offset");
+                }
+                {
+                    let mut m = self
+                        .cluster
+                        .membership
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    m.generation = generation;
+                    m.is_leader = is_leader;
+                    m.leader_url = Some(assignment.leader_url.clone());
+                    m.assigned = assignment.assigned.clone();
+                }
+                self.reconcile().await;
+                if !assignment.revoked.is_empty() {
+                    // Revoked work is stopped now; rejoin so it can move.
+                    let _ = self.cluster.rejoin.send(MemberCommand::Rejoin).await;
+                }
+                // A config change may have landed while the round ran.
+                self.cluster.rebalance_if_needed().await;
+            }
+            MemberEvent::Lost => {
+                {
+                    let mut m = self
+                        .cluster
+                        .membership
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    m.assigned = Work::default();
+                    m.is_leader = false;
+                    m.leader_url = None;
+                }
+                self.stop_all().await;
+            }
+        }
+    }
+
+    fn publish_owned(&self) {
+        let owned = Work {
+            connectors: self.running.connectors.keys().cloned().collect(),
+            tasks: self.running.tasks.keys().cloned().collect(),
+        };
+        let offset = self.cluster.configs.snapshot().offset;
+        self.local.send_modify(|m| {
+            m.owned = owned;
+            m.config_offset = offset;
+        });
+    }
+
+    async fn reconcile(&mut self) {
+        let state = self.cluster.configs.snapshot();
+        let assigned = self.cluster.membership().assigned;
+        self.apply_restarts(&state).await;
+
+        // Stop what is no longer ours or no longer configured.
+        let gone: Vec<String> = self
+            .running
+            .connectors
+            .keys()
+            .filter(|n| !assigned.connectors.contains(*n) || !state.connectors.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            let deleted = !state.connectors.contains_key(&name);
+            self.stop_connector(&name).await;
+            let result = if deleted {
+                self.cluster.status.delete_connector(&name).await
+            } else {
+                let status = self.cluster.status_of(RunState::Unassigned, None);
+                self.cluster.status.put_connector(&name, status).await
+            };
+            if let Err(e) = result {
+                warn!(connector = %name, error = %e, "cannot write connector status");
+            }
+        }
+        let gone: Vec<TaskId> = self
+            .running
+            .tasks
+            .keys()
+            .filter(|id| {
+                !assigned.tasks.contains(*id) || id.task >= state.task_count(&id.connector)
+            })
+            .cloned()
+            .collect();
+        for id in gone {
+            let deconfigured = id.task >= state.task_count(&id.connector);
+            self.stop_task(&id).await;
+            let result = if deconfigured {
+                self.cluster.status.delete_task(&id).await
+            } else {
+                let status = self.cluster.status_of(RunState::Unassigned, None);
+                self.cluster.status.put_task(&id, status).await
+            };
+            if let Err(e) = result {
+                warn!(task = %id, error = %e, "cannot write task status");
+            }
+        }
+
+        // Connectors: start, restart on config change, follow the target state.
+        for name in assigned.connectors.iter().filter(|n| state.connectors.contains_key(*n)) {
+            let props = &state.connectors[name];
+            let target = state.target(name);
+            let restart = match self.running.connectors.get(name) {
+                None => true,
+                Some(r) => r.props != *props || r.target != target,
+            };
+            if restart {
+                self.stop_connector(name).await;
+                self.start_connector(name, props, target).await;
+            }
+        }
+
+        // Tasks: start, restart on config change, pause and resume.
+        for id in &assigned.tasks {
+            let Some(config) = state
+                .tasks
+                .get(&id.connector)
+                .and_then(|t| t.get(id.task as usize))
+            else {
+                continue;
+            };
+            let target = state.target(&id.connector);
+            let (changed, paused) = match self.running.tasks.get(id) {
+                None => (true, false),
+                Some(t) => (t.config != *config, t.run.is_none()),
+            };
+            let want_paused = target != TargetState::Started;
+            if !changed && paused == want_paused {
+                continue;
+            }
+            self.stop_task(id).await;
+            let Some(props) = state.connectors.get(&id.connector) else {
+                continue;
+            };
+            self.start_task(id, props, config, want_paused).await;
+        }
+        self.publish_owned();
+    }
+
+    /// Applies restart requests written since the last look, for the work this worker runs.
+    async fn apply_restarts(&mut self, state: &ConfigState) {
+        let new: Vec<RestartRequest> = state
+            .restarts
+            .iter()
+            .filter(|r| r.offset > self.restarts_seen)
+            .cloned()
+            .collect();
+        for request in new {
+            self.restarts_seen = request.offset;
+            self.restart(state, &request).await;
+        }
+    }
+
+    async fn restart(&mut self, state: &ConfigState, request: &RestartRequest) {
+        let name = &request.connector;
+        let Some(props) = state.connectors.get(name) else {
+            return;
+        };
+        let target = state.target(name);
+        let failed = |status: Option<Status>| status.is_some_and(|s| s.state == RunState::Failed);
+        if request.task.is_none()
+            && self.running.connectors.contains_key(name)
+            && (!request.only_failed || failed(self.cluster.status.connector(name)))
+        {
+            info!(connector = %name, "restarting connector");
+            self.stop_connector(name).await;
+            self.start_connector(name, props, target).await;
+        }
+        let tasks: Vec<TaskId> = self
+            .running
+            .tasks
+            .keys()
+            .filter(|id| id.connector == *name)
+            .filter(|id| match request.task {
+                Some(task) => id.task == task,
+                None => request.include_tasks,
+            })
+            .filter(|id| !request.only_failed || failed(self.cluster.status.task(id)))
+            .cloned()
+            .collect();
+        for id in tasks {
+            let Some(config) = state.tasks.get(name).and_then(|t| t.get(id.task as usize)) else {
+                continue;
+            };
+            info!(task = %id, "restarting task");
+            self.stop_task(&id).await;
+            self.start_task(&id, props, config, target != TargetState::Started)
+                .await;
+        }
+    }
+
+    fn pipeline(&self, name: &str, props: &Map<String, Json>) -> Result<Pipeline, String> {
+        pipeline_from_flat(name, props, &self.cluster.registry).map_err(|errors| {
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    async fn start_connector(&mut self, name: &str, props: &Map<String, Json>, target: TargetState) {
+        let mut running = RunningConnector {
+            props: props.clone(),
+            target,
+            instance: None,
+        };
+        let status = match target {
+            TargetState::Stopped => self.cluster.status_of(RunState::Stopped, None),
+            _ => match self.pipeline(name, props) {
+                Err(e) => {
+                    error!(connector = %name, error = %e, "connector config is invalid");
+                    self.cluster.status_of(RunState::Failed, Some(e))
+                }
+                Ok(pipeline) => match start_connector(&pipeline).await {
+                    Ok((instance, tasks)) => {
+                        running.instance = Some(instance);
+                        info!(connector = %name, tasks = tasks.len(), "connector started");
+                        self.submit_task_configs(name, tasks).await;
+                        let state = if target == TargetState::Paused {
+                            RunState::Paused
+                        } else {
+                            RunState::Running
+                        };
+                        self.cluster.status_of(state, None)
+                    }
+                    Err(e) => {
+                        error!(connector = %name, error = %e, "connector failed to start");
+                        self.cluster.status_of(RunState::Failed, Some(e.to_string()))
+                    }
+                },
+            },
+        };
+        self.running.connectors.insert(name.to_owned(), running);
+        if let Err(e) = self.cluster.status.put_connector(name, status).await {
+            warn!(connector = %name, error = %e, "cannot write connector status");
+        }
+    }
+
+    /// Sends new task configs to the leader (directly when this worker leads).
+    async fn submit_task_configs(&self, name: &str, tasks: Vec<ConnectorConfig>) {
+        let tasks: Vec<Map<String, Json>> = tasks.into_iter().map(|c| c.0).collect();
+        if self.cluster.configs.snapshot().tasks.get(name) == Some(&tasks) {
+            return;
+        }
+        let cluster = self.cluster.clone();
+        let name = name.to_owned();
+        // Not awaited here: the leader may be this worker's own REST API or busy rebalancing.
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(200);
+            for _ in 0..50 {
+                let membership = cluster.membership();
+                let result = if membership.is_leader {
+                    cluster
+                        .put_task_configs(&name, &tasks)
+                        .await
+                        .map_err(|e| e.to_string())
+                } else if let Some(leader) = membership.leader_url {
+                    forward_task_configs(&leader, &name, &tasks).await
+                } else {
+                    Err("no leader known yet".to_owned())
+                };
+                match result {
+                    Ok(()) => return,
+                    Err(e) => {
+                        warn!(connector = %name, error = %e, "cannot hand task configs to the leader; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            error!(connector = %name, "gave up handing task configs to the leader");
+        });
+    }
+
+    async fn stop_connector(&mut self, name: &str) {
+        if let Some(mut running) = self.running.connectors.remove(name)
+            && let Some(instance) = running.instance.as_mut()
+            && let Err(e) = instance.stop().await
+        {
+            warn!(connector = %name, error = %e, "connector stop failed");
+        }
+    }
+
+    async fn start_task(
+        &mut self,
+        id: &TaskId,
+        props: &Map<String, Json>,
+        config: &Map<String, Json>,
+        paused: bool,
+    ) {
+        let mut running = RunningTask {
+            config: config.clone(),
+            run: None,
+        };
+        let status = if paused {
+            self.cluster.status_of(RunState::Paused, None)
+        } else {
+            match self.spawn_task(id, props, config) {
+                Ok(run) => {
+                    running.run = Some(run);
+                    self.cluster.status_of(RunState::Running, None)
+                }
+                Err(e) => {
+                    error!(task = %id, error = %e, "task failed to start");
+                    self.cluster.status_of(RunState::Failed, Some(e))
+                }
+            }
+        };
+        self.running.tasks.insert(id.clone(), running);
+        if let Err(e) = self.cluster.status.put_task(id, status).await {
+            warn!(task = %id, error = %e, "cannot write task status");
+        }
+    }
+
+    fn spawn_task(
+        &self,
+        id: &TaskId,
+        props: &Map<String, Json>,
+        config: &Map<String, Json>,
+    ) -> Result<(CancellationToken, JoinHandle<()>), String> {
+        let pipeline = self.pipeline(&id.connector, props)?;
+        let offsets: Arc<dyn OffsetStore> = Arc::new(self.cluster.offsets.clone());
+        let cancel = CancellationToken::new();
+        let run = task_run(
+            &self.cluster.worker,
+            &pipeline,
+            id.task,
+            ConnectorConfig(config.clone()),
+            &offsets,
+            cancel.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let cluster = self.cluster.clone();
+        let task = id.clone();
+        let source = matches!(pipeline.plugin, sluice_connector_api::Plugin::Source(_));
+        let span = info_span!("task", connector = %id.connector, task = id.task);
+        let handle = tokio::spawn(
+            async move {
+                if source && let Err(e) = cluster.offsets.read_to_end().await {
+                    warn!(error = %e, "cannot read the offsets topic to its end before starting");
+                }
+                info!("task started");
+                let result = run.await;
+                let status = match result {
+                    Ok(()) => {
+                        info!("task stopped");
+                        return;
+                    }
+                    Err(e) => {
+                        error!(error = %e, "task failed");
+                        cluster.status_of(RunState::Failed, Some(e.to_string()))
+                    }
+                };
+                if let Err(e) = cluster.status.put_task(&task, status).await {
+                    warn!(error = %e, "cannot write task status");
+                }
+            }
+            .instrument(span),
+        );
+        Ok((cancel, handle))
+    }
+
+    async fn stop_task(&mut self, id: &TaskId) {
+        let Some(running) = self.running.tasks.remove(id) else {
+            return;
+        };
+        if let Some((cancel, mut handle)) = running.run {
+            cancel.cancel();
+            let timeout = Duration::from_millis(self.cluster.worker.shutdown_timeout);
+            if tokio::time::timeout(timeout, &mut handle).await.is_err() {
+                warn!(task = %id, "task did not stop within the shutdown timeout; abandoning it (uncommitted records are delivered again)");
+                handle.abort();
+            }
+        }
+    }
+
+    async fn stop_all(&mut self) {
+        let tasks: Vec<TaskId> = self.running.tasks.keys().cloned().collect();
+        let stops = tasks.iter().filter_map(|id| {
+            let running = self.running.tasks.get_mut(id)?;
+            running.run.take()
+        });
+        let timeout = Duration::from_millis(self.cluster.worker.shutdown_timeout);
+        let waits: Vec<_> = stops
+            .map(|(cancel, handle)| {
+                cancel.cancel();
+                async move {
+                    let abort = handle.abort_handle();
+                    if tokio::time::timeout(timeout, handle).await.is_err() {
+                        abort.abort();
+                    }
+                }
+            })
+            .collect();
+        futures::future::join_all(waits).await;
+        for id in tasks {
+            self.running.tasks.remove(&id);
+            let status = self.cluster.status_of(RunState::Unassigned, None);
+            if let Err(e) = self.cluster.status.put_task(&id, status).await {
+                warn!(task = %id, error = %e, "cannot write task status");
+            }
+        }
+        let names: Vec<String> = self.running.connectors.keys().cloned().collect();
+        for name in names {
+            self.stop_connector(&name).await;
+            let status = self.cluster.status_of(RunState::Unassigned, None);
+            if let Err(e) = self.cluster.status.put_connector(&name, status).await {
+                warn!(connector = %name, error = %e, "cannot write connector status");
+            }
+        }
+        self.publish_owned();
+    }
+}
+
+/// Sends task configs to the leader's internal endpoint.
+async fn forward_task_configs(
+    leader: &str,
+    connector: &str,
+    tasks: &[Map<String, Json>],
+) -> Result<(), String> {
+    let url = format!("{leader}/connectors/{connector}/tasks?forward=false");
+    let response = reqwest::Client::new()
+        .post(&url)
+        .json(tasks)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "leader answered {}: {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        ))
+    }
+}

@@ -1,0 +1,134 @@
+//! Building connector instances and task loops from a validated pipeline; shared by both modes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_connector_api::{ConnectorConfig, Plugin, SinkConnector, SourceConnector};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Pipeline, WorkerConfig};
+use crate::error::TaskError;
+use crate::kafka;
+use crate::storage::OffsetStore;
+use crate::task::{SinkTaskRunner, SourceTaskRunner};
+
+/// A started connector instance.
+pub(crate) enum Started {
+    Source(Box<dyn SourceConnector>),
+    Sink(Box<dyn SinkConnector>),
+}
+
+impl Started {
+    pub(crate) async fn stop(&mut self) -> sluice_connector_api::Result<()> {
+        match self {
+            Started::Source(c) => c.stop().await,
+            Started::Sink(c) => c.stop().await,
+        }
+    }
+}
+
+/// Starts a pipeline's connector instance and asks it for task configs.
+pub(crate) async fn start_connector(
+    pipeline: &Pipeline,
+) -> sluice_connector_api::Result<(Started, Vec<ConnectorConfig>)> {
+    match &pipeline.plugin {
+        Plugin::Source(plugin) => {
+            let mut connector = plugin.connector();
+            connector.start(&pipeline.config).await?;
+            let tasks = connector.task_configs(pipeline.settings.tasks)?;
+            Ok((Started::Source(connector), tasks))
+        }
+        Plugin::Sink(plugin) => {
+            let mut connector = plugin.connector();
+            connector.start(&pipeline.config).await?;
+            let tasks = connector.task_configs(pipeline.settings.tasks)?;
+            Ok((Started::Sink(connector), tasks))
+        }
+    }
+}
+
+/// The loop of one task, ready to run until the token is cancelled.
+pub(crate) type TaskRun =
+    std::pin::Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send + 'static>>;
+
+/// Builds a task loop for task `id` of `pipeline` with its task `config`.
+pub(crate) fn task_run(
+    worker: &WorkerConfig,
+    pipeline: &Pipeline,
+    id: u32,
+    config: ConnectorConfig,
+    offsets: &Arc<dyn OffsetStore>,
+    cancel: CancellationToken,
+) -> Result<TaskRun, TaskError> {
+    let name = pipeline.settings.name.clone();
+    let key_converter = pipeline
+        .settings
+        .key_converter
+        .as_ref()
+        .unwrap_or(&worker.key_converter)
+        .build();
+    let value_converter = pipeline
+        .settings
+        .value_converter
+        .as_ref()
+        .unwrap_or(&worker.value_converter)
+        .build();
+    let flush_interval = Duration::from_millis(worker.offset_flush_interval);
+    let shutdown_timeout = Duration::from_millis(worker.shutdown_timeout);
+    match &pipeline.plugin {
+        Plugin::Source(plugin) => {
+            let producer = kafka::source_producer(worker, &format!("sluice-{name}-{id}"))?;
+            let runner = SourceTaskRunner {
+                connector: name,
+                task_id: id,
+                task: plugin.task(),
+                config,
+                producer,
+                key_converter,
+                value_converter,
+                offsets: offsets.clone(),
+                flush_interval,
+                max_in_flight: worker.max_in_flight_records,
+                shutdown_timeout,
+            };
+            Ok(Box::pin(runner.run(cancel)))
+        }
+        Plugin::Sink(plugin) => {
+            let topics = sink_topics(&config).map_err(TaskError::Config)?;
+            let (consumer, rebalances) =
+                kafka::sink_consumer(worker, &name, &format!("sluice-{name}-{id}"))?;
+            let runner = SinkTaskRunner {
+                connector: name,
+                task_id: id,
+                task: plugin.task(),
+                config,
+                topics,
+                consumer: Arc::new(consumer),
+                rebalances,
+                key_converter,
+                value_converter,
+                flush_interval,
+                batch_size: worker.sink_batch_size,
+            };
+            Ok(Box::pin(runner.run(cancel)))
+        }
+    }
+}
+
+/// The topics a sink task reads: its config's `topics` list.
+pub(crate) fn sink_topics(config: &ConnectorConfig) -> Result<Vec<String>, String> {
+    let topics: Vec<String> = config
+        .get("topics")
+        .and_then(|t| t.as_array())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if topics.is_empty() {
+        return Err("a sink needs a non-empty `topics` list".to_owned());
+    }
+    Ok(topics)
+}

@@ -1,0 +1,78 @@
+//! Only the leader writes the config topic: a follower forwards write requests to it, marking
+//! them `forward=false` so a request never bounces between workers.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+use super::{Api, ApiError};
+
+/// Where a write is handled.
+pub(crate) enum Route {
+    Here,
+    Leader(String),
+}
+
+/// Decides whether this worker handles a write or forwards it.
+pub(crate) fn route(api: &Api, uri: &Uri) -> Result<Route, ApiError> {
+    let membership = api.cluster.membership();
+    if membership.is_leader {
+        return Ok(Route::Here);
+    }
+    let forwarded = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "forward=false"));
+    match membership.leader_url {
+        Some(_) if forwarded => Err(ApiError::conflict(
+            "Cannot complete request because of a conflicting operation (e.g. worker rebalance): this worker is not the leader",
+        )),
+        Some(leader) => Ok(Route::Leader(leader)),
+        None => Err(ApiError::conflict(
+            "Cannot complete request momentarily due to no known leader URL, likely because a rebalance is underway.",
+        )),
+    }
+}
+
+/// Sends the request to the leader and relays its answer.
+pub(crate) async fn forward(
+    api: &Api,
+    leader: &str,
+    method: Method,
+    uri: &Uri,
+    body: Option<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let query = match uri.query() {
+        Some(q) if !q.is_empty() => format!("?{q}&forward=false"),
+        _ => "?forward=false".to_owned(),
+    };
+    let url = format!("{leader}{}{query}", uri.path());
+    let method = reqwest::Method::from_bytes(method.as_str().as_bytes())
+        .map_err(ApiError::internal)?;
+    let mut request = api
+        .http
+        .request(method, &url)
+        .timeout(Duration::from_secs(90));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.map_err(|e| {
+        ApiError::internal(format!("cannot forward the request to the leader at {leader}: {e}"))
+    })?;
+    let status =
+        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_owned();
+    let bytes = response.bytes().await.map_err(ApiError::internal)?;
+    Ok((
+        status,
+        [(axum::http::header::CONTENT_TYPE, content_type)],
+        Body::from(bytes),
+    )
+        .into_response())
+}

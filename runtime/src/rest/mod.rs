@@ -1,0 +1,109 @@
+//! The REST API, with Kafka Connect's paths, verbs, status codes and JSON shapes so existing
+//! Connect clients and UIs work unchanged. Writes go to the leader: a follower forwards them.
+
+mod connectors;
+mod error;
+mod forward;
+mod offsets;
+mod plugins;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post, put};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::herder::Cluster;
+
+pub use error::ApiError;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub cluster: Arc<Cluster>,
+    pub kafka_cluster_id: Arc<str>,
+    pub http: reqwest::Client,
+}
+
+pub fn router(cluster: Arc<Cluster>, kafka_cluster_id: String) -> Router {
+    let api = Api {
+        cluster,
+        kafka_cluster_id: kafka_cluster_id.into(),
+        http: reqwest::Client::new(),
+    };
+    Router::new()
+        .route("/", get(connectors::root))
+        .route("/health", get(connectors::health))
+        .route("/metrics", get(connectors::metrics))
+        .route(
+            "/connectors",
+            get(connectors::list).post(connectors::create),
+        )
+        .route(
+            "/connectors/{name}",
+            get(connectors::info).delete(connectors::delete),
+        )
+        .route(
+            "/connectors/{name}/config",
+            get(connectors::config).put(connectors::put_config),
+        )
+        .route("/connectors/{name}/status", get(connectors::status))
+        .route("/connectors/{name}/restart", post(connectors::restart))
+        .route("/connectors/{name}/pause", put(connectors::pause))
+        .route("/connectors/{name}/resume", put(connectors::resume))
+        .route("/connectors/{name}/stop", put(connectors::stop))
+        .route(
+            "/connectors/{name}/tasks",
+            get(connectors::tasks).post(connectors::put_tasks),
+        )
+        .route(
+            "/connectors/{name}/tasks/{task}/status",
+            get(connectors::task_status),
+        )
+        .route(
+            "/connectors/{name}/tasks/{task}/restart",
+            post(connectors::restart_task),
+        )
+        .route("/connectors/{name}/topics", get(connectors::topics))
+        .route(
+            "/connectors/{name}/topics/reset",
+            put(connectors::reset_topics),
+        )
+        .route(
+            "/connectors/{name}/offsets",
+            get(offsets::get_offsets)
+                .patch(offsets::alter_offsets)
+                .delete(offsets::reset_offsets),
+        )
+        .route("/connector-plugins", get(plugins::list))
+        .route(
+            "/connector-plugins/{kind}/config",
+            get(plugins::config_definition),
+        )
+        .route(
+            "/connector-plugins/{kind}/config/validate",
+            put(plugins::validate),
+        )
+        .fallback(error::not_found)
+        .with_state(api)
+}
+
+/// Serves the API on `listen` until `cancel` fires.
+pub async fn serve(
+    listen: &str,
+    cluster: Arc<Cluster>,
+    cancel: CancellationToken,
+) -> Result<(), std::io::Error> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let cluster_id = crate::kafka::group_offsets::cluster_id(cluster.worker_config())
+        .await
+        .unwrap_or_default();
+    info!(%addr, url = %cluster.url, "REST API listening");
+    axum::serve(listener, router(cluster, cluster_id))
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
+}

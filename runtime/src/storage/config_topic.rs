@@ -1,0 +1,311 @@
+//! The config topic (one partition, compacted): connector configs, task configs, target states and
+//! restart requests, in Kafka Connect's key layout. Only the leader writes; every worker reads.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json, json};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::StorageError;
+use super::log::{KafkaLog, LogRecord};
+use crate::config::WorkerConfig;
+
+/// What a connector should be doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TargetState {
+    #[default]
+    Started,
+    Paused,
+    Stopped,
+}
+
+/// A restart asked for through the API, applied by whichever worker owns the work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartRequest {
+    pub connector: String,
+    pub include_tasks: bool,
+    pub only_failed: bool,
+    /// Restart just this task.
+    pub task: Option<u32>,
+    /// The config topic offset it was written at; workers apply each once.
+    pub offset: i64,
+}
+
+/// The cluster's configuration as read from the config topic.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigState {
+    /// Next offset to read.
+    pub offset: i64,
+    /// Connector configs as submitted (Kafka Connect's flat form).
+    pub connectors: BTreeMap<String, Map<String, Json>>,
+    pub targets: BTreeMap<String, TargetState>,
+    /// Committed task configs per connector.
+    pub tasks: BTreeMap<String, Vec<Map<String, Json>>>,
+    pending: BTreeMap<String, BTreeMap<u32, Map<String, Json>>>,
+    /// Recent restart requests, oldest first.
+    pub restarts: Vec<RestartRequest>,
+}
+
+impl ConfigState {
+    pub fn target(&self, connector: &str) -> TargetState {
+        self.targets.get(connector).copied().unwrap_or_default()
+    }
+
+    pub fn task_count(&self, connector: &str) -> u32 {
+        self.tasks.get(connector).map_or(0, |t| t.len() as u32)
+    }
+
+    fn apply(&mut self, key: &str, value: Option<&[u8]>, offset: i64) {
+        self.offset = offset + 1;
+        let value: Option<Json> = match value.map(serde_json::from_slice) {
+            None => None,
+            Some(Ok(v)) => Some(v),
+            Some(Err(e)) => {
+                warn!(key, offset, error = %e, "skipping an unreadable config record");
+                return;
+            }
+        };
+        if let Some(name) = key.strip_prefix("connector-") {
+            match value
+                .as_ref()
+                .and_then(|v| v.get("properties"))
+                .and_then(Json::as_object)
+            {
+                Some(props) => {
+                    self.connectors.insert(name.to_owned(), props.clone());
+                }
+                None => {
+                    self.connectors.remove(name);
+                    self.tasks.remove(name);
+                    self.pending.remove(name);
+                    self.targets.remove(name);
+                }
+            }
+        } else if let Some(name) = key.strip_prefix("target-state-") {
+            match value
+                .as_ref()
+                .and_then(|v| v.get("state"))
+                .and_then(|s| serde_json::from_value(s.clone()).ok())
+            {
+                Some(state) => {
+                    self.targets.insert(name.to_owned(), state);
+                }
+                None => {
+                    self.targets.remove(name);
+                }
+            }
+        } else if let Some(rest) = key.strip_prefix("task-") {
+            let Some((name, id)) = rest.rsplit_once('-') else {
+                return;
+            };
+            let (Ok(id), Some(props)) = (
+                id.parse::<u32>(),
+                value
+                    .as_ref()
+                    .and_then(|v| v.get("properties"))
+                    .and_then(Json::as_object),
+            ) else {
+                return;
+            };
+            self.pending
+                .entry(name.to_owned())
+                .or_default()
+                .insert(id, props.clone());
+        } else if let Some(name) = key.strip_prefix("commit-") {
+            let Some(count) = value
+                .as_ref()
+                .and_then(|v| v.get("tasks"))
+                .and_then(Json::as_u64)
+            else {
+                return;
+            };
+            let mut pending = self.pending.remove(name).unwrap_or_default();
+            let tasks: Option<Vec<_>> = (0..count as u32).map(|i| pending.remove(&i)).collect();
+            match tasks {
+                Some(tasks) => {
+                    self.tasks.insert(name.to_owned(), tasks);
+                }
+                None => warn!(connector = name, offset, "task commit without all task configs; ignored"),
+            }
+        } else if let Some(name) = key.strip_prefix("restart-connector-") {
+            let flag = |f: &str| {
+                value
+                    .as_ref()
+                    .and_then(|v| v.get(f))
+                    .and_then(Json::as_bool)
+                    .unwrap_or(false)
+            };
+            self.restarts.push(RestartRequest {
+                connector: name.to_owned(),
+                include_tasks: flag("include-tasks"),
+                only_failed: flag("only-failed"),
+                task: value
+                    .as_ref()
+                    .and_then(|v| v.get("task"))
+                    .and_then(Json::as_u64)
+                    .map(|t| t as u32),
+                offset,
+            });
+            if self.restarts.len() > 1000 {
+                self.restarts.drain(..500);
+            }
+        }
+    }
+}
+
+/// Reads and writes the config topic.
+#[derive(Clone)]
+pub struct ConfigStore {
+    log: Arc<KafkaLog>,
+    state: Arc<Mutex<ConfigState>>,
+    changes: watch::Receiver<i64>,
+}
+
+impl ConfigStore {
+    pub(crate) async fn start(
+        worker: &WorkerConfig,
+        topic: &str,
+        client_id: &str,
+        cancel: CancellationToken,
+    ) -> Result<Self, StorageError> {
+        let state = Arc::new(Mutex::new(ConfigState::default()));
+        let (tx, changes) = watch::channel(0);
+        let applied = state.clone();
+        let apply = Box::new(move |r: LogRecord<'_>| {
+            let key = r.key.map(String::from_utf8_lossy).unwrap_or_default();
+            let mut state = applied.lock().unwrap_or_else(|e| e.into_inner());
+            state.apply(&key, r.value, r.offset);
+            tx.send_replace(state.offset);
+        });
+        let log = KafkaLog::start(worker, topic, client_id, apply, cancel).await?;
+        Ok(Self {
+            log: Arc::new(log),
+            state,
+            changes,
+        })
+    }
+
+    pub fn snapshot(&self) -> ConfigState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Fires whenever a record was applied.
+    pub fn changes(&self) -> watch::Receiver<i64> {
+        self.changes.clone()
+    }
+
+    pub async fn read_to_end(&self) -> Result<i64, StorageError> {
+        self.log.read_to_end().await?;
+        Ok(self.snapshot().offset)
+    }
+
+    async fn write(&self, key: &str, value: Option<Json>) -> Result<(), StorageError> {
+        let bytes = value.map(|v| v.to_string().into_bytes());
+        let (partition, offset) = self.log.send(key, bytes.as_deref()).await?;
+        self.log
+            .wait_for(&BTreeMap::from([(partition, offset + 1)]))
+            .await
+    }
+
+    pub async fn put_connector(
+        &self,
+        name: &str,
+        props: &Map<String, Json>,
+    ) -> Result<(), StorageError> {
+        self.write(
+            &format!("connector-{name}"),
+            Some(json!({ "properties": props })),
+        )
+        .await
+    }
+
+    pub async fn delete_connector(&self, name: &str) -> Result<(), StorageError> {
+        self.write(&format!("connector-{name}"), None).await?;
+        self.write(&format!("target-state-{name}"), None).await
+    }
+
+    pub async fn put_target(&self, name: &str, state: TargetState) -> Result<(), StorageError> {
+        self.write(
+            &format!("target-state-{name}"),
+            Some(json!({ "state": state })),
+        )
+        .await
+    }
+
+    /// Writes a connector's task configs, then the commit record that makes them visible.
+    pub async fn put_tasks(
+        &self,
+        name: &str,
+        tasks: &[Map<String, Json>],
+    ) -> Result<(), StorageError> {
+        for (i, props) in tasks.iter().enumerate() {
+            self.write(
+                &format!("task-{name}-{i}"),
+                Some(json!({ "properties": props })),
+            )
+            .await?;
+        }
+        self.write(
+            &format!("commit-{name}"),
+            Some(json!({ "tasks": tasks.len() })),
+        )
+        .await
+    }
+
+    pub async fn request_restart(
+        &self,
+        name: &str,
+        include_tasks: bool,
+        only_failed: bool,
+    ) -> Result<(), StorageError> {
+        self.write(
+            &format!("restart-connector-{name}"),
+            Some(json!({ "include-tasks": include_tasks, "only-failed": only_failed })),
+        )
+        .await
+    }
+
+    pub async fn request_task_restart(&self, name: &str, task: u32) -> Result<(), StorageError> {
+        self.write(
+            &format!("restart-connector-{name}"),
+            Some(json!({ "task": task })),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(state: &mut ConfigState, key: &str, value: Option<Json>) {
+        let offset = state.offset;
+        let bytes = value.map(|v| v.to_string().into_bytes());
+        state.apply(key, bytes.as_deref(), offset);
+    }
+
+    #[test]
+    fn task_configs_become_visible_on_commit_and_vanish_with_the_connector() {
+        let mut state = ConfigState::default();
+        apply(&mut state, "connector-a", Some(json!({"properties": {"connector.class": "datagen"}})));
+        apply(&mut state, "task-a-0", Some(json!({"properties": {"x": 1}})));
+        apply(&mut state, "task-a-1", Some(json!({"properties": {"x": 2}})));
+        assert_eq!(state.task_count("a"), 0);
+        apply(&mut state, "commit-a", Some(json!({"tasks": 2})));
+        assert_eq!(state.task_count("a"), 2);
+        apply(&mut state, "target-state-a", Some(json!({"state": "PAUSED"})));
+        assert_eq!(state.target("a"), TargetState::Paused);
+        apply(&mut state, "commit-a", Some(json!({"tasks": 3})));
+        assert_eq!(state.task_count("a"), 2, "an incomplete commit is ignored");
+        apply(&mut state, "connector-a", None);
+        assert!(state.connectors.is_empty());
+        assert_eq!(state.task_count("a"), 0);
+        assert_eq!(state.target("a"), TargetState::Started);
+        assert_eq!(state.offset, 7);
+    }
+}
