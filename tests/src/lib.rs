@@ -7,6 +7,7 @@
 //! - [`kafka`] creates topics, produces and reads whole topics back.
 
 pub mod broker;
+pub mod cluster;
 pub mod kafka;
 pub mod postgres;
 mod process;

@@ -78,6 +78,21 @@ impl Sluice {
         Self { child, log }
     }
 
+    /// Starts `sluice worker <worker>` (distributed mode), logging to `<dir>/<name>.log`.
+    pub fn worker(dir: &Path, name: &str, worker: &Path) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(sluice_bin())
+            .arg("worker")
+            .arg(worker)
+            .env("SLUICE_LOG", "info,librdkafka=warn,rdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("start sluice worker");
+        Self { child, log }
+    }
+
     /// SIGKILL: no flush, no commit, as in a crash.
     pub fn kill_hard(mut self) {
         let _ = self.child.kill();

@@ -1,5 +1,6 @@
 //! Sluice's integration tests, one binary (fast links). Every test runs against a real broker.
 
+mod cluster;
 mod datagen_pipeline;
 mod file_sink_crash;
 mod file_source_crash;

@@ -665,7 +665,7 @@ impl Reconciler {
                 if source && let Err(e) = cluster.offsets.read_to_end().await {
                     warn!(error = %e, "cannot read the offsets topic to its end before starting");
                 }
-                info!("task started");
+                info!("task starting");
                 let result = run.await;
                 let status = match result {
                     Ok(()) => {
