@@ -227,3 +227,262 @@ async fn a_killed_workers_tasks_move_and_every_sequence_number_arrives() {
         );
     }
 }
+
+async fn status(cluster: &Cluster, name: &str) -> Value {
+    call(
+        Method::GET,
+        &format!("{}/connectors/{name}/status", cluster.workers[0].url),
+        None,
+    )
+    .await
+    .1
+}
+
+async fn wait_state(cluster: &Cluster, name: &str, connector: &str, task: Option<&str>, tasks: usize) {
+    wait_async(
+        &format!("{name} to be {connector} with {tasks} tasks"),
+        Duration::from_secs(90),
+        || async {
+            let s = status(cluster, name).await;
+            let list = s["tasks"].as_array()?;
+            (s["connector"]["state"] == connector
+                && list.len() == tasks
+                && task.is_none_or(|t| list.iter().all(|x| x["state"] == t)))
+            .then_some(())
+        },
+    )
+    .await;
+}
+
+/// Waits until the topic stops growing; returns its records' sequence numbers.
+async fn settled(topic: &str) -> Vec<u64> {
+    let mut last = seqs(topic).await.len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let now = seqs(topic).await;
+        if now.len() == last {
+            return now;
+        }
+        last = now.len();
+    }
+}
+
+async fn put(cluster: &Cluster, path: &str) -> (u16, Value) {
+    call(Method::PUT, &format!("{}{path}", cluster.workers[0].url), None).await
+}
+
+async fn post(cluster: &Cluster, path: &str) -> (u16, Value) {
+    call(Method::POST, &format!("{}{path}", cluster.workers[0].url), None).await
+}
+
+fn owner_starts(cluster: &Cluster, status: &Value, name: &str, task: u32) -> usize {
+    let worker = status["tasks"][task as usize]["worker_id"]
+        .as_str()
+        .expect("worker id");
+    cluster
+        .workers
+        .iter()
+        .find(|w| w.id() == worker)
+        .expect("owner")
+        .task_starts(name, task)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_resume_stop_restart_and_offsets_behave_as_kafka_connect_documents() {
+    let cluster = Cluster::start(2, "");
+    cluster.wait_healthy().await;
+    let name = unique("life");
+    kafka::create_topic(&name, 2).await;
+    let base = format!("/connectors/{name}");
+    let (code, body) = call(
+        Method::POST,
+        &format!("{}/connectors", cluster.workers[1].url),
+        Some(json!({"name": name, "config": datagen(&name, 2, json!({"rate": "400"}))})),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    cluster.wait_running(0, &name, 2).await;
+    wait_async("records", Duration::from_secs(60), || async {
+        (seqs(&name).await.len() > 200).then_some(())
+    })
+    .await;
+
+    // Offsets cannot change while the connector runs.
+    let (code, body) = call(
+        Method::PATCH,
+        &format!("{}{base}/offsets", cluster.workers[0].url),
+        Some(json!({"offsets": [{"partition": {"task": 0}, "offset": {"seq": 0}}]})),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("STOPPED"), "{body}");
+
+    // Pause: nothing new arrives while paused.
+    assert_eq!(put(&cluster, &format!("{base}/pause")).await.0, 202);
+    wait_state(&cluster, &name, "PAUSED", Some("PAUSED"), 2).await;
+    let paused = settled(&name).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(seqs(&name).await.len(), paused.len(), "records arrived while paused");
+
+    // Resume: records flow again.
+    assert_eq!(put(&cluster, &format!("{base}/resume")).await.0, 202);
+    wait_state(&cluster, &name, "RUNNING", Some("RUNNING"), 2).await;
+    wait_async("records after resume", Duration::from_secs(60), || async {
+        (seqs(&name).await.len() > paused.len() + 100).then_some(())
+    })
+    .await;
+
+    // Restart with tasks: 202 with RESTARTING states, and each task really starts again.
+    let running = status(&cluster, &name).await;
+    let starts: Vec<usize> = (0..2).map(|t| owner_starts(&cluster, &running, &name, t)).collect();
+    let (code, body) = post(&cluster, &format!("{base}/restart?includeTasks=true")).await;
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["connector"]["state"], "RESTARTING", "{body}");
+    assert!(body["tasks"].as_array().expect("tasks").iter().all(|t| t["state"] == "RESTARTING"));
+    wait_async("tasks restarted", Duration::from_secs(60), || async {
+        (0..2)
+            .all(|t| owner_starts(&cluster, &running, &name, t) == starts[t as usize] + 1)
+            .then_some(())
+    })
+    .await;
+    // onlyFailed with nothing failed restarts nothing; a single-task restart restarts one.
+    let (code, body) = post(&cluster, &format!("{base}/restart?includeTasks=true&onlyFailed=true")).await;
+    assert_eq!(code, 202, "{body}");
+    assert!(body["tasks"].as_array().expect("tasks").iter().all(|t| t["state"] == "RUNNING"), "{body}");
+    assert_eq!(post(&cluster, &format!("{base}/tasks/1/restart")).await.0, 204);
+    wait_async("task 1 restarted", Duration::from_secs(60), || async {
+        (owner_starts(&cluster, &running, &name, 1) == starts[1] + 2).then_some(())
+    })
+    .await;
+    assert_eq!(owner_starts(&cluster, &running, &name, 0), starts[0] + 1);
+    assert_eq!(post(&cluster, &format!("{base}/tasks/7/restart")).await.0, 404);
+
+    // Stop: connector STOPPED, no tasks, nothing new arrives.
+    assert_eq!(put(&cluster, &format!("{base}/stop")).await.0, 204);
+    wait_state(&cluster, &name, "STOPPED", None, 0).await;
+    let stopped = settled(&name).await;
+    let (code, offsets) = call(Method::GET, &format!("{}{base}/offsets", cluster.workers[1].url), None).await;
+    assert_eq!(code, 200);
+    let entries = offsets["offsets"].as_array().expect("offsets");
+    assert_eq!(entries.len(), 2, "{offsets}");
+    for entry in entries {
+        let task = entry["partition"]["task"].as_u64().expect("task");
+        let seq = entry["offset"]["seq"].as_u64().expect("seq");
+        // The stored offset is the newest record of that task in the topic.
+        let newest = stopped.iter().filter(|s| *s % 2 == task).max().copied();
+        assert_eq!(Some(seq), newest, "task {task}: {offsets}");
+    }
+
+    // PATCH: move task 0 far ahead, forget task 1; after resume both follow the new offsets.
+    let (code, body) = call(
+        Method::PATCH,
+        &format!("{}{base}/offsets", cluster.workers[1].url),
+        Some(json!({"offsets": [
+            {"partition": {"task": 0}, "offset": {"seq": 1_000_000}},
+            {"partition": {"task": 1}, "offset": null},
+        ]})),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let (_, offsets) = call(Method::GET, &format!("{}{base}/offsets", cluster.workers[0].url), None).await;
+    assert_eq!(offsets["offsets"], json!([{"partition": {"task": 0}, "offset": {"seq": 1_000_000}}]));
+    assert_eq!(put(&cluster, &format!("{base}/resume")).await.0, 202);
+    wait_state(&cluster, &name, "RUNNING", Some("RUNNING"), 2).await;
+    wait_async("records from the altered offsets", Duration::from_secs(60), || async {
+        let all = seqs(&name).await;
+        let task0_jumped = all.contains(&1_000_002);
+        let task1_again = all.iter().filter(|s| **s == 1).count() >= 2;
+        (task0_jumped && task1_again).then_some(())
+    })
+    .await;
+
+    // DELETE resets every offset: the connector starts over.
+    assert_eq!(put(&cluster, &format!("{base}/stop")).await.0, 204);
+    wait_state(&cluster, &name, "STOPPED", None, 0).await;
+    let (code, body) = call(Method::DELETE, &format!("{}{base}/offsets", cluster.workers[0].url), None).await;
+    assert_eq!(code, 200, "{body}");
+    let (_, offsets) = call(Method::GET, &format!("{}{base}/offsets", cluster.workers[1].url), None).await;
+    assert_eq!(offsets["offsets"], json!([]));
+    let before = seqs(&name).await.iter().filter(|s| **s == 0).count();
+    assert_eq!(put(&cluster, &format!("{base}/resume")).await.0, 202);
+    wait_async("task 0 to start over", Duration::from_secs(60), || async {
+        (seqs(&name).await.iter().filter(|s| **s == 0).count() > before).then_some(())
+    })
+    .await;
+
+    // Delete: gone from every worker.
+    assert_eq!(call(Method::DELETE, &format!("{}{base}", cluster.workers[1].url), None).await.0, 204);
+    for worker in &cluster.workers {
+        wait_async("the connector to be gone", Duration::from_secs(30), || async {
+            let (code, _) = call(Method::GET, &format!("{}{base}", worker.url), None).await;
+            (code == 404).then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sink_offsets_are_the_consumer_groups_and_can_be_rewound_while_stopped() {
+    let cluster = Cluster::start(1, "");
+    cluster.wait_healthy().await;
+    let topic = unique("sink-offsets");
+    kafka::create_topic(&topic, 2).await;
+    let producer = kafka::producer();
+    kafka::produce(
+        &producer,
+        &topic,
+        (0..100).map(|i| (format!("k{i}"), format!("v{i}"))),
+    )
+    .await;
+    let file = cluster.path().join("out.jsonl");
+    let name = unique("file-sink");
+    let base = format!("/connectors/{name}");
+    let (code, body) = call(
+        Method::PUT,
+        &format!("{}{base}/config", cluster.workers[0].url),
+        Some(json!({
+            "connector.class": "file-sink", "topics": topic, "file": file.display().to_string(),
+            "format": "record", "value.converter": "org.apache.kafka.connect.storage.StringConverter",
+        })),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let lines = |file: &std::path::Path| {
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("json line"))
+            .collect::<Vec<_>>()
+    };
+    wait_async("100 lines", Duration::from_secs(90), || async {
+        (lines(&file).len() >= 100).then_some(())
+    })
+    .await;
+    assert_eq!(put(&cluster, &format!("{base}/stop")).await.0, 204);
+    wait_state(&cluster, &name, "STOPPED", None, 0).await;
+    let (_, offsets) = call(Method::GET, &format!("{}{base}/offsets", cluster.workers[0].url), None).await;
+    let committed: u64 = offsets["offsets"]
+        .as_array()
+        .expect("offsets")
+        .iter()
+        .map(|o| {
+            assert_eq!(o["partition"]["kafka_topic"], json!(topic));
+            o["offset"]["kafka_offset"].as_u64().expect("kafka_offset")
+        })
+        .sum();
+    assert_eq!(committed, 100, "{offsets}");
+    // Rewind partition 0 to its start: its records are delivered again after resume.
+    let in_p0 = lines(&file).iter().filter(|l| l["partition"] == 0).count();
+    let (code, body) = call(
+        Method::PATCH,
+        &format!("{}{base}/offsets", cluster.workers[0].url),
+        Some(json!({"offsets": [{"partition": {"kafka_topic": topic, "kafka_partition": 0}, "offset": {"kafka_offset": 0}}]})),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(put(&cluster, &format!("{base}/resume")).await.0, 202);
+    wait_async("partition 0 delivered again", Duration::from_secs(90), || async {
+        (lines(&file).len() == 100 + in_p0).then_some(())
+    })
+    .await;
+}
