@@ -307,6 +307,11 @@ async fn pause_resume_stop_restart_and_offsets_behave_as_kafka_connect_documents
     })
     .await;
 
+    // Active topics: the topic the tasks write to.
+    let (code, topics) = call(Method::GET, &format!("{}{base}/topics", cluster.workers[1].url), None).await;
+    assert_eq!(code, 200);
+    assert_eq!(topics, json!({ name.clone(): {"topics": [name.clone()]} }));
+
     // Offsets cannot change while the connector runs.
     let (code, body) = call(
         Method::PATCH,
@@ -485,4 +490,101 @@ async fn sink_offsets_are_the_consumer_groups_and_can_be_rewound_while_stopped()
         (lines(&file).len() == 100 + in_p0).then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rest_api_errors_validation_masking_and_config_updates_follow_kafka_connect() {
+    let cluster = Cluster::start(1, "");
+    cluster.wait_healthy().await;
+    let url = cluster.workers[0].url.clone();
+    let (code, root) = call(Method::GET, &format!("{url}/"), None).await;
+    assert_eq!(code, 200);
+    assert!(root["version"].is_string() && root["kafka_cluster_id"].is_string(), "{root}");
+
+    let (code, body) = call(Method::GET, &format!("{url}/connectors/nope"), None).await;
+    assert_eq!(code, 404);
+    assert_eq!(body, json!({"error_code": 404, "message": "Connector nope not found"}));
+
+    // Every mistake is named, in the keys the user wrote.
+    let (code, body) = call(
+        Method::POST,
+        &format!("{url}/connectors"),
+        Some(json!({"name": "bad", "config": {"connector.class": "datagen", "tasks.max": "0", "count": "many"}})),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    let message = body["message"].as_str().expect("message");
+    for field in ["tasks.max", "topic", "count"] {
+        assert!(message.contains(field), "{field} missing from: {message}");
+    }
+    assert!(message.contains("3 error(s)"), "{message}");
+
+    // Plugins and validation in Kafka Connect's shapes.
+    let (_, plugins) = call(Method::GET, &format!("{url}/connector-plugins"), None).await;
+    let plugins = plugins.as_array().expect("plugins");
+    assert!(plugins.contains(&json!({"class": "datagen", "type": "source", "version": env!("CARGO_PKG_VERSION")})));
+    assert!(plugins.iter().any(|p| p["class"] == "file-sink" && p["type"] == "sink"));
+    let (code, validation) = call(
+        Method::PUT,
+        &format!("{url}/connector-plugins/datagen/config/validate"),
+        Some(json!({"connector.class": "datagen", "topic": "t", "rate": "-1"})),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(validation["error_count"], 1, "{validation}");
+    let rate = validation["configs"]
+        .as_array()
+        .expect("configs")
+        .iter()
+        .find(|c| c["value"]["name"] == "rate")
+        .expect("rate");
+    assert_eq!(rate["value"]["errors"].as_array().map(Vec::len), Some(1), "{rate}");
+
+    // A secret never comes back; a connector that cannot start is FAILED with the reason.
+    let name = unique("cdc");
+    let (code, body) = call(
+        Method::POST,
+        &format!("{url}/connectors"),
+        Some(json!({"name": name, "config": {
+            "connector.class": "postgres-cdc", "url": "postgres://sluice@127.0.0.1:1/none",
+            "password": "s3cret-value", "tables": "public.t", "topic.prefix": "x",
+        }})),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["config"]["password"], "[hidden]");
+    let (_, config) = call(Method::GET, &format!("{url}/connectors/{name}/config"), None).await;
+    assert_eq!(config["password"], "[hidden]");
+    assert!(!config.to_string().contains("s3cret-value"));
+    let failed = wait_async("the CDC connector to fail", Duration::from_secs(60), || async {
+        let (_, s) = call(Method::GET, &format!("{url}/connectors/{name}/status"), None).await;
+        (s["connector"]["state"] == "FAILED").then_some(s)
+    })
+    .await;
+    let trace = failed["connector"]["trace"].as_str().expect("trace");
+    assert!(!trace.is_empty() && !trace.contains("s3cret-value"), "{trace}");
+    assert!(!cluster.workers[0].log_text().contains("s3cret-value"), "the secret was logged");
+
+    // Duplicates conflict; PUT config updates and the new task count takes effect.
+    let generator = unique("gen");
+    let create = json!({"name": generator, "config": datagen(&generator, 1, json!({"rate": "10"}))});
+    assert_eq!(call(Method::POST, &format!("{url}/connectors"), Some(create.clone())).await.0, 201);
+    let (code, body) = call(Method::POST, &format!("{url}/connectors"), Some(create)).await;
+    assert_eq!(code, 409, "{body}");
+    cluster.wait_running(0, &generator, 1).await;
+    let (code, body) = call(
+        Method::PUT,
+        &format!("{url}/connectors/{generator}/config"),
+        Some(datagen(&generator, 2, json!({"rate": "10"}))),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    cluster.wait_running(0, &generator, 2).await;
+    let (_, tasks) = call(Method::GET, &format!("{url}/connectors/{generator}/tasks"), None).await;
+    assert_eq!(tasks.as_array().map(Vec::len), Some(2), "{tasks}");
+    assert_eq!(tasks[1]["id"], json!({"connector": generator, "task": 1}));
+    let (_, expanded) = call(Method::GET, &format!("{url}/connectors?expand=status&expand=info"), None).await;
+    assert_eq!(expanded[&generator]["info"]["type"], "source", "{expanded}");
+    assert_eq!(expanded[&generator]["status"]["tasks"].as_array().map(Vec::len), Some(2));
+    assert_eq!(expanded[&name]["status"]["connector"]["state"], "FAILED");
 }

@@ -21,6 +21,7 @@ use crate::cluster::{
 };
 use crate::config::{Pipeline, WorkerConfig, pipeline_from_flat};
 use crate::error::Error;
+use crate::task::TopicReport;
 use crate::storage::{
     ConfigState, ConfigStore, InternalTopic, OffsetStore, RestartRequest, RunState, Status,
     StatusStore, TargetState, TopicOffsetStore, ensure_internal_topics,
@@ -647,12 +648,27 @@ impl Reconciler {
         let pipeline = self.pipeline(&id.connector, props)?;
         let offsets: Arc<dyn OffsetStore> = Arc::new(self.cluster.offsets.clone());
         let cancel = CancellationToken::new();
+        // Topics the task uses go to the status topic (active topics), written off the task's path.
+        let (topic_tx, mut topic_rx) = mpsc::unbounded_channel::<String>();
+        let status = self.cluster.status.clone();
+        let (connector, task) = (id.connector.clone(), id.task);
+        tokio::spawn(async move {
+            while let Some(topic) = topic_rx.recv().await {
+                if let Err(e) = status.put_topic(&connector, &topic, task).await {
+                    warn!(%connector, %topic, error = %e, "cannot record an active topic");
+                }
+            }
+        });
+        let report: TopicReport = Arc::new(move |topic: &str| {
+            let _ = topic_tx.send(topic.to_owned());
+        });
         let run = task_run(
             &self.cluster.worker,
             &pipeline,
             id.task,
             ConnectorConfig(config.clone()),
             &offsets,
+            Some(report),
             cancel.clone(),
         )
         .map_err(|e| e.to_string())?;

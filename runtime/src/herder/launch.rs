@@ -10,7 +10,7 @@ use crate::config::{Pipeline, WorkerConfig};
 use crate::error::TaskError;
 use crate::kafka;
 use crate::storage::OffsetStore;
-use crate::task::{SinkTaskRunner, SourceTaskRunner};
+use crate::task::{SinkTaskRunner, SourceTaskRunner, TopicReport, TopicTracker};
 
 /// A started connector instance.
 pub(crate) enum Started {
@@ -58,6 +58,7 @@ pub(crate) fn task_run(
     id: u32,
     config: ConnectorConfig,
     offsets: &Arc<dyn OffsetStore>,
+    topics: Option<TopicReport>,
     cancel: CancellationToken,
 ) -> Result<TaskRun, TaskError> {
     let name = pipeline.settings.name.clone();
@@ -90,11 +91,16 @@ pub(crate) fn task_run(
                 flush_interval,
                 max_in_flight: worker.max_in_flight_records,
                 shutdown_timeout,
+                topics: TopicTracker::new(topics),
             };
             Ok(Box::pin(runner.run(cancel)))
         }
         Plugin::Sink(plugin) => {
-            let topics = sink_topics(&config).map_err(TaskError::Config)?;
+            let subscribed = sink_topics(&config).map_err(TaskError::Config)?;
+            if let Some(report) = &topics {
+                subscribed.iter().for_each(|t| report(t));
+            }
+            let topics = subscribed;
             let (consumer, rebalances) =
                 kafka::sink_consumer(worker, &name, &format!("sluice-{name}-{id}"))?;
             let runner = SinkTaskRunner {

@@ -4,6 +4,8 @@
 mod offsets;
 mod sink;
 mod source;
+mod topics;
 
 pub(crate) use sink::SinkTaskRunner;
 pub(crate) use source::SourceTaskRunner;
+pub(crate) use topics::{TopicReport, TopicTracker};

@@ -46,6 +46,8 @@ pub(crate) struct SourceTaskRunner {
     pub(crate) flush_interval: Duration,
     pub(crate) max_in_flight: usize,
     pub(crate) shutdown_timeout: Duration,
+    /// Reports topics this task writes to for the first time.
+    pub(crate) topics: super::TopicTracker,
 }
 
 /// Offsets whose records Kafka has acknowledged, in order, not yet stored.
@@ -178,6 +180,7 @@ impl SourceTaskRunner {
                 }
                 match self.producer.send_result(out) {
                     Ok(delivery) => {
+                        self.topics.note(&record.topic);
                         // The record is sent: its position moves into the acknowledgement.
                         let topic = std::mem::take(&mut record.topic);
                         let partition = std::mem::take(&mut record.source_partition);
