@@ -13,6 +13,8 @@ use sluice_connector_api::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+mod client;
+
 /// mimalloc: the task loops allocate many small, short-lived objects on several threads, where
 /// glibc's allocator spends much of the time (measured with `scripts/bench.sh cdc`).
 #[global_allocator]
@@ -68,6 +70,16 @@ enum Command {
         /// The worker file.
         worker: PathBuf,
     },
+    /// Manage connectors on a running worker through its REST API.
+    Connectors {
+        /// The worker's REST URL.
+        #[arg(long, env = "SLUICE_URL", default_value = "http://localhost:8083")]
+        url: String,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        #[command(subcommand)]
+        command: client::ConnectorsCommand,
+    },
     /// Check worker and pipeline files; print every problem; exit non-zero if there is any.
     Validate {
         #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -101,6 +113,18 @@ fn try_main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run { worker, pipelines } => run(&registry, &worker, &pipelines),
         Command::Worker { worker } => run_worker(registry, &worker),
+        Command::Connectors {
+            url,
+            output,
+            command,
+        } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let text = runtime.block_on(client::run(&url, output == Output::Json, command))?;
+            emit(&text);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate { output, files } => Ok(validate(&registry, output, &files)),
         Command::Plugins { output } => {
             plugins(&registry, output);

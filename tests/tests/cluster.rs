@@ -588,3 +588,60 @@ async fn rest_api_errors_validation_masking_and_config_updates_follow_kafka_conn
     assert_eq!(expanded[&generator]["status"]["tasks"].as_array().map(Vec::len), Some(2));
     assert_eq!(expanded[&name]["status"]["connector"]["state"], "FAILED");
 }
+
+fn cli(url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(sluice_tests::sluice_bin())
+        .arg("connectors")
+        .args(["--url", url])
+        .args(args)
+        .output()
+        .expect("run sluice connectors");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_applies_a_pipeline_file_to_a_running_cluster() {
+    let cluster = Cluster::start(1, "");
+    cluster.wait_healthy().await;
+    let url = cluster.workers[0].url.clone();
+    let name = unique("cli");
+    let file = cluster.path().join("pipeline.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: {name}\nconnector: datagen\ntasks: 2\nconfig:\n  topic: {name}\n  rate: 50\n  batch_size: ${{env:SLUICE_TEST_BATCH:-7}}\n"
+        ),
+    )
+    .expect("write pipeline");
+    let path = file.display().to_string();
+    let (ok, out, err) = cli(&url, &["--output", "json", "apply", "-f", &path]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).expect("json"),
+        json!([{"name": name, "result": "created"}])
+    );
+    cluster.wait_running(0, &name, 2).await;
+    // The placeholder is stored as written and resolved by the worker.
+    let (_, config) = call(Method::GET, &format!("{url}/connectors/{name}/config"), None).await;
+    assert_eq!(config["batch_size"], "${env:SLUICE_TEST_BATCH:-7}");
+    let (_, tasks) = call(Method::GET, &format!("{url}/connectors/{name}/tasks"), None).await;
+    assert_eq!(tasks[0]["config"]["batch_size"], 7, "{tasks}");
+
+    let (ok, out, _) = cli(&url, &["list"]);
+    assert!(ok && out.contains(&name) && out.contains("tasks 2/2 running"), "{out}");
+    let (ok, out, _) = cli(&url, &["--output", "json", "status", &name]);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&out).expect("json")["connector"]["state"], "RUNNING");
+    let (ok, _, err) = cli(&url, &["create", "-f", &path]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, out, _) = cli(&url, &["apply", "-f", &path]);
+    assert!(ok && out.contains(&format!("updated {name}")), "{out}");
+    let (ok, _, _) = cli(&url, &["delete", &name]);
+    assert!(ok);
+    let (ok, _, err) = cli(&url, &["status", &name]);
+    assert!(!ok && err.contains("not found"), "{err}");
+}
