@@ -645,3 +645,35 @@ async fn the_cli_applies_a_pipeline_file_to_a_running_cluster() {
     let (ok, _, err) = cli(&url, &["status", &name]);
     assert!(!ok && err.contains("not found"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_third_party_kafka_connect_client_drives_the_api_unchanged() {
+    let root = sluice_tests::repo_root();
+    let install = std::process::Command::new("bash")
+        .arg(root.join("scripts/install-pytools.sh"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run install-pytools.sh");
+    assert!(install.status.success(), "scripts/install-pytools.sh failed");
+    let python = String::from_utf8(install.stdout).expect("utf-8").trim().to_owned();
+    let cluster = Cluster::start(2, "");
+    cluster.wait_healthy().await;
+    let name = unique("py");
+    kafka::create_topic(&name, 2).await;
+    // Through a follower, so forwarding is exercised by an unmodified client too.
+    let leader = cluster.leader().await;
+    let url = cluster.workers[1 - leader].url.clone();
+    let script = root.join("tests/python/connect_client.py");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .args([&url, &name, &name])
+        .output()
+        .await
+        .expect("run the Python client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim() == "ok",
+        "python client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -350,7 +350,8 @@ fn flag(query: &Option<String>, name: &str) -> Result<bool, ApiError> {
     };
     for pair in query.split('&') {
         if let Some(value) = pair.strip_prefix(name).and_then(|v| v.strip_prefix('=')) {
-            return match value {
+            // Case-insensitive, as Java's Boolean.parseBoolean (Python clients send `True`).
+            return match value.to_ascii_lowercase().as_str() {
                 "true" => Ok(true),
                 "false" => Ok(false),
                 other => Err(ApiError::bad_request(format!(

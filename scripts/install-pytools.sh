@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the third-party Python clients tests use as independent checks (a Kafka Connect REST
+# client), in a virtualenv cached under ~/.cache/sluice; skips when present. Prints its python.
+source "$(dirname "$0")/lib.sh"
+ensure_python
+PYTOOLS="$SLUICE_CACHE/tools/pytools-1"
+PY="$PYTOOLS/bin/python"
+if [ -x "$PY" ] && "$PY" -c 'import kafka_connect' 2>/dev/null; then
+  echo "$PY"; exit 0
+fi
+log "installing Python test clients into $PYTOOLS"
+rm -rf "$PYTOOLS"
+if ! python3 -m venv "$PYTOOLS" >&2 2>/dev/null; then
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
+  python3 -m venv "$PYTOOLS" >&2
+fi
+"$PY" -m pip install --quiet --disable-pip-version-check "kafka-connect-py==1.0.0" >&2
+echo "$PY"
