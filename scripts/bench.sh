@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks: Sluice against the raw baseline on this machine, in one run, printing the ratio.
 #   scripts/bench.sh cdc [--rows N] [--output json]
+#   scripts/bench.sh cluster [--runs N] [--output json]
 source "$(dirname "$0")/lib.sh"
 ensure_cargo
 ensure_python

@@ -1,12 +1,15 @@
 //! `sluice-bench`: Sluice against the raw baseline, same machine, same run, printing the ratio.
 //!
 //!   scripts/bench.sh cdc [--rows N] [--output json]
+//!   scripts/bench.sh cluster [--runs N] [--output json]
 //!
 //! `cdc`: N rows are inserted (transactions of 10,000) into a table with two logical replication
 //! slots on the same publication. `pg_recvlogical` decodes one slot to /dev/null (the walsender's
 //! decoding speed, the physical limit); Sluice streams the other into a topic (JSON with schemas,
 //! idempotent acks=all producer) and is timed until the topic holds all N events. Rates are
 //! printed both for streaming (first to last event in the topic) and including start-up.
+
+mod cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -31,6 +34,13 @@ enum Bench {
     Cdc {
         #[arg(long, default_value_t = 300_000)]
         rows: u64,
+    },
+    /// Distributed mode: start-up to REST-ready and rebalance when a worker leaves, against
+    /// plain rdkafka consumers in a group on the same broker.
+    Cluster {
+        /// Start-ups to take the median of.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
     },
 }
 
@@ -361,5 +371,6 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.bench {
         Bench::Cdc { rows } => cdc(rows, cli.output),
+        Bench::Cluster { runs } => cluster::cluster(runs, cli.output),
     }
 }
