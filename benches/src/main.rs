@@ -217,7 +217,7 @@ fn cdc(rows: u64, output: Output) -> Result<()> {
     std::fs::write(
         work.join("worker.yaml"),
         format!(
-            "bootstrap_servers: {bootstrap}\noffsets_file: {}\noffset_flush_interval: 1s\nproducer: {{compression.type: lz4}}\n",
+            "bootstrap_servers: {bootstrap}\noffsets_file: {}\noffset_flush_interval: 1s\nproducer: {{compression.type: lz4}}\nrest: {{listen: \"127.0.0.1:0\"}}\n",
             work.join("offsets.json").display()
         ),
     )?;

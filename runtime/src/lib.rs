@@ -36,20 +36,77 @@ pub async fn run_worker(
     registry: sluice_connector_api::Registry,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
+    run(worker, registry, herder::Mode::Distributed, cancel).await
+}
+
+/// Runs pipelines in standalone mode until `cancel` fires, a pipeline's connector cannot start,
+/// or every task has failed. The REST API (when enabled) manages connectors in memory.
+pub async fn run_standalone(
+    worker: config::WorkerConfig,
+    pipelines: Vec<config::Pipeline>,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let mut seen = std::collections::HashSet::new();
+    let duplicates: Vec<config::Problem> = pipelines
+        .iter()
+        .filter(|p| !seen.insert(p.settings.name.clone()))
+        .map(|p| config::Problem {
+            file: String::new(),
+            document: None,
+            field: "name".to_owned(),
+            message: format!(
+                "connector name `{}` is used by more than one pipeline",
+                p.settings.name
+            ),
+        })
+        .collect();
+    if !duplicates.is_empty() {
+        return Err(Error::Config(duplicates));
+    }
+    run(
+        worker,
+        registry::builtin(),
+        herder::Mode::Standalone { pipelines },
+        cancel,
+    )
+    .await
+}
+
+async fn run(
+    worker: config::WorkerConfig,
+    registry: sluice_connector_api::Registry,
+    mode: herder::Mode,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
     let rest = worker.rest.clone();
+    let rest_error = |source| Error::Rest {
+        listen: rest.listen.clone(),
+        source,
+    };
+    // Bound first, so a port of 0 gets its real number into the worker's URL (its id).
+    let listener = if rest.enabled {
+        Some(
+            tokio::net::TcpListener::bind(&rest.listen)
+                .await
+                .map_err(rest_error)?,
+        )
+    } else {
+        None
+    };
+    let url = match &listener {
+        Some(l) => rest.url_for(l.local_addr().map_err(rest_error)?),
+        None => rest.url(),
+    };
     let rest_cancel = CancellationToken::new();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let herder = herder::run_distributed(worker, registry, cancel.clone(), move |cluster| {
+    let herder = herder::run_herder(worker, registry, url, mode, cancel.clone(), move |cluster| {
         let _ = ready_tx.send(cluster);
     });
     let serve = async {
-        let Ok(cluster) = ready_rx.await else {
+        let (Ok(cluster), Some(listener)) = (ready_rx.await, listener) else {
             return Ok(());
         };
-        if !rest.enabled {
-            return Ok(());
-        }
-        rest::serve(&rest.listen, cluster, rest_cancel.clone()).await
+        rest::serve(listener, cluster, rest_cancel.clone()).await
     };
     let (herder, served) = tokio::join!(
         async {
@@ -59,20 +116,6 @@ pub async fn run_worker(
         },
         serve
     );
-    served.map_err(|source| Error::Rest {
-        listen: rest.listen.clone(),
-        source,
-    })?;
+    served.map_err(rest_error)?;
     herder
-}
-
-/// Runs pipelines in standalone mode until `cancel` fires or every task has failed.
-pub async fn run_standalone(
-    worker: config::WorkerConfig,
-    pipelines: Vec<config::Pipeline>,
-    cancel: CancellationToken,
-) -> Result<(), Error> {
-    herder::Standalone::new(worker, pipelines)?
-        .run(cancel)
-        .await
 }

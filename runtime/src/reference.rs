@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use sluice_connector_api::{ConfigSpec, FieldKind, Registry};
 
-use crate::config::{converter_spec, pipeline_spec, worker_spec};
+use crate::config::{cluster_spec, converter_spec, pipeline_spec, rest_spec, worker_spec};
 
 /// The short type name shown in docs and `sluice plugins`.
 pub fn kind_name(kind: &FieldKind) -> &'static str {
@@ -60,6 +60,10 @@ pub fn markdown(registry: &Registry) -> String {
          `${env:NAME}`, `${env:NAME:-default}` or `${file:path:key}`.\n\n## Worker file\n\n",
     );
     table(&mut out, &worker_spec());
+    out.push_str("### Distributed mode (`cluster`)\n\nUsed by `sluice worker`: workers with the same `group_id` share connectors and tasks.\n\n");
+    table(&mut out, &cluster_spec());
+    out.push_str("### REST API (`rest`)\n\nServed by `sluice worker`; Kafka Connect's paths and JSON shapes.\n\n");
+    table(&mut out, &rest_spec());
     out.push_str("## Pipeline file\n\nOne connector per YAML document; several documents may share a file, separated by `---`.\n\n");
     table(&mut out, &pipeline_spec());
     out.push_str("## Converters (`key_converter`, `value_converter`)\n\n");

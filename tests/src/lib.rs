@@ -28,8 +28,14 @@ pub fn repo_root() -> PathBuf {
 /// Writes a worker file for a test: the test broker, offsets in `dir`, fast flushes.
 pub fn write_worker(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("worker.yaml");
+    // The REST API on a port of the system's choosing: tests run many workers side by side.
+    let rest = if extra.contains("rest:") {
+        ""
+    } else {
+        "rest:\n  listen: 127.0.0.1:0\n"
+    };
     let text = format!(
-        "bootstrap_servers: {}\noffsets_file: {}\noffset_flush_interval: 100ms\nshutdown_timeout: 20s\n{extra}",
+        "bootstrap_servers: {}\noffsets_file: {}\noffset_flush_interval: 100ms\nshutdown_timeout: 20s\n{rest}{extra}",
         bootstrap(),
         dir.join("offsets.json").display()
     );

@@ -176,6 +176,26 @@ pub fn mask_flat(flat: &Map<String, Json>, registry: &Registry) -> Map<String, J
         .collect()
 }
 
+/// A validated pipeline's settings as a flat config.
+pub fn flat_from_settings(settings: &super::PipelineConfig) -> Map<String, Json> {
+    let mut shape = Map::new();
+    shape.insert("name".into(), json!(settings.name));
+    shape.insert("connector".into(), json!(settings.connector));
+    shape.insert("tasks".into(), json!(settings.tasks));
+    shape.insert("config".into(), Json::Object(settings.config.clone()));
+    for (key, converter) in [
+        ("key_converter", &settings.key_converter),
+        ("value_converter", &settings.value_converter),
+    ] {
+        if let Some(converter) = converter
+            && let Ok(value) = serde_json::to_value(converter)
+        {
+            shape.insert(key.into(), value);
+        }
+    }
+    flat_from_pipeline(&shape)
+}
+
 /// A pipeline file entry (`name`, `connector`, `tasks`, `config`, converters) as a flat config.
 pub fn flat_from_pipeline(pipeline: &Map<String, Json>) -> Map<String, Json> {
     let mut flat = Map::new();

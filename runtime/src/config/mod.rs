@@ -7,11 +7,13 @@ mod pipeline;
 mod provider;
 mod worker;
 
-pub use connect::{flat_from_pipeline, mask_flat, pipeline_from_flat};
+pub use connect::{flat_from_pipeline, flat_from_settings, mask_flat, pipeline_from_flat};
 pub use file::{ConfigFile, FileKind, Problem, load_yaml};
 pub use pipeline::{PipelineConfig, pipeline_spec};
 pub use provider::resolve_providers;
-pub use worker::{ClusterSettings, RestSettings, WorkerConfig, converter_spec, worker_spec};
+pub use worker::{
+    ClusterSettings, RestSettings, WorkerConfig, cluster_spec, converter_spec, rest_spec, worker_spec,
+};
 
 pub use pipeline::Pipeline;
 

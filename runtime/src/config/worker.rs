@@ -232,12 +232,22 @@ pub(crate) fn validate_worker(value: &Map<String, Json>) -> Result<WorkerConfig,
 }
 
 impl RestSettings {
-    /// The URL others reach this worker at.
+    /// The URL others reach this worker at, from the settings alone.
     pub fn url(&self) -> String {
+        let port = self.listen.rsplit_once(':').map_or("8083", |(_, p)| p);
+        self.url_with_port(port)
+    }
+
+    /// The URL others reach this worker at, once its listener is bound to `bound`.
+    pub fn url_for(&self, bound: std::net::SocketAddr) -> String {
+        self.url_with_port(&bound.port().to_string())
+    }
+
+    fn url_with_port(&self, port: &str) -> String {
         if let Some(url) = &self.advertised_url {
             return url.trim_end_matches('/').to_owned();
         }
-        let (host, port) = self.listen.rsplit_once(':').unwrap_or((&self.listen, "8083"));
+        let host = self.listen.rsplit_once(':').map_or(self.listen.as_str(), |(h, _)| h);
         let host = if host == "0.0.0.0" || host == "[::]" || host.is_empty() {
             hostname()
         } else {

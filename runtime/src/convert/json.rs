@@ -51,7 +51,7 @@ const ENVELOPE_ERROR: &str = "JsonConverter with schemas enabled requires \"sche
      contain additional fields; to read plain JSON set `schemas: false` on the converter";
 
 /// How Decimal payloads are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DecimalFormat {
     /// Base64 of the unscaled value's bytes (Kafka Connect's default).

@@ -53,7 +53,7 @@ pub trait Converter: Send + Sync {
 }
 
 /// Which converter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConverterKind {
     Json,
@@ -62,7 +62,7 @@ pub enum ConverterKind {
 }
 
 /// A `key_converter`/`value_converter` block.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct ConverterConfig {
     /// json, string or bytes.

@@ -1,10 +1,7 @@
-//! Desired state (pipelines) -> what runs here. Standalone mode runs every pipeline in this process.
+//! Desired state (connector configs) -> what runs on this worker. One herder serves both modes:
+//! distributed (group membership, internal topics) and standalone (one member, memory, a file).
 
-mod distributed;
 mod launch;
-mod standalone;
-mod status;
+mod worker;
 
-pub use distributed::{Cluster, Membership, run_distributed};
-pub use standalone::Standalone;
-pub use status::{State, StatusBoard, TaskStatus};
+pub use worker::{Cluster, Membership, Mode, run_herder};

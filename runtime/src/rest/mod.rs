@@ -91,13 +91,12 @@ pub fn router(cluster: Arc<Cluster>, kafka_cluster_id: String) -> Router {
         .with_state(api)
 }
 
-/// Serves the API on `listen` until `cancel` fires.
+/// Serves the API on `listener` until `cancel` fires.
 pub async fn serve(
-    listen: &str,
+    listener: TcpListener,
     cluster: Arc<Cluster>,
     cancel: CancellationToken,
 ) -> Result<(), std::io::Error> {
-    let listener = TcpListener::bind(listen).await?;
     let addr: SocketAddr = listener.local_addr()?;
     let cluster_id = crate::kafka::group_offsets::cluster_id(cluster.worker_config())
         .await

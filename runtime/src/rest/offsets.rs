@@ -72,6 +72,7 @@ pub(crate) async fn get_offsets(
             api.cluster
                 .offsets
                 .all(&name)
+                .await?
                 .into_iter()
                 .map(|(partition, offset)| json!({"partition": partition, "offset": offset}))
                 .collect()
@@ -193,6 +194,7 @@ pub(crate) async fn reset_offsets(
                 .cluster
                 .offsets
                 .all(&name)
+                .await?
                 .into_iter()
                 .map(|(partition, _)| (partition, None))
                 .collect();

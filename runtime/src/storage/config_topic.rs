@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::StorageError;
-use super::log::{KafkaLog, LogRecord};
+use super::log::{Apply, KafkaLog, Log, LogRecord, MemoryLog};
 use crate::config::WorkerConfig;
 
 /// What a connector should be doing.
@@ -161,7 +161,7 @@ impl ConfigState {
 /// Reads and writes the config topic.
 #[derive(Clone)]
 pub struct ConfigStore {
-    log: Arc<KafkaLog>,
+    log: Arc<dyn Log>,
     state: Arc<Mutex<ConfigState>>,
     changes: watch::Receiver<i64>,
 }
@@ -173,6 +173,26 @@ impl ConfigStore {
         client_id: &str,
         cancel: CancellationToken,
     ) -> Result<Self, StorageError> {
+        let (state, changes, apply) = Self::parts();
+        let log = KafkaLog::start(worker, topic, client_id, apply, cancel).await?;
+        Ok(Self {
+            log: Arc::new(log),
+            state,
+            changes,
+        })
+    }
+
+    /// A store kept in memory only (standalone mode).
+    pub(crate) fn memory() -> Self {
+        let (state, changes, apply) = Self::parts();
+        Self {
+            log: Arc::new(MemoryLog::new(apply)),
+            state,
+            changes,
+        }
+    }
+
+    fn parts() -> (Arc<Mutex<ConfigState>>, watch::Receiver<i64>, Apply) {
         let state = Arc::new(Mutex::new(ConfigState::default()));
         let (tx, changes) = watch::channel(0);
         let applied = state.clone();
@@ -182,12 +202,7 @@ impl ConfigStore {
             state.apply(&key, r.value, r.offset);
             tx.send_replace(state.offset);
         });
-        let log = KafkaLog::start(worker, topic, client_id, apply, cancel).await?;
-        Ok(Self {
-            log: Arc::new(log),
-            state,
-            changes,
-        })
+        (state, changes, apply)
     }
 
     pub fn snapshot(&self) -> ConfigState {
@@ -206,10 +221,7 @@ impl ConfigStore {
 
     async fn write(&self, key: &str, value: Option<Json>) -> Result<(), StorageError> {
         let bytes = value.map(|v| v.to_string().into_bytes());
-        let (partition, offset) = self.log.send(key, bytes.as_deref()).await?;
-        self.log
-            .wait_for(&BTreeMap::from([(partition, offset + 1)]))
-            .await
+        self.log.append(key, bytes.as_deref(), true).await
     }
 
     pub async fn put_connector(

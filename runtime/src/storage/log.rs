@@ -1,5 +1,6 @@
-//! A compacted topic read as a log: every worker consumes it from the beginning into memory and
-//! can wait until it has read everything written so far; writes are acknowledged by all replicas.
+//! The log the config and status stores are built on. Distributed mode: a compacted topic every
+//! worker consumes from the beginning into memory, able to wait until it has read everything
+//! written so far, with writes acknowledged by all replicas. Standalone mode: memory only.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +25,76 @@ pub(crate) struct LogRecord<'a> {
 }
 
 pub(crate) type Apply = Box<dyn FnMut(LogRecord<'_>) + Send>;
+
+/// An ordered log of keyed records, applied to a store's state as they are read.
+#[async_trait::async_trait]
+pub(crate) trait Log: Send + Sync {
+    /// Waits until every record written before this call has been applied.
+    async fn read_to_end(&self) -> Result<(), StorageError>;
+
+    /// Writes a record (a `None` value deletes); with `applied`, returns once this process's
+    /// state reflects it.
+    async fn append(&self, key: &str, value: Option<&[u8]>, applied: bool)
+    -> Result<(), StorageError>;
+}
+
+/// Standalone mode's log: records are applied at once and live as long as the process.
+pub(crate) struct MemoryLog {
+    apply: std::sync::Mutex<(Apply, i64)>,
+}
+
+impl MemoryLog {
+    pub(crate) fn new(apply: Apply) -> Self {
+        Self {
+            apply: std::sync::Mutex::new((apply, 0)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Log for MemoryLog {
+    async fn read_to_end(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    async fn append(
+        &self,
+        key: &str,
+        value: Option<&[u8]>,
+        _applied: bool,
+    ) -> Result<(), StorageError> {
+        let mut guard = self.apply.lock().unwrap_or_else(|e| e.into_inner());
+        let (apply, next) = &mut *guard;
+        apply(LogRecord {
+            key: Some(key.as_bytes()),
+            value,
+            offset: *next,
+        });
+        *next += 1;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Log for KafkaLog {
+    async fn read_to_end(&self) -> Result<(), StorageError> {
+        KafkaLog::read_to_end(self).await.map(drop)
+    }
+
+    async fn append(
+        &self,
+        key: &str,
+        value: Option<&[u8]>,
+        applied: bool,
+    ) -> Result<(), StorageError> {
+        let (partition, offset) = self.send(key, value).await?;
+        if applied {
+            self.wait_for(&BTreeMap::from([(partition, offset + 1)]))
+                .await?;
+        }
+        Ok(())
+    }
+}
 
 pub(crate) struct KafkaLog {
     topic: String,

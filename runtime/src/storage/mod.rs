@@ -54,15 +54,32 @@ pub trait OffsetStore: Send + Sync {
         partition: &SourcePartition,
     ) -> Result<Option<SourceOffset>, StorageError>;
 
-    /// Stores the offsets durably; returns only once they survive a crash.
+    /// Stores offsets; returns once they are durable.
     async fn put(
         &self,
         connector: &str,
         offsets: &[(SourcePartition, SourceOffset)],
     ) -> Result<(), StorageError>;
+
+    /// Every stored (partition, offset) of a connector.
+    async fn all(
+        &self,
+        connector: &str,
+    ) -> Result<Vec<(SourcePartition, SourceOffset)>, StorageError>;
+
+    /// Sets (`Some`) or deletes (`None`) offsets; returns once durable.
+    async fn write(
+        &self,
+        connector: &str,
+        changes: &[(SourcePartition, Option<SourceOffset>)],
+    ) -> Result<(), StorageError>;
+
+    /// Waits until offsets written elsewhere before this call are visible.
+    async fn read_to_end(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
 
-/// The key Kafka Connect uses for a source partition: `["<connector>",{partition}]`.
 pub fn offset_key(connector: &str, partition: &SourcePartition) -> String {
     offset_key_json(connector, partition).to_string()
 }

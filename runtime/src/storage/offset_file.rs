@@ -116,18 +116,53 @@ impl OffsetStore for FileOffsetStore {
         connector: &str,
         offsets: &[(SourcePartition, SourceOffset)],
     ) -> Result<(), StorageError> {
-        // The lock is held across the write so concurrent flushes from several tasks are applied
-        // to the file in the order they change the map.
+        let changes: Vec<_> = offsets
+            .iter()
+            .map(|(p, o)| (p.clone(), Some(o.clone())))
+            .collect();
+        self.write(connector, &changes).await
+    }
+
+    async fn all(
+        &self,
+        connector: &str,
+    ) -> Result<Vec<(SourcePartition, SourceOffset)>, StorageError> {
+        let entries = self.entries.lock().await;
+        Ok(entries
+            .values()
+            .filter_map(|e| match (e.key.get(0), e.key.get(1)) {
+                (Some(Json::String(c)), Some(Json::Object(p))) if c == connector => {
+                    Some((p.clone(), e.value.clone()))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn write(
+        &self,
+        connector: &str,
+        changes: &[(SourcePartition, Option<SourceOffset>)],
+    ) -> Result<(), StorageError> {
+        // Held across the write so concurrent writers cannot reorder file contents: they reach
+        // the file in the order they change the map.
         let mut entries = self.entries.lock().await;
-        for (partition, offset) in offsets {
+        for (partition, offset) in changes {
             let key = offset_key_json(connector, partition);
-            entries.insert(
-                key.to_string(),
-                Entry {
-                    key,
-                    value: offset.clone(),
-                },
-            );
+            match offset {
+                Some(offset) => {
+                    entries.insert(
+                        key.to_string(),
+                        Entry {
+                            key,
+                            value: offset.clone(),
+                        },
+                    );
+                }
+                None => {
+                    entries.remove(&key.to_string());
+                }
+            }
         }
         let layout = FileLayout {
             version: 1,

@@ -77,12 +77,7 @@ impl TopicOffsetStore {
         })
     }
 
-    pub async fn read_to_end(&self) -> Result<(), StorageError> {
-        self.log.read_to_end().await.map(drop)
-    }
-
-    /// Every stored (partition, offset) of a connector.
-    pub fn all(&self, connector: &str) -> Vec<(SourcePartition, SourceOffset)> {
+    fn snapshot(&self, connector: &str) -> Vec<(SourcePartition, SourceOffset)> {
         let offsets = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
         let mut all: Vec<_> = offsets
             .get(connector)
@@ -92,8 +87,7 @@ impl TopicOffsetStore {
         all
     }
 
-    /// Writes offsets (`None` deletes) and waits until they are durable.
-    pub async fn write(
+    async fn write_all(
         &self,
         connector: &str,
         offsets: &[(SourcePartition, Option<SourceOffset>)],
@@ -147,6 +141,25 @@ impl OffsetStore for TopicOffsetStore {
             .iter()
             .map(|(p, o)| (p.clone(), Some(o.clone())))
             .collect();
-        self.write(connector, &offsets).await
+        self.write_all(connector, &offsets).await
+    }
+
+    async fn all(
+        &self,
+        connector: &str,
+    ) -> Result<Vec<(SourcePartition, SourceOffset)>, StorageError> {
+        Ok(self.snapshot(connector))
+    }
+
+    async fn write(
+        &self,
+        connector: &str,
+        changes: &[(SourcePartition, Option<SourceOffset>)],
+    ) -> Result<(), StorageError> {
+        self.write_all(connector, changes).await
+    }
+
+    async fn read_to_end(&self) -> Result<(), StorageError> {
+        self.log.read_to_end().await.map(drop)
     }
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::StorageError;
-use super::log::{KafkaLog, LogRecord};
+use super::log::{Apply, KafkaLog, Log, LogRecord, MemoryLog};
 use crate::cluster::TaskId;
 use crate::config::WorkerConfig;
 
@@ -96,7 +96,7 @@ impl StatusState {
 /// Reads and writes the status topic.
 #[derive(Clone)]
 pub struct StatusStore {
-    log: Arc<KafkaLog>,
+    log: Arc<dyn Log>,
     state: Arc<Mutex<StatusState>>,
 }
 
@@ -107,6 +107,26 @@ impl StatusStore {
         client_id: &str,
         cancel: CancellationToken,
     ) -> Result<Self, StorageError> {
+        let (state, apply) = Self::parts();
+        let log = KafkaLog::start(worker, topic, client_id, apply, cancel).await?;
+        let store = Self {
+            log: Arc::new(log),
+            state,
+        };
+        store.log.read_to_end().await?;
+        Ok(store)
+    }
+
+    /// A store kept in memory only (standalone mode).
+    pub(crate) fn memory() -> Self {
+        let (state, apply) = Self::parts();
+        Self {
+            log: Arc::new(MemoryLog::new(apply)),
+            state,
+        }
+    }
+
+    fn parts() -> (Arc<Mutex<StatusState>>, Apply) {
         let state = Arc::new(Mutex::new(StatusState::default()));
         let applied = state.clone();
         let apply = Box::new(move |r: LogRecord<'_>| {
@@ -116,13 +136,7 @@ impl StatusStore {
                 .unwrap_or_else(|e| e.into_inner())
                 .apply(&key, r.value);
         });
-        let log = KafkaLog::start(worker, topic, client_id, apply, cancel).await?;
-        let store = Self {
-            log: Arc::new(log),
-            state,
-        };
-        store.log.read_to_end().await?;
-        Ok(store)
+        (state, apply)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, StatusState> {
@@ -154,27 +168,18 @@ impl StatusStore {
     pub async fn put_connector(&self, name: &str, status: Status) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(&status).unwrap_or_default();
         self.lock().connectors.insert(name.to_owned(), status);
-        self.log
-            .send(&format!("status-connector-{name}"), Some(&bytes))
-            .await
-            .map(drop)
+        self.log.append(&format!("status-connector-{name}"), Some(&bytes), false).await
     }
 
     pub async fn put_task(&self, id: &TaskId, status: Status) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(&status).unwrap_or_default();
         self.lock().tasks.insert(id.clone(), status);
-        self.log
-            .send(&format!("status-task-{}-{}", id.connector, id.task), Some(&bytes))
-            .await
-            .map(drop)
+        self.log.append(&format!("status-task-{}-{}", id.connector, id.task), Some(&bytes), false).await
     }
 
     pub async fn delete_task(&self, id: &TaskId) -> Result<(), StorageError> {
         self.lock().tasks.remove(id);
-        self.log
-            .send(&format!("status-task-{}-{}", id.connector, id.task), None)
-            .await
-            .map(drop)
+        self.log.append(&format!("status-task-{}-{}", id.connector, id.task), None, false).await
     }
 
     pub async fn delete_connector(&self, name: &str) -> Result<(), StorageError> {
@@ -183,13 +188,9 @@ impl StatusStore {
             state.connectors.remove(name);
             state.topics.remove(name).unwrap_or_default()
         };
-        self.log
-            .send(&format!("status-connector-{name}"), None)
-            .await?;
+        self.log.append(&format!("status-connector-{name}"), None, false).await?;
         for topic in topics {
-            self.log
-                .send(&format!("topic-{topic}-connector-{name}"), None)
-                .await?;
+            self.log.append(&format!("topic-{topic}-connector-{name}"), None, false).await?;
         }
         Ok(())
     }
@@ -216,22 +217,15 @@ impl StatusStore {
             "task": task,
             "discoverTimestamp": chrono_millis(),
         }});
-        self.log
-            .send(
-                &format!("topic-{topic}-connector-{connector}"),
-                Some(value.to_string().as_bytes()),
-            )
-            .await
-            .map(drop)
+        self.log.append(&format!("topic-{topic}-connector-{connector}"),
+                Some(value.to_string().as_bytes()), false).await
     }
 
     /// Forgets the topics `connector` used (KIP-558 reset).
     pub async fn reset_topics(&self, connector: &str) -> Result<(), StorageError> {
         let topics = self.lock().topics.remove(connector).unwrap_or_default();
         for topic in topics {
-            self.log
-                .send(&format!("topic-{topic}-connector-{connector}"), None)
-                .await?;
+            self.log.append(&format!("topic-{topic}-connector-{connector}"), None, false).await?;
         }
         Ok(())
     }

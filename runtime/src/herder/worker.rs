@@ -1,6 +1,9 @@
+//! The herder: what a worker runs, reconciled with its assignment and the connector configs.
+//!
 //! Distributed mode: workers share connectors and tasks through the group protocol and keep
-//! configs, offsets and states in internal topics. Each worker reconciles what it runs with its
-//! assignment and the config topic; the leader writes the config topic for everyone.
+//! configs, offsets and states in internal topics; the leader writes the config topic for
+//! everyone. Standalone mode is the same machinery with one member that is always the leader,
+//! configs and states in memory, and source offsets in a file.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,14 +19,15 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use super::launch::{Started, start_connector, task_run};
 use crate::cluster::{
-    ClusterError, LeaderContext, Member, MemberCommand, MemberConfig, MemberEvent, MemberMetadata,
-    TaskId, Work, configured_work,
+    ClusterError, LeaderContext, Member, MemberAssignment, MemberCommand, MemberConfig,
+    MemberEvent, MemberMetadata, TaskId, Work, configured_work,
 };
-use crate::config::{Pipeline, WorkerConfig, pipeline_from_flat};
+use crate::config::{Pipeline, WorkerConfig, flat_from_settings, pipeline_from_flat};
 use crate::error::Error;
 use crate::task::TopicReport;
 use crate::storage::{
-    ConfigState, ConfigStore, InternalTopic, OffsetStore, RestartRequest, RunState, Status,
+    ConfigState, ConfigStore, FileOffsetStore, InternalTopic, OffsetStore, RestartRequest,
+    RunState, Status,
     StatusStore, TargetState, TopicOffsetStore, ensure_internal_topics,
 };
 
@@ -44,7 +48,7 @@ pub struct Cluster {
     pub url: String,
     pub configs: ConfigStore,
     pub status: StatusStore,
-    pub offsets: TopicOffsetStore,
+    pub offsets: Arc<dyn OffsetStore>,
     membership: Mutex<Membership>,
     /// Configured work as of the last assignment this worker computed as leader.
     led: Arc<Mutex<Option<Work>>>,
@@ -171,18 +175,158 @@ struct Running {
     tasks: BTreeMap<TaskId, RunningTask>,
 }
 
-/// Starts a distributed worker and runs it until `cancel` fires. `ready` receives the shared
-/// state once the worker has read its config and can serve requests.
-pub async fn run_distributed(
+/// How a worker runs.
+pub enum Mode {
+    /// Join the cluster named by the worker file's `cluster` block.
+    Distributed,
+    /// Run alone: configs and states in memory, offsets in the worker's offsets file; starts
+    /// with `pipelines` and stops with an error if one of them cannot start or every task fails.
+    Standalone { pipelines: Vec<Pipeline> },
+}
+
+/// Runs a worker until `cancel` fires. `url` is its REST URL (its id); `ready` receives the
+/// shared state once the worker has read its config and can serve requests.
+pub async fn run_herder(
     worker: WorkerConfig,
     registry: Registry,
+    url: String,
+    mode: Mode,
     cancel: CancellationToken,
     ready: impl FnOnce(Arc<Cluster>),
 ) -> Result<(), Error> {
-    let settings = worker.cluster.clone();
-    let url = worker.rest.url();
+    let stores = cancel.child_token();
+    let (rejoin_tx, rejoin_rx) = mpsc::channel(8);
+    let (poke_tx, mut poke_rx) = mpsc::channel(1);
+    let (events_tx, mut events) = mpsc::channel(8);
+    let led = Arc::new(Mutex::new(None));
+    let membership_cancel = CancellationToken::new();
+    let standalone = matches!(mode, Mode::Standalone { .. });
+    let (configs, offsets, status, member_task, initial) = match mode {
+        Mode::Distributed => {
+            let (configs, offsets, status) = open_internal_topics(&worker, &url, &stores).await?;
+            let config_offset = configs.snapshot().offset;
+            info!(worker = %url, config_offset, "read the config topic");
+            let settings = &worker.cluster;
+            let (local_tx, local_rx) = watch::channel(MemberMetadata {
+                url: url.clone(),
+                config_offset,
+                owned: Work::default(),
+            });
+            let member = Member::new(
+                MemberConfig {
+                    bootstrap_servers: worker.bootstrap_servers.clone(),
+                    group_id: settings.group_id.clone(),
+                    client_id: format!("sluice-worker-{}", sanitize(&url)),
+                    session_timeout: Duration::from_millis(settings.session_timeout),
+                    rebalance_timeout: Duration::from_millis(settings.rebalance_timeout),
+                    heartbeat_interval: Duration::from_millis(settings.heartbeat_interval),
+                    scheduled_rebalance_max_delay: Duration::from_millis(
+                        settings.scheduled_rebalance_max_delay,
+                    ),
+                },
+                local_rx,
+                Arc::new(LeaderView(configs.clone(), led.clone())),
+                events_tx,
+            );
+            let task = tokio::spawn(member.run(rejoin_rx, membership_cancel.clone()));
+            (configs, offsets, status, (task, Some(local_tx)), Vec::new())
+        }
+        Mode::Standalone { pipelines } => {
+            let configs = ConfigStore::memory();
+            let offsets: Arc<dyn OffsetStore> =
+                Arc::new(FileOffsetStore::open(&worker.offsets_file).await?);
+            let status = StatusStore::memory();
+            let mut names = Vec::new();
+            for pipeline in &pipelines {
+                let name = &pipeline.settings.name;
+                configs.put_target(name, TargetState::Started).await?;
+                configs
+                    .put_connector(name, &flat_from_settings(&pipeline.settings))
+                    .await?;
+                names.push(name.clone());
+            }
+            let task = tokio::spawn(solo_member(
+                configs.clone(),
+                url.clone(),
+                led.clone(),
+                events_tx,
+                rejoin_rx,
+                membership_cancel.clone(),
+            ));
+            (configs, offsets, status, (task, None), names)
+        }
+    };
+    let (member_task, local) = member_task;
+    let cluster = Arc::new(Cluster {
+        worker: worker.clone(),
+        registry,
+        url: url.clone(),
+        configs: configs.clone(),
+        status,
+        offsets,
+        membership: Mutex::new(Membership::default()),
+        led: led.clone(),
+        rejoin: rejoin_tx,
+        poke: poke_tx,
+    });
+    ready(cluster.clone());
+
+    let mut reconciler = Reconciler {
+        cluster: cluster.clone(),
+        running: Running::default(),
+        local,
+        restarts_seen: configs.snapshot().restarts.last().map_or(-1, |r| r.offset),
+    };
+    let mut changes = configs.changes();
+    let mut pending_initial = !initial.is_empty();
+    let mut check = tokio::time::interval(Duration::from_millis(500));
+    let outcome = loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break Ok(()),
+            event = events.recv() => match event {
+                Some(event) => {
+                    reconciler.on_member_event(event).await;
+                    if pending_initial {
+                        pending_initial = false;
+                        if let Some(error) = initial_failure(&cluster, &initial) {
+                            break Err(error);
+                        }
+                    }
+                }
+                None => break Ok(()),
+            },
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break Ok(());
+                }
+                reconciler.reconcile().await;
+                cluster.rebalance_if_needed().await;
+            }
+            _ = poke_rx.recv() => reconciler.reconcile().await,
+            _ = check.tick(), if standalone => {
+                if every_task_failed(&cluster) {
+                    break Err(Error::AllTasksFailed);
+                }
+            }
+        }
+    };
+    info!("stopping: stopping tasks and connectors");
+    reconciler.stop_all().await;
+    membership_cancel.cancel();
+    let _ = member_task.await;
+    stores.cancel();
+    outcome
+}
+
+/// Creates (when missing) and reads the three internal topics, side by side.
+async fn open_internal_topics(
+    worker: &WorkerConfig,
+    url: &str,
+    stores: &CancellationToken,
+) -> Result<(ConfigStore, Arc<dyn OffsetStore>, StatusStore), Error> {
+    let settings = &worker.cluster;
     ensure_internal_topics(
-        &worker,
+        worker,
         &[
             InternalTopic {
                 name: settings.config_topic.clone(),
@@ -202,100 +346,96 @@ pub async fn run_distributed(
         ],
     )
     .await?;
-    let stores = cancel.child_token();
-    let client = format!("sluice-worker-{}", sanitize(&url));
-    // The three stores start (and read their topics) side by side.
+    let client = format!("sluice-worker-{}", sanitize(url));
     let (configs, offsets, status) = tokio::try_join!(
         async {
             let configs =
-                ConfigStore::start(&worker, &settings.config_topic, &client, stores.clone())
-                    .await?;
+                ConfigStore::start(worker, &settings.config_topic, &client, stores.clone()).await?;
             configs.read_to_end().await?;
             Ok::<_, crate::storage::StorageError>(configs)
         },
         async {
             let offsets =
-                TopicOffsetStore::start(&worker, &settings.offsets_topic, &client, stores.clone())
+                TopicOffsetStore::start(worker, &settings.offsets_topic, &client, stores.clone())
                     .await?;
-            offsets.read_to_end().await?;
+            OffsetStore::read_to_end(&offsets).await?;
             Ok(offsets)
         },
-        StatusStore::start(&worker, &settings.status_topic, &client, stores.clone()),
+        StatusStore::start(worker, &settings.status_topic, &client, stores.clone()),
     )?;
-    let config_offset = configs.snapshot().offset;
-    info!(worker = %url, config_offset, "read the config topic");
+    Ok((configs, Arc::new(offsets), status))
+}
 
-    let (rejoin_tx, rejoin_rx) = mpsc::channel(8);
-    let (poke_tx, mut poke_rx) = mpsc::channel(1);
-    let led = Arc::new(Mutex::new(None));
-    let cluster = Arc::new(Cluster {
-        worker: worker.clone(),
-        registry,
-        url: url.clone(),
-        configs: configs.clone(),
-        status,
-        offsets,
-        membership: Mutex::new(Membership::default()),
-        led: led.clone(),
-        rejoin: rejoin_tx,
-        poke: poke_tx,
-    });
-    let (local_tx, local_rx) = watch::channel(MemberMetadata {
-        url: url.clone(),
-        config_offset,
-        owned: Work::default(),
-    });
-    let (events_tx, mut events) = mpsc::channel(8);
-    let member = Member::new(
-        MemberConfig {
-            bootstrap_servers: worker.bootstrap_servers.clone(),
-            group_id: settings.group_id.clone(),
-            client_id: client.clone(),
-            session_timeout: Duration::from_millis(settings.session_timeout),
-            rebalance_timeout: Duration::from_millis(settings.rebalance_timeout),
-            heartbeat_interval: Duration::from_millis(settings.heartbeat_interval),
-            scheduled_rebalance_max_delay: Duration::from_millis(
-                settings.scheduled_rebalance_max_delay,
-            ),
-        },
-        local_rx,
-        Arc::new(LeaderView(configs.clone(), led.clone())),
-        events_tx,
-    );
-    let membership_cancel = CancellationToken::new();
-    let member_task = tokio::spawn(member.run(rejoin_rx, membership_cancel.clone()));
-    ready(cluster.clone());
-
-    let mut reconciler = Reconciler {
-        cluster: cluster.clone(),
-        running: Running::default(),
-        local: local_tx,
-        restarts_seen: configs.snapshot().restarts.last().map_or(-1, |r| r.offset),
-    };
-    let mut changes = configs.changes();
+/// Standalone membership: one member, always the leader, assigned every configured connector
+/// and task; a rejoin request (a config change) makes a new assignment.
+async fn solo_member(
+    configs: ConfigStore,
+    url: String,
+    led: Arc<Mutex<Option<Work>>>,
+    events: mpsc::Sender<MemberEvent>,
+    mut commands: mpsc::Receiver<MemberCommand>,
+    cancel: CancellationToken,
+) {
+    let mut generation = 0;
     loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            event = events.recv() => match event {
-                Some(event) => reconciler.on_member_event(event).await,
-                None => break,
+        generation += 1;
+        let state = configs.snapshot();
+        let work = Cluster::configured(&state);
+        *led.lock().unwrap_or_else(|e| e.into_inner()) = Some(work.clone());
+        let event = MemberEvent::Assigned {
+            generation,
+            member_id: "standalone".into(),
+            is_leader: true,
+            assignment: MemberAssignment {
+                leader: "standalone".into(),
+                leader_url: url.clone(),
+                config_offset: state.offset,
+                assigned: work,
+                revoked: Work::default(),
+                delay_ms: 0,
             },
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                reconciler.reconcile().await;
-                cluster.rebalance_if_needed().await;
-            }
-            _ = poke_rx.recv() => reconciler.reconcile().await,
+        };
+        if events.send(event).await.is_err() {
+            return;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            command = commands.recv() => if command.is_none() {
+                return;
+            },
         }
     }
-    info!("stopping: stopping tasks and connectors, then leaving the group");
-    reconciler.stop_all().await;
-    membership_cancel.cancel();
-    let _ = member_task.await;
-    stores.cancel();
-    Ok(())
+}
+
+/// Standalone: the first of the pipelines given at start whose connector could not start.
+fn initial_failure(cluster: &Cluster, names: &[String]) -> Option<Error> {
+    names.iter().find_map(|name| {
+        let status = cluster.status.connector(name)?;
+        (status.state == RunState::Failed).then(|| Error::ConnectorFailed {
+            connector: name.clone(),
+            trace: status.trace.unwrap_or_default(),
+        })
+    })
+}
+
+/// Standalone: true once there are tasks and every one of them has failed.
+fn every_task_failed(cluster: &Cluster) -> bool {
+    let state = cluster.configs.snapshot();
+    let mut tasks = 0;
+    for name in state.connectors.keys() {
+        let count = state.task_count(name);
+        for task in 0..count {
+            tasks += 1;
+            let failed = cluster
+                .status
+                .task(&TaskId::new(name.as_str(), task))
+                .is_some_and(|s| s.state == RunState::Failed);
+            if !failed {
+                return false;
+            }
+        }
+    }
+    tasks > 0
 }
 
 fn sanitize(url: &str) -> String {
@@ -307,7 +447,8 @@ fn sanitize(url: &str) -> String {
 struct Reconciler {
     cluster: Arc<Cluster>,
     running: Running,
-    local: watch::Sender<MemberMetadata>,
+    /// Distributed mode: what this worker runs, for the membership's metadata.
+    local: Option<watch::Sender<MemberMetadata>>,
     /// Offset of the newest restart request already applied.
     restarts_seen: i64,
 }
@@ -362,12 +503,15 @@ impl Reconciler {
     }
 
     fn publish_owned(&self) {
+        let Some(local) = &self.local else {
+            return;
+        };
         let owned = Work {
             connectors: self.running.connectors.keys().cloned().collect(),
             tasks: self.running.tasks.keys().cloned().collect(),
         };
         let offset = self.cluster.configs.snapshot().offset;
-        self.local.send_modify(|m| {
+        local.send_modify(|m| {
             m.owned = owned;
             m.config_offset = offset;
         });
@@ -646,7 +790,7 @@ impl Reconciler {
         config: &Map<String, Json>,
     ) -> Result<(CancellationToken, JoinHandle<()>), String> {
         let pipeline = self.pipeline(&id.connector, props)?;
-        let offsets: Arc<dyn OffsetStore> = Arc::new(self.cluster.offsets.clone());
+        let offsets = self.cluster.offsets.clone();
         let cancel = CancellationToken::new();
         // Topics the task uses go to the status topic (active topics), written off the task's path.
         let (topic_tx, mut topic_rx) = mpsc::unbounded_channel::<String>();
@@ -679,7 +823,7 @@ impl Reconciler {
         let handle = tokio::spawn(
             async move {
                 if source && let Err(e) = cluster.offsets.read_to_end().await {
-                    warn!(error = %e, "cannot read the offsets topic to its end before starting");
+                    warn!(error = %e, "cannot read stored offsets to their end before starting");
                 }
                 info!("task starting");
                 let result = run.await;
