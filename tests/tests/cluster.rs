@@ -677,3 +677,79 @@ async fn a_third_party_kafka_connect_client_drives_the_api_unchanged() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn standalone_mode_serves_the_same_api_with_writes_in_memory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let worker = sluice_tests::write_worker(dir.path(), &format!("rest:\n  listen: 127.0.0.1:{port}\n"));
+    let from_file = unique("standalone-file");
+    let pipeline = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &pipeline,
+        format!("name: {from_file}\nconnector: datagen\nconfig: {{topic: {from_file}, rate: 20}}\n"),
+    )
+    .expect("write pipeline");
+    let mut sluice = sluice_tests::Sluice::run(dir.path(), &worker, &[&pipeline]);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_async("the standalone REST API", Duration::from_secs(60), || async {
+        let r = reqwest::get(format!("{url}/connectors/{from_file}/status")).await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    let by_rest = unique("standalone-rest");
+    kafka::create_topic(&by_rest, 1).await;
+    let (code, body) = call(
+        Method::POST,
+        &format!("{url}/connectors"),
+        Some(json!({"name": by_rest, "config": datagen(&by_rest, 2, json!({"count": "300"}))})),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    wait_async("300 records from the REST-created connector", Duration::from_secs(60), || async {
+        (seqs(&by_rest).await.len() == 300).then_some(())
+    })
+    .await;
+    let (_, list) = call(Method::GET, &format!("{url}/connectors"), None).await;
+    let names: BTreeSet<String> = serde_json::from_value(list).expect("names");
+    assert_eq!(names, BTreeSet::from([from_file.clone(), by_rest.clone()]));
+    let (_, status) = call(Method::GET, &format!("{url}/connectors/{by_rest}/status"), None).await;
+    assert_eq!(status["tasks"].as_array().map(Vec::len), Some(2), "{status}");
+    assert_eq!(status["tasks"][0]["worker_id"], json!(format!("127.0.0.1:{port}")));
+    // Source offsets of a REST-created connector land in the worker's offsets file.
+    assert_eq!(put_at(&url, &format!("/connectors/{by_rest}/stop")).await, 204);
+    let (_, offsets) = call(Method::GET, &format!("{url}/connectors/{by_rest}/offsets"), None).await;
+    assert_eq!(offsets["offsets"].as_array().map(Vec::len), Some(2), "{offsets}");
+    let file = std::fs::read_to_string(dir.path().join("offsets.json")).expect("offsets file");
+    assert!(file.contains(&by_rest), "{file}");
+    assert!(sluice.is_running());
+    assert!(sluice.terminate(), "standalone did not stop cleanly");
+}
+
+async fn put_at(url: &str, path: &str) -> u16 {
+    call(Method::PUT, &format!("{url}{path}"), None).await.0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_refuses_an_internal_topic_that_is_not_compacted() {
+    let mut cluster = Cluster::start(0, "");
+    // The status topic exists already with the broker's default policy (delete).
+    let status_topic = format!("{}-status", cluster.group);
+    kafka::create_topic(&status_topic, 1).await;
+    let worker = cluster.add_worker();
+    let process = cluster.workers[worker].process.as_mut().expect("process");
+    assert!(
+        !process.wait_exit(Duration::from_secs(60)),
+        "the worker should refuse to start"
+    );
+    let log = cluster.workers[worker].log_text();
+    assert!(
+        log.contains(&status_topic)
+            && log.contains("cleanup.policy unset (the broker's default, delete)")
+            && log.contains("must be compacted"),
+        "{log}"
+    );
+}

@@ -86,10 +86,15 @@ pub(crate) async fn ensure_internal_topics(
             .and_then(|entry| entry.value.clone())
             .unwrap_or_default();
         if !policy.split(',').any(|p| p.trim() == "compact") {
+            let policy = if policy.is_empty() {
+                "unset (the broker's default, delete)".to_owned()
+            } else {
+                format!("={policy}")
+            };
             return Err(StorageError::Topic {
                 topic: topic.name.clone(),
                 message: format!(
-                    "exists with cleanup.policy={policy}; Sluice's internal topics must be compacted \
+                    "exists with cleanup.policy {policy}; Sluice's internal topics must be compacted \
                      (cleanup.policy=compact) or old configs and offsets would be deleted. Fix it with \
                      kafka-configs --alter --add-config cleanup.policy=compact, or choose another topic name"
                 ),
