@@ -151,16 +151,25 @@ fn raw_leave(bootstrap: &str, topic: &str, partitions: usize) -> Result<Duration
             }
         }));
     }
-    wait("three raw consumers to share the topic", Duration::from_secs(60), || {
-        let counts: Vec<usize> = owned.iter().map(|o| o.load(Ordering::SeqCst)).collect();
-        (counts.iter().sum::<usize>() == partitions && counts.iter().all(|c| *c > 0)).then_some(())
-    })?;
+    wait(
+        "three raw consumers to share the topic",
+        Duration::from_secs(60),
+        || {
+            let counts: Vec<usize> = owned.iter().map(|o| o.load(Ordering::SeqCst)).collect();
+            (counts.iter().sum::<usize>() == partitions && counts.iter().all(|c| *c > 0))
+                .then_some(())
+        },
+    )?;
     let started = Instant::now();
     *stop[0].lock().unwrap_or_else(|e| e.into_inner()) = true;
-    wait("two raw consumers to own everything", Duration::from_secs(60), || {
-        (owned[1].load(Ordering::SeqCst) + owned[2].load(Ordering::SeqCst) == partitions)
-            .then_some(())
-    })?;
+    wait(
+        "two raw consumers to own everything",
+        Duration::from_secs(60),
+        || {
+            (owned[1].load(Ordering::SeqCst) + owned[2].load(Ordering::SeqCst) == partitions)
+                .then_some(())
+        },
+    )?;
     let took = started.elapsed();
     for s in stop.iter() {
         *s.lock().unwrap_or_else(|e| e.into_inner()) = true;
@@ -171,7 +180,12 @@ fn raw_leave(bootstrap: &str, topic: &str, partitions: usize) -> Result<Duration
     Ok(took)
 }
 
-fn running_elsewhere(http: &reqwest::blocking::Client, via: &str, name: &str, gone: &str) -> Option<()> {
+fn running_elsewhere(
+    http: &reqwest::blocking::Client,
+    via: &str,
+    name: &str,
+    gone: &str,
+) -> Option<()> {
     let (_, s) = get(http, &format!("{via}/connectors/{name}/status"))?;
     let tasks = s["tasks"].as_array()?;
     (tasks.len() == 6
@@ -199,10 +213,14 @@ pub(crate) fn cluster(runs: usize, output: Output) -> Result<()> {
         let group = format!("bench-start-{}-{run}", std::process::id());
         let started = Instant::now();
         let w = Worker::start(&bin, &dir, &bootstrap, &group, &format!("start-{run}"))?;
-        wait("REST", Duration::from_secs(60), || get(&http, &format!("{}/", w.url)).map(|_| ()))?;
+        wait("REST", Duration::from_secs(60), || {
+            get(&http, &format!("{}/", w.url)).map(|_| ())
+        })?;
         rest_ready.push(started.elapsed());
         wait("joined", Duration::from_secs(60), || {
-            get(&http, &format!("{}/health", w.url)).filter(|(c, _)| *c == 200).map(|_| ())
+            get(&http, &format!("{}/health", w.url))
+                .filter(|(c, _)| *c == 200)
+                .map(|_| ())
         })?;
         joined.push(started.elapsed());
         drop(w);
@@ -216,7 +234,9 @@ pub(crate) fn cluster(runs: usize, output: Output) -> Result<()> {
         .collect::<Result<_>>()?;
     for w in &workers {
         wait("workers to join", Duration::from_secs(60), || {
-            get(&http, &format!("{}/health", w.url)).filter(|(c, _)| *c == 200).map(|_| ())
+            get(&http, &format!("{}/health", w.url))
+                .filter(|(c, _)| *c == 200)
+                .map(|_| ())
         })?;
     }
     let name = "bench-gen";
@@ -225,22 +245,31 @@ pub(crate) fn cluster(runs: usize, output: Output) -> Result<()> {
         .json(&json!({"name": name, "config": {"connector.class": "datagen", "tasks.max": "6", "topic": topic, "rate": "100"}}))
         .send()?;
     if !created.status().is_success() {
-        bail!("creating the benchmark connector failed: {}", created.text()?);
+        bail!(
+            "creating the benchmark connector failed: {}",
+            created.text()?
+        );
     }
-    wait("6 tasks RUNNING", Duration::from_secs(90), || running_elsewhere(&http, &workers[0].url, name, ""))?;
+    wait("6 tasks RUNNING", Duration::from_secs(90), || {
+        running_elsewhere(&http, &workers[0].url, name, "")
+    })?;
     progress("rebalance: a worker stops (SIGTERM)");
     let mut leaver = workers.remove(3);
     let gone = leaver.id();
     let started = Instant::now();
     leaver.signal("-TERM");
-    wait("tasks to move", Duration::from_secs(120), || running_elsewhere(&http, &workers[0].url, name, &gone))?;
+    wait("tasks to move", Duration::from_secs(120), || {
+        running_elsewhere(&http, &workers[0].url, name, &gone)
+    })?;
     let graceful = started.elapsed();
     progress("rebalance: a worker dies (SIGKILL)");
     let mut victim = workers.remove(2);
     let gone = victim.id();
     let started = Instant::now();
     victim.signal("-KILL");
-    wait("tasks to move", Duration::from_secs(120), || running_elsewhere(&http, &workers[0].url, name, &gone))?;
+    wait("tasks to move", Duration::from_secs(120), || {
+        running_elsewhere(&http, &workers[0].url, name, &gone)
+    })?;
     let crash = started.elapsed();
     drop(workers);
     progress("baseline: raw consumer group, one member leaves");
@@ -264,13 +293,32 @@ pub(crate) fn cluster(runs: usize, output: Output) -> Result<()> {
     match output {
         Output::Json => println!("{result}"),
         Output::Text => {
-            println!("cluster benchmark (median of {runs} start-ups; nisshi broker on this machine)");
-            println!("  start -> REST answering        {:>8.0} ms", ms(rest_ready));
+            println!(
+                "cluster benchmark (median of {runs} start-ups; nisshi broker on this machine)"
+            );
+            println!(
+                "  start -> REST answering        {:>8.0} ms",
+                ms(rest_ready)
+            );
             println!("  start -> joined (/health 200)  {:>8.0} ms", ms(joined));
-            println!("  raw rdkafka consumer join      {:>8.0} ms   ratio {:.2}", ms(raw), ms(joined) / ms(raw));
-            println!("  worker leaves (SIGTERM) -> 6 tasks RUNNING elsewhere {:>8.0} ms", ms(graceful));
-            println!("  raw consumer leaves -> partitions owned by the rest {:>8.0} ms   ratio {:.2}", ms(raw_leave), ms(graceful) / ms(raw_leave));
-            println!("  worker dies (SIGKILL) -> tasks moved {:>8.0} ms (bounded by session timeout 6000 ms + delay 0 ms)", ms(crash));
+            println!(
+                "  raw rdkafka consumer join      {:>8.0} ms   ratio {:.2}",
+                ms(raw),
+                ms(joined) / ms(raw)
+            );
+            println!(
+                "  worker leaves (SIGTERM) -> 6 tasks RUNNING elsewhere {:>8.0} ms",
+                ms(graceful)
+            );
+            println!(
+                "  raw consumer leaves -> partitions owned by the rest {:>8.0} ms   ratio {:.2}",
+                ms(raw_leave),
+                ms(graceful) / ms(raw_leave)
+            );
+            println!(
+                "  worker dies (SIGKILL) -> tasks moved {:>8.0} ms (bounded by session timeout 6000 ms + delay 0 ms)",
+                ms(crash)
+            );
         }
     }
     Ok(())
@@ -286,7 +334,9 @@ fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let results = runtime.block_on(admin.create_topics([&new], &AdminOptions::new()))?;
     for r in results {

@@ -98,7 +98,9 @@ impl Client {
 
 /// Pipeline documents of a file as (name, flat config) pairs; `${...}` placeholders are sent
 /// as written, so the worker resolves them and the config topic never holds the values.
-fn pipeline_documents(path: &Path) -> anyhow::Result<Vec<(String, serde_json::Map<String, Value>)>> {
+fn pipeline_documents(
+    path: &Path,
+) -> anyhow::Result<Vec<(String, serde_json::Map<String, Value>)>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = Vec::new();
@@ -150,7 +152,11 @@ fn status_text(status: &Value) -> String {
 }
 
 /// Runs one `sluice connectors` command; returns what to print.
-pub async fn run(url: &str, json_output: bool, command: ConnectorsCommand) -> anyhow::Result<String> {
+pub async fn run(
+    url: &str,
+    json_output: bool,
+    command: ConnectorsCommand,
+) -> anyhow::Result<String> {
     use reqwest::Method;
     let client = Client {
         base: url.trim_end_matches('/').to_owned(),
@@ -245,25 +251,37 @@ pub async fn run(url: &str, json_output: bool, command: ConnectorsCommand) -> an
             client
                 .ok(Method::DELETE, &format!("/connectors/{name}"), None)
                 .await?;
-            render(json!({"name": name, "result": "deleted"}), format!("deleted {name}\n"))
+            render(
+                json!({"name": name, "result": "deleted"}),
+                format!("deleted {name}\n"),
+            )
         }
         ConnectorsCommand::Pause { name } => {
             client
                 .ok(Method::PUT, &format!("/connectors/{name}/pause"), None)
                 .await?;
-            render(json!({"name": name, "result": "pausing"}), format!("pausing {name}\n"))
+            render(
+                json!({"name": name, "result": "pausing"}),
+                format!("pausing {name}\n"),
+            )
         }
         ConnectorsCommand::Resume { name } => {
             client
                 .ok(Method::PUT, &format!("/connectors/{name}/resume"), None)
                 .await?;
-            render(json!({"name": name, "result": "resuming"}), format!("resuming {name}\n"))
+            render(
+                json!({"name": name, "result": "resuming"}),
+                format!("resuming {name}\n"),
+            )
         }
         ConnectorsCommand::Stop { name } => {
             client
                 .ok(Method::PUT, &format!("/connectors/{name}/stop"), None)
                 .await?;
-            render(json!({"name": name, "result": "stopping"}), format!("stopping {name}\n"))
+            render(
+                json!({"name": name, "result": "stopping"}),
+                format!("stopping {name}\n"),
+            )
         }
         ConnectorsCommand::Restart {
             name,

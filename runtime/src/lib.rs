@@ -99,9 +99,16 @@ async fn run(
     };
     let rest_cancel = CancellationToken::new();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let herder = herder::run_herder(worker, registry, url, mode, cancel.clone(), move |cluster| {
-        let _ = ready_tx.send(cluster);
-    });
+    let herder = herder::run_herder(
+        worker,
+        registry,
+        url,
+        mode,
+        cancel.clone(),
+        move |cluster| {
+            let _ = ready_tx.send(cluster);
+        },
+    );
     let serve = async {
         let (Ok(cluster), Some(listener)) = (ready_rx.await, listener) else {
             return Ok(());

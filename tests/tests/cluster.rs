@@ -81,7 +81,11 @@ async fn workers_share_tasks_evenly_a_joining_worker_moves_only_what_it_takes_an
         }
     }
     let ids: BTreeSet<String> = cluster.workers.iter().map(|w| w.id()).collect();
-    assert_eq!(per_worker.keys().cloned().collect::<BTreeSet<_>>(), ids, "{per_worker:?}");
+    assert_eq!(
+        per_worker.keys().cloned().collect::<BTreeSet<_>>(),
+        ids,
+        "{per_worker:?}"
+    );
     assert!(per_worker.values().all(|n| *n == 2), "{per_worker:?}");
     // Every worker sees both connectors (the writes were applied once, by the leader).
     for worker in &cluster.workers {
@@ -110,28 +114,32 @@ async fn workers_share_tasks_evenly_a_joining_worker_moves_only_what_it_takes_an
         .collect();
     let fourth = cluster.add_worker();
     let fourth_id = cluster.workers[fourth].id();
-    let after = wait_async("the new worker to run a task", Duration::from_secs(90), || async {
-        let mut all = BTreeMap::new();
-        for name in [&a, &b] {
-            let (_, status) = call(
-                Method::GET,
-                &format!("{}/connectors/{name}/status", cluster.workers[0].url),
-                None,
-            )
-            .await;
-            for t in status["tasks"].as_array()? {
-                if t["state"] != "RUNNING" {
-                    return None;
+    let after = wait_async(
+        "the new worker to run a task",
+        Duration::from_secs(90),
+        || async {
+            let mut all = BTreeMap::new();
+            for name in [&a, &b] {
+                let (_, status) = call(
+                    Method::GET,
+                    &format!("{}/connectors/{name}/status", cluster.workers[0].url),
+                    None,
+                )
+                .await;
+                for t in status["tasks"].as_array()? {
+                    if t["state"] != "RUNNING" {
+                        return None;
+                    }
+                    all.insert(
+                        (name.clone(), t["id"].as_u64()?),
+                        t["worker_id"].as_str()?.to_owned(),
+                    );
                 }
-                all.insert(
-                    (name.clone(), t["id"].as_u64()?),
-                    t["worker_id"].as_str()?.to_owned(),
-                );
             }
-        }
-        let on_new = all.values().filter(|w| **w == fourth_id).count();
-        (all.len() == 6 && on_new >= 1).then_some(all)
-    })
+            let on_new = all.values().filter(|w| **w == fourth_id).count();
+            (all.len() == 6 && on_new >= 1).then_some(all)
+        },
+    )
     .await;
     let counts: BTreeMap<&String, usize> = after.values().fold(BTreeMap::new(), |mut m, w| {
         *m.entry(w).or_default() += 1;
@@ -154,7 +162,10 @@ async fn workers_share_tasks_evenly_a_joining_worker_moves_only_what_it_takes_an
             );
         }
     }
-    assert!(stayed >= 4, "only {stayed} tasks stayed put: {before:?} -> {after:?}");
+    assert!(
+        stayed >= 4,
+        "only {stayed} tasks stayed put: {before:?} -> {after:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -188,27 +199,38 @@ async fn a_killed_workers_tasks_move_and_every_sequence_number_arrives() {
 
     // Its tasks run elsewhere: every task RUNNING on a live worker.
     let survivor = (0..3).find(|i| *i != victim).expect("a survivor");
-    wait_async("tasks to leave the killed worker", Duration::from_secs(120), || async {
-        let (_, s) = call(
-            Method::GET,
-            &format!("{}/connectors/{topic}/status", cluster.workers[survivor].url),
-            None,
-        )
-        .await;
-        let tasks = s["tasks"].as_array()?;
-        (tasks.len() == 3
-            && tasks
-                .iter()
-                .all(|t| t["state"] == "RUNNING" && t["worker_id"] != json!(victim_id)))
-        .then_some(())
-    })
+    wait_async(
+        "tasks to leave the killed worker",
+        Duration::from_secs(120),
+        || async {
+            let (_, s) = call(
+                Method::GET,
+                &format!(
+                    "{}/connectors/{topic}/status",
+                    cluster.workers[survivor].url
+                ),
+                None,
+            )
+            .await;
+            let tasks = s["tasks"].as_array()?;
+            (tasks.len() == 3
+                && tasks
+                    .iter()
+                    .all(|t| t["state"] == "RUNNING" && t["worker_id"] != json!(victim_id)))
+            .then_some(())
+        },
+    )
     .await;
     // Every sequence number arrives, at least once.
-    let all = wait_async("every sequence number", Duration::from_secs(180), || async {
-        let all = seqs(&topic).await;
-        let distinct: BTreeSet<u64> = all.iter().copied().collect();
-        (distinct.len() as u64 == COUNT).then_some(all)
-    })
+    let all = wait_async(
+        "every sequence number",
+        Duration::from_secs(180),
+        || async {
+            let all = seqs(&topic).await;
+            let distinct: BTreeSet<u64> = all.iter().copied().collect();
+            (distinct.len() as u64 == COUNT).then_some(all)
+        },
+    )
     .await;
     let distinct: BTreeSet<u64> = all.iter().copied().collect();
     assert_eq!(distinct, (0..COUNT).collect::<BTreeSet<_>>());
@@ -238,7 +260,13 @@ async fn status(cluster: &Cluster, name: &str) -> Value {
     .1
 }
 
-async fn wait_state(cluster: &Cluster, name: &str, connector: &str, task: Option<&str>, tasks: usize) {
+async fn wait_state(
+    cluster: &Cluster,
+    name: &str,
+    connector: &str,
+    task: Option<&str>,
+    tasks: usize,
+) {
     wait_async(
         &format!("{name} to be {connector} with {tasks} tasks"),
         Duration::from_secs(90),
@@ -268,11 +296,21 @@ async fn settled(topic: &str) -> Vec<u64> {
 }
 
 async fn put(cluster: &Cluster, path: &str) -> (u16, Value) {
-    call(Method::PUT, &format!("{}{path}", cluster.workers[0].url), None).await
+    call(
+        Method::PUT,
+        &format!("{}{path}", cluster.workers[0].url),
+        None,
+    )
+    .await
 }
 
 async fn post(cluster: &Cluster, path: &str) -> (u16, Value) {
-    call(Method::POST, &format!("{}{path}", cluster.workers[0].url), None).await
+    call(
+        Method::POST,
+        &format!("{}{path}", cluster.workers[0].url),
+        None,
+    )
+    .await
 }
 
 fn owner_starts(cluster: &Cluster, status: &Value, name: &str, task: u32) -> usize {
@@ -308,7 +346,12 @@ async fn pause_resume_stop_restart_and_offsets_behave_as_kafka_connect_documents
     .await;
 
     // Active topics: the topic the tasks write to.
-    let (code, topics) = call(Method::GET, &format!("{}{base}/topics", cluster.workers[1].url), None).await;
+    let (code, topics) = call(
+        Method::GET,
+        &format!("{}{base}/topics", cluster.workers[1].url),
+        None,
+    )
+    .await;
     assert_eq!(code, 200);
     assert_eq!(topics, json!({ name.clone(): {"topics": [name.clone()]} }));
 
@@ -320,14 +363,24 @@ async fn pause_resume_stop_restart_and_offsets_behave_as_kafka_connect_documents
     )
     .await;
     assert_eq!(code, 400, "{body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("STOPPED"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("STOPPED"),
+        "{body}"
+    );
 
     // Pause: nothing new arrives while paused.
     assert_eq!(put(&cluster, &format!("{base}/pause")).await.0, 202);
     wait_state(&cluster, &name, "PAUSED", Some("PAUSED"), 2).await;
     let paused = settled(&name).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(seqs(&name).await.len(), paused.len(), "records arrived while paused");
+    assert_eq!(
+        seqs(&name).await.len(),
+        paused.len(),
+        "records arrived while paused"
+    );
 
     // Resume: records flow again.
     assert_eq!(put(&cluster, &format!("{base}/resume")).await.0, 202);
@@ -339,11 +392,19 @@ async fn pause_resume_stop_restart_and_offsets_behave_as_kafka_connect_documents
 
     // Restart with tasks: 202 with RESTARTING states, and each task really starts again.
     let running = status(&cluster, &name).await;
-    let starts: Vec<usize> = (0..2).map(|t| owner_starts(&cluster, &running, &name, t)).collect();
+    let starts: Vec<usize> = (0..2)
+        .map(|t| owner_starts(&cluster, &running, &name, t))
+        .collect();
     let (code, body) = post(&cluster, &format!("{base}/restart?includeTasks=true")).await;
     assert_eq!(code, 202, "{body}");
     assert_eq!(body["connector"]["state"], "RESTARTING", "{body}");
-    assert!(body["tasks"].as_array().expect("tasks").iter().all(|t| t["state"] == "RESTARTING"));
+    assert!(
+        body["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .all(|t| t["state"] == "RESTARTING")
+    );
     wait_async("tasks restarted", Duration::from_secs(60), || async {
         (0..2)
             .all(|t| owner_starts(&cluster, &running, &name, t) == starts[t as usize] + 1)
@@ -351,22 +412,44 @@ async fn pause_resume_stop_restart_and_offsets_behave_as_kafka_connect_documents
     })
     .await;
     // onlyFailed with nothing failed restarts nothing; a single-task restart restarts one.
-    let (code, body) = post(&cluster, &format!("{base}/restart?includeTasks=true&onlyFailed=true")).await;
+    let (code, body) = post(
+        &cluster,
+        &format!("{base}/restart?includeTasks=true&onlyFailed=true"),
+    )
+    .await;
     assert_eq!(code, 202, "{body}");
-    assert!(body["tasks"].as_array().expect("tasks").iter().all(|t| t["state"] == "RUNNING"), "{body}");
-    assert_eq!(post(&cluster, &format!("{base}/tasks/1/restart")).await.0, 204);
+    assert!(
+        body["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .all(|t| t["state"] == "RUNNING"),
+        "{body}"
+    );
+    assert_eq!(
+        post(&cluster, &format!("{base}/tasks/1/restart")).await.0,
+        204
+    );
     wait_async("task 1 restarted", Duration::from_secs(60), || async {
         (owner_starts(&cluster, &running, &name, 1) == starts[1] + 2).then_some(())
     })
     .await;
     assert_eq!(owner_starts(&cluster, &running, &name, 0), starts[0] + 1);
-    assert_eq!(post(&cluster, &format!("{base}/tasks/7/restart")).await.0, 404);
+    assert_eq!(
+        post(&cluster, &format!("{base}/tasks/7/restart")).await.0,
+        404
+    );
 
     // Stop: connector STOPPED, no tasks, nothing new arrives.
     assert_eq!(put(&cluster, &format!("{base}/stop")).await.0, 204);
     wait_state(&cluster, &name, "STOPPED", None, 0).await;
     let stopped = settled(&name).await;
-    let (code, offsets) = call(Method::GET, &format!("{}{base}/offsets", cluster.workers[1].url), None).await;
+    let (code, offsets) = call(
+        Method::GET,
+        &format!("{}{base}/offsets", cluster.workers[1].url),
+        None,
+    )
+    .await;
     assert_eq!(code, 200);
     let entries = offsets["offsets"].as_array().expect("offsets");
     assert_eq!(entries.len(), 2, "{offsets}");
@@ -389,24 +472,46 @@ async fn pause_resume_stop_restart_and_offsets_behave_as_kafka_connect_documents
     )
     .await;
     assert_eq!(code, 200, "{body}");
-    let (_, offsets) = call(Method::GET, &format!("{}{base}/offsets", cluster.workers[0].url), None).await;
-    assert_eq!(offsets["offsets"], json!([{"partition": {"task": 0}, "offset": {"seq": 1_000_000}}]));
+    let (_, offsets) = call(
+        Method::GET,
+        &format!("{}{base}/offsets", cluster.workers[0].url),
+        None,
+    )
+    .await;
+    assert_eq!(
+        offsets["offsets"],
+        json!([{"partition": {"task": 0}, "offset": {"seq": 1_000_000}}])
+    );
     assert_eq!(put(&cluster, &format!("{base}/resume")).await.0, 202);
     wait_state(&cluster, &name, "RUNNING", Some("RUNNING"), 2).await;
-    wait_async("records from the altered offsets", Duration::from_secs(60), || async {
-        let all = seqs(&name).await;
-        let task0_jumped = all.contains(&1_000_002);
-        let task1_again = all.iter().filter(|s| **s == 1).count() >= 2;
-        (task0_jumped && task1_again).then_some(())
-    })
+    wait_async(
+        "records from the altered offsets",
+        Duration::from_secs(60),
+        || async {
+            let all = seqs(&name).await;
+            let task0_jumped = all.contains(&1_000_002);
+            let task1_again = all.iter().filter(|s| **s == 1).count() >= 2;
+            (task0_jumped && task1_again).then_some(())
+        },
+    )
     .await;
 
     // DELETE resets every offset: the connector starts over.
     assert_eq!(put(&cluster, &format!("{base}/stop")).await.0, 204);
     wait_state(&cluster, &name, "STOPPED", None, 0).await;
-    let (code, body) = call(Method::DELETE, &format!("{}{base}/offsets", cluster.workers[0].url), None).await;
+    let (code, body) = call(
+        Method::DELETE,
+        &format!("{}{base}/offsets", cluster.workers[0].url),
+        None,
+    )
+    .await;
     assert_eq!(code, 200, "{body}");
-    let (_, offsets) = call(Method::GET, &format!("{}{base}/offsets", cluster.workers[1].url), None).await;
+    let (_, offsets) = call(
+        Method::GET,
+        &format!("{}{base}/offsets", cluster.workers[1].url),
+        None,
+    )
+    .await;
     assert_eq!(offsets["offsets"], json!([]));
     let before = seqs(&name).await.iter().filter(|s| **s == 0).count();
     assert_eq!(put(&cluster, &format!("{base}/resume")).await.0, 202);
@@ -416,12 +521,25 @@ async fn pause_resume_stop_restart_and_offsets_behave_as_kafka_connect_documents
     .await;
 
     // Delete: gone from every worker.
-    assert_eq!(call(Method::DELETE, &format!("{}{base}", cluster.workers[1].url), None).await.0, 204);
+    assert_eq!(
+        call(
+            Method::DELETE,
+            &format!("{}{base}", cluster.workers[1].url),
+            None
+        )
+        .await
+        .0,
+        204
+    );
     for worker in &cluster.workers {
-        wait_async("the connector to be gone", Duration::from_secs(30), || async {
-            let (code, _) = call(Method::GET, &format!("{}{base}", worker.url), None).await;
-            (code == 404).then_some(())
-        })
+        wait_async(
+            "the connector to be gone",
+            Duration::from_secs(30),
+            || async {
+                let (code, _) = call(Method::GET, &format!("{}{base}", worker.url), None).await;
+                (code == 404).then_some(())
+            },
+        )
         .await;
     }
 }
@@ -465,7 +583,12 @@ async fn sink_offsets_are_the_consumer_groups_and_can_be_rewound_while_stopped()
     .await;
     assert_eq!(put(&cluster, &format!("{base}/stop")).await.0, 204);
     wait_state(&cluster, &name, "STOPPED", None, 0).await;
-    let (_, offsets) = call(Method::GET, &format!("{}{base}/offsets", cluster.workers[0].url), None).await;
+    let (_, offsets) = call(
+        Method::GET,
+        &format!("{}{base}/offsets", cluster.workers[0].url),
+        None,
+    )
+    .await;
     let committed: u64 = offsets["offsets"]
         .as_array()
         .expect("offsets")
@@ -486,9 +609,11 @@ async fn sink_offsets_are_the_consumer_groups_and_can_be_rewound_while_stopped()
     .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(put(&cluster, &format!("{base}/resume")).await.0, 202);
-    wait_async("partition 0 delivered again", Duration::from_secs(90), || async {
-        (lines(&file).len() == 100 + in_p0).then_some(())
-    })
+    wait_async(
+        "partition 0 delivered again",
+        Duration::from_secs(90),
+        || async { (lines(&file).len() == 100 + in_p0).then_some(()) },
+    )
     .await;
 }
 
@@ -499,11 +624,17 @@ async fn rest_api_errors_validation_masking_and_config_updates_follow_kafka_conn
     let url = cluster.workers[0].url.clone();
     let (code, root) = call(Method::GET, &format!("{url}/"), None).await;
     assert_eq!(code, 200);
-    assert!(root["version"].is_string() && root["kafka_cluster_id"].is_string(), "{root}");
+    assert!(
+        root["version"].is_string() && root["kafka_cluster_id"].is_string(),
+        "{root}"
+    );
 
     let (code, body) = call(Method::GET, &format!("{url}/connectors/nope"), None).await;
     assert_eq!(code, 404);
-    assert_eq!(body, json!({"error_code": 404, "message": "Connector nope not found"}));
+    assert_eq!(
+        body,
+        json!({"error_code": 404, "message": "Connector nope not found"})
+    );
 
     // Every mistake is named, in the keys the user wrote.
     let (code, body) = call(
@@ -522,8 +653,14 @@ async fn rest_api_errors_validation_masking_and_config_updates_follow_kafka_conn
     // Plugins and validation in Kafka Connect's shapes.
     let (_, plugins) = call(Method::GET, &format!("{url}/connector-plugins"), None).await;
     let plugins = plugins.as_array().expect("plugins");
-    assert!(plugins.contains(&json!({"class": "datagen", "type": "source", "version": env!("CARGO_PKG_VERSION")})));
-    assert!(plugins.iter().any(|p| p["class"] == "file-sink" && p["type"] == "sink"));
+    assert!(plugins.contains(
+        &json!({"class": "datagen", "type": "source", "version": env!("CARGO_PKG_VERSION")})
+    ));
+    assert!(
+        plugins
+            .iter()
+            .any(|p| p["class"] == "file-sink" && p["type"] == "sink")
+    );
     let (code, validation) = call(
         Method::PUT,
         &format!("{url}/connector-plugins/datagen/config/validate"),
@@ -538,7 +675,11 @@ async fn rest_api_errors_validation_masking_and_config_updates_follow_kafka_conn
         .iter()
         .find(|c| c["value"]["name"] == "rate")
         .expect("rate");
-    assert_eq!(rate["value"]["errors"].as_array().map(Vec::len), Some(1), "{rate}");
+    assert_eq!(
+        rate["value"]["errors"].as_array().map(Vec::len),
+        Some(1),
+        "{rate}"
+    );
 
     // A secret never comes back; a connector that cannot start is FAILED with the reason.
     let name = unique("cdc");
@@ -553,22 +694,52 @@ async fn rest_api_errors_validation_masking_and_config_updates_follow_kafka_conn
     .await;
     assert_eq!(code, 201, "{body}");
     assert_eq!(body["config"]["password"], "[hidden]");
-    let (_, config) = call(Method::GET, &format!("{url}/connectors/{name}/config"), None).await;
+    let (_, config) = call(
+        Method::GET,
+        &format!("{url}/connectors/{name}/config"),
+        None,
+    )
+    .await;
     assert_eq!(config["password"], "[hidden]");
     assert!(!config.to_string().contains("s3cret-value"));
-    let failed = wait_async("the CDC connector to fail", Duration::from_secs(60), || async {
-        let (_, s) = call(Method::GET, &format!("{url}/connectors/{name}/status"), None).await;
-        (s["connector"]["state"] == "FAILED").then_some(s)
-    })
+    let failed = wait_async(
+        "the CDC connector to fail",
+        Duration::from_secs(60),
+        || async {
+            let (_, s) = call(
+                Method::GET,
+                &format!("{url}/connectors/{name}/status"),
+                None,
+            )
+            .await;
+            (s["connector"]["state"] == "FAILED").then_some(s)
+        },
+    )
     .await;
     let trace = failed["connector"]["trace"].as_str().expect("trace");
-    assert!(!trace.is_empty() && !trace.contains("s3cret-value"), "{trace}");
-    assert!(!cluster.workers[0].log_text().contains("s3cret-value"), "the secret was logged");
+    assert!(
+        !trace.is_empty() && !trace.contains("s3cret-value"),
+        "{trace}"
+    );
+    assert!(
+        !cluster.workers[0].log_text().contains("s3cret-value"),
+        "the secret was logged"
+    );
 
     // Duplicates conflict; PUT config updates and the new task count takes effect.
     let generator = unique("gen");
-    let create = json!({"name": generator, "config": datagen(&generator, 1, json!({"rate": "10"}))});
-    assert_eq!(call(Method::POST, &format!("{url}/connectors"), Some(create.clone())).await.0, 201);
+    let create =
+        json!({"name": generator, "config": datagen(&generator, 1, json!({"rate": "10"}))});
+    assert_eq!(
+        call(
+            Method::POST,
+            &format!("{url}/connectors"),
+            Some(create.clone())
+        )
+        .await
+        .0,
+        201
+    );
     let (code, body) = call(Method::POST, &format!("{url}/connectors"), Some(create)).await;
     assert_eq!(code, 409, "{body}");
     cluster.wait_running(0, &generator, 1).await;
@@ -580,12 +751,27 @@ async fn rest_api_errors_validation_masking_and_config_updates_follow_kafka_conn
     .await;
     assert_eq!(code, 200, "{body}");
     cluster.wait_running(0, &generator, 2).await;
-    let (_, tasks) = call(Method::GET, &format!("{url}/connectors/{generator}/tasks"), None).await;
+    let (_, tasks) = call(
+        Method::GET,
+        &format!("{url}/connectors/{generator}/tasks"),
+        None,
+    )
+    .await;
     assert_eq!(tasks.as_array().map(Vec::len), Some(2), "{tasks}");
     assert_eq!(tasks[1]["id"], json!({"connector": generator, "task": 1}));
-    let (_, expanded) = call(Method::GET, &format!("{url}/connectors?expand=status&expand=info"), None).await;
+    let (_, expanded) = call(
+        Method::GET,
+        &format!("{url}/connectors?expand=status&expand=info"),
+        None,
+    )
+    .await;
     assert_eq!(expanded[&generator]["info"]["type"], "source", "{expanded}");
-    assert_eq!(expanded[&generator]["status"]["tasks"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        expanded[&generator]["status"]["tasks"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
     assert_eq!(expanded[&name]["status"]["connector"]["state"], "FAILED");
 }
 
@@ -626,16 +812,27 @@ async fn the_cli_applies_a_pipeline_file_to_a_running_cluster() {
     );
     cluster.wait_running(0, &name, 2).await;
     // The placeholder is stored as written and resolved by the worker.
-    let (_, config) = call(Method::GET, &format!("{url}/connectors/{name}/config"), None).await;
+    let (_, config) = call(
+        Method::GET,
+        &format!("{url}/connectors/{name}/config"),
+        None,
+    )
+    .await;
     assert_eq!(config["batch_size"], "${env:SLUICE_TEST_BATCH:-7}");
     let (_, tasks) = call(Method::GET, &format!("{url}/connectors/{name}/tasks"), None).await;
     assert_eq!(tasks[0]["config"]["batch_size"], 7, "{tasks}");
 
     let (ok, out, _) = cli(&url, &["list"]);
-    assert!(ok && out.contains(&name) && out.contains("tasks 2/2 running"), "{out}");
+    assert!(
+        ok && out.contains(&name) && out.contains("tasks 2/2 running"),
+        "{out}"
+    );
     let (ok, out, _) = cli(&url, &["--output", "json", "status", &name]);
     assert!(ok);
-    assert_eq!(serde_json::from_str::<Value>(&out).expect("json")["connector"]["state"], "RUNNING");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).expect("json")["connector"]["state"],
+        "RUNNING"
+    );
     let (ok, _, err) = cli(&url, &["create", "-f", &path]);
     assert!(!ok && err.contains("already exists"), "{err}");
     let (ok, out, _) = cli(&url, &["apply", "-f", &path]);
@@ -654,8 +851,14 @@ async fn a_third_party_kafka_connect_client_drives_the_api_unchanged() {
         .stderr(std::process::Stdio::inherit())
         .output()
         .expect("run install-pytools.sh");
-    assert!(install.status.success(), "scripts/install-pytools.sh failed");
-    let python = String::from_utf8(install.stdout).expect("utf-8").trim().to_owned();
+    assert!(
+        install.status.success(),
+        "scripts/install-pytools.sh failed"
+    );
+    let python = String::from_utf8(install.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
     let cluster = Cluster::start(2, "");
     cluster.wait_healthy().await;
     let name = unique("py");
@@ -685,20 +888,29 @@ async fn standalone_mode_serves_the_same_api_with_writes_in_memory() {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let worker = sluice_tests::write_worker(dir.path(), &format!("rest:\n  listen: 127.0.0.1:{port}\n"));
+    let worker =
+        sluice_tests::write_worker(dir.path(), &format!("rest:\n  listen: 127.0.0.1:{port}\n"));
     let from_file = unique("standalone-file");
     let pipeline = dir.path().join("pipeline.yaml");
     std::fs::write(
         &pipeline,
-        format!("name: {from_file}\nconnector: datagen\nconfig: {{topic: {from_file}, rate: 20}}\n"),
+        format!(
+            "name: {from_file}\nconnector: datagen\nconfig: {{topic: {from_file}, rate: 20}}\n"
+        ),
     )
     .expect("write pipeline");
     let mut sluice = sluice_tests::Sluice::run(dir.path(), &worker, &[&pipeline]);
     let url = format!("http://127.0.0.1:{port}");
-    wait_async("the standalone REST API", Duration::from_secs(60), || async {
-        let r = reqwest::get(format!("{url}/connectors/{from_file}/status")).await.ok()?;
-        r.status().is_success().then_some(())
-    })
+    wait_async(
+        "the standalone REST API",
+        Duration::from_secs(60),
+        || async {
+            let r = reqwest::get(format!("{url}/connectors/{from_file}/status"))
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        },
+    )
     .await;
     let by_rest = unique("standalone-rest");
     kafka::create_topic(&by_rest, 1).await;
@@ -709,20 +921,46 @@ async fn standalone_mode_serves_the_same_api_with_writes_in_memory() {
     )
     .await;
     assert_eq!(code, 201, "{body}");
-    wait_async("300 records from the REST-created connector", Duration::from_secs(60), || async {
-        (seqs(&by_rest).await.len() == 300).then_some(())
-    })
+    wait_async(
+        "300 records from the REST-created connector",
+        Duration::from_secs(60),
+        || async { (seqs(&by_rest).await.len() == 300).then_some(()) },
+    )
     .await;
     let (_, list) = call(Method::GET, &format!("{url}/connectors"), None).await;
     let names: BTreeSet<String> = serde_json::from_value(list).expect("names");
     assert_eq!(names, BTreeSet::from([from_file.clone(), by_rest.clone()]));
-    let (_, status) = call(Method::GET, &format!("{url}/connectors/{by_rest}/status"), None).await;
-    assert_eq!(status["tasks"].as_array().map(Vec::len), Some(2), "{status}");
-    assert_eq!(status["tasks"][0]["worker_id"], json!(format!("127.0.0.1:{port}")));
+    let (_, status) = call(
+        Method::GET,
+        &format!("{url}/connectors/{by_rest}/status"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status["tasks"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
+    assert_eq!(
+        status["tasks"][0]["worker_id"],
+        json!(format!("127.0.0.1:{port}"))
+    );
     // Source offsets of a REST-created connector land in the worker's offsets file.
-    assert_eq!(put_at(&url, &format!("/connectors/{by_rest}/stop")).await, 204);
-    let (_, offsets) = call(Method::GET, &format!("{url}/connectors/{by_rest}/offsets"), None).await;
-    assert_eq!(offsets["offsets"].as_array().map(Vec::len), Some(2), "{offsets}");
+    assert_eq!(
+        put_at(&url, &format!("/connectors/{by_rest}/stop")).await,
+        204
+    );
+    let (_, offsets) = call(
+        Method::GET,
+        &format!("{url}/connectors/{by_rest}/offsets"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        offsets["offsets"].as_array().map(Vec::len),
+        Some(2),
+        "{offsets}"
+    );
     let file = std::fs::read_to_string(dir.path().join("offsets.json")).expect("offsets file");
     assert!(file.contains(&by_rest), "{file}");
     assert!(sluice.is_running());

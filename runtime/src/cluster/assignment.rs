@@ -46,7 +46,11 @@ impl Work {
 
     pub fn minus(&self, other: &Work) -> Work {
         Work {
-            connectors: self.connectors.difference(&other.connectors).cloned().collect(),
+            connectors: self
+                .connectors
+                .difference(&other.connectors)
+                .cloned()
+                .collect(),
             tasks: self.tasks.difference(&other.tasks).cloned().collect(),
         }
     }

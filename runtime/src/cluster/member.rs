@@ -9,10 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use kafka_protocol::messages::{
     FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
-    SyncGroupRequest,
-    join_group_request::JoinGroupRequestProtocol,
-    leave_group_request::MemberIdentity,
-    sync_group_request::SyncGroupRequestAssignment,
+    SyncGroupRequest, join_group_request::JoinGroupRequestProtocol,
+    leave_group_request::MemberIdentity, sync_group_request::SyncGroupRequestAssignment,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, watch};
@@ -20,10 +18,10 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::ClusterError;
 use super::assignment::{MemberAssignment, MemberMetadata, PROTOCOL, Work};
 use super::assignor::{AssignorState, assign};
 use super::protocol::Connection;
-use super::ClusterError;
 
 const JOIN_VERSION: i16 = 5;
 const SYNC_VERSION: i16 = 3;
@@ -174,7 +172,9 @@ impl Member {
     /// Reports the membership lost once the coordinator has surely expelled this member.
     async fn check_session(&mut self) {
         if self.holds_work && self.last_contact.elapsed() > self.config.session_timeout {
-            warn!("out of contact with the group for longer than the session timeout; stopping all work");
+            warn!(
+                "out of contact with the group for longer than the session timeout; stopping all work"
+            );
             self.holds_work = false;
             self.generation = -1;
             self.owned = Work::default();
@@ -258,7 +258,9 @@ impl Member {
             .with_protocols(vec![
                 JoinGroupRequestProtocol::default()
                     .with_name(StrBytes::from_static_str(PROTOCOL))
-                    .with_metadata(Bytes::from(serde_json::to_vec(&metadata).unwrap_or_default())),
+                    .with_metadata(Bytes::from(
+                        serde_json::to_vec(&metadata).unwrap_or_default(),
+                    )),
             ]);
         let wait = self.config.rebalance_timeout + self.config.session_timeout;
         let response = match timeout(wait, conn.send(&request, JOIN_VERSION)).await {
@@ -411,7 +413,9 @@ impl Member {
             out.push(
                 SyncGroupRequestAssignment::default()
                     .with_member_id(StrBytes::from_string(id))
-                    .with_assignment(Bytes::from(serde_json::to_vec(&assignment).unwrap_or_default())),
+                    .with_assignment(Bytes::from(
+                        serde_json::to_vec(&assignment).unwrap_or_default(),
+                    )),
             );
         }
         Ok(out)

@@ -67,10 +67,14 @@ impl Connection {
             source,
         };
         self.stream.get_mut().write_all(&frame).await.map_err(io)?;
-        let length = self.stream.read_i32().await.map_err(|source| ClusterError::Io {
-            address: self.address.clone(),
-            source,
-        })?;
+        let length = self
+            .stream
+            .read_i32()
+            .await
+            .map_err(|source| ClusterError::Io {
+                address: self.address.clone(),
+                source,
+            })?;
         let length = usize::try_from(length).unwrap_or(usize::MAX);
         if length > MAX_RESPONSE {
             return Err(ClusterError::Protocol(format!(
@@ -97,10 +101,7 @@ impl Connection {
         }
         let response = R::Response::decode(&mut body, version).map_err(ClusterError::codec)?;
         if body.has_remaining() {
-            tracing::debug!(
-                remaining = body.remaining(),
-                "response had trailing bytes"
-            );
+            tracing::debug!(remaining = body.remaining(), "response had trailing bytes");
         }
         Ok(response)
     }

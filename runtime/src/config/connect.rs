@@ -12,7 +12,10 @@ use super::provider::resolve_providers;
 const CONVERTERS: &[(&str, &str)] = &[
     ("org.apache.kafka.connect.json.JsonConverter", "json"),
     ("org.apache.kafka.connect.storage.StringConverter", "string"),
-    ("org.apache.kafka.connect.converters.ByteArrayConverter", "bytes"),
+    (
+        "org.apache.kafka.connect.converters.ByteArrayConverter",
+        "bytes",
+    ),
     ("json", "json"),
     ("string", "string"),
     ("bytes", "bytes"),
@@ -32,7 +35,11 @@ impl Renames {
 }
 
 /// The pipeline-file shape of a flat config, and where each key went.
-fn to_pipeline_shape(name: &str, flat: &Map<String, Json>, registry: &Registry) -> (Map<String, Json>, Renames) {
+fn to_pipeline_shape(
+    name: &str,
+    flat: &Map<String, Json>,
+    registry: &Registry,
+) -> (Map<String, Json>, Renames) {
     let mut out = Map::new();
     let mut config = Map::new();
     let mut renames = Vec::new();
@@ -42,7 +49,9 @@ fn to_pipeline_shape(name: &str, flat: &Map<String, Json>, registry: &Registry) 
         .get("connector.class")
         .or_else(|| flat.get("connector"))
         .and_then(Json::as_str);
-    let spec = connector_type.and_then(|t| registry.get(t)).map(|p| p.spec());
+    let spec = connector_type
+        .and_then(|t| registry.get(t))
+        .map(|p| p.spec());
     out.insert("name".into(), json!(name));
     for (key, value) in flat {
         match key.as_str() {
@@ -86,16 +95,24 @@ fn to_pipeline_shape(name: &str, flat: &Map<String, Json>, registry: &Registry) 
                             target.insert(other.replace('.', "_"), value.clone());
                         }
                     }
-                    renames.push((format!("{side}_converter.{}", match setting {
-                        "" => "type".to_owned(),
-                        "schemas.enable" => "schemas".to_owned(),
-                        other => other.replace('.', "_"),
-                    }), key.clone()));
+                    renames.push((
+                        format!(
+                            "{side}_converter.{}",
+                            match setting {
+                                "" => "type".to_owned(),
+                                "schemas.enable" => "schemas".to_owned(),
+                                other => other.replace('.', "_"),
+                            }
+                        ),
+                        key.clone(),
+                    ));
                     continue;
                 }
                 let snake = key.replace('.', "_");
                 let field = match &spec {
-                    Some(spec) if spec.field(key).is_none() && spec.field(&snake).is_some() => snake,
+                    Some(spec) if spec.field(key).is_none() && spec.field(&snake).is_some() => {
+                        snake
+                    }
                     _ => key.clone(),
                 };
                 renames.push((format!("config.{field}"), key.clone()));
@@ -103,7 +120,10 @@ fn to_pipeline_shape(name: &str, flat: &Map<String, Json>, registry: &Registry) 
             }
         }
     }
-    for (name, converter) in [("key_converter", key_converter), ("value_converter", value_converter)] {
+    for (name, converter) in [
+        ("key_converter", key_converter),
+        ("value_converter", value_converter),
+    ] {
         if !converter.is_empty() {
             out.insert(name.into(), Json::Object(converter));
         }
@@ -115,7 +135,11 @@ fn to_pipeline_shape(name: &str, flat: &Map<String, Json>, registry: &Registry) 
 /// `key.converter.schemas.enable` -> ("key", "schemas.enable"); `key.converter` -> ("key", "").
 fn converter_setting(key: &str) -> Option<(&'static str, &str)> {
     for side in ["key", "value"] {
-        let prefix = if side == "key" { "key.converter" } else { "value.converter" };
+        let prefix = if side == "key" {
+            "key.converter"
+        } else {
+            "value.converter"
+        };
         if let Some(rest) = key.strip_prefix(prefix) {
             if rest.is_empty() {
                 return Some((side, ""));
@@ -164,7 +188,9 @@ pub fn mask_flat(flat: &Map<String, Json>, registry: &Registry) -> Map<String, J
     };
     flat.iter()
         .map(|(key, value)| {
-            let field = spec.field(key).or_else(|| spec.field(&key.replace('.', "_")));
+            let field = spec
+                .field(key)
+                .or_else(|| spec.field(&key.replace('.', "_")));
             let secret = field.is_some_and(|f| f.secret);
             let shown = if secret && !value.is_null() {
                 json!(sluice_connector_api::MASK)
@@ -238,7 +264,8 @@ mod tests {
             "value.converter.schemas.enable": "false",
         });
         let pipeline =
-            pipeline_from_flat("n", flat.as_object().unwrap(), &crate::registry::builtin()).unwrap();
+            pipeline_from_flat("n", flat.as_object().unwrap(), &crate::registry::builtin())
+                .unwrap();
         assert_eq!(pipeline.settings.tasks, 3);
         assert_eq!(pipeline.config.get_i64("count"), Some(10));
         let value = pipeline.settings.value_converter.unwrap();
@@ -248,7 +275,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_keys_the_user_wrote() {
-        let flat = json!({"connector.class": "datagen", "tasks.max": "0", "topic": "t", "count": "x"});
+        let flat =
+            json!({"connector.class": "datagen", "tasks.max": "0", "topic": "t", "count": "x"});
         let errors =
             pipeline_from_flat("n", flat.as_object().unwrap(), &crate::registry::builtin())
                 .unwrap_err();

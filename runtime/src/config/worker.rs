@@ -247,7 +247,10 @@ impl RestSettings {
         if let Some(url) = &self.advertised_url {
             return url.trim_end_matches('/').to_owned();
         }
-        let host = self.listen.rsplit_once(':').map_or(self.listen.as_str(), |(h, _)| h);
+        let host = self
+            .listen
+            .rsplit_once(':')
+            .map_or(self.listen.as_str(), |(h, _)| h);
         let host = if host == "0.0.0.0" || host == "[::]" || host.is_empty() {
             hostname()
         } else {

@@ -24,12 +24,11 @@ use crate::cluster::{
 };
 use crate::config::{Pipeline, WorkerConfig, flat_from_settings, pipeline_from_flat};
 use crate::error::Error;
-use crate::task::TopicReport;
 use crate::storage::{
     ConfigState, ConfigStore, FileOffsetStore, InternalTopic, OffsetStore, RestartRequest,
-    RunState, Status,
-    StatusStore, TargetState, TopicOffsetStore, ensure_internal_topics,
+    RunState, Status, StatusStore, TargetState, TopicOffsetStore, ensure_internal_topics,
 };
+use crate::task::TopicReport;
 
 /// Who leads the group and what this worker was assigned, as of the last rebalance.
 #[derive(Debug, Clone, Default)]
@@ -567,7 +566,11 @@ impl Reconciler {
         }
 
         // Connectors: start, restart on config change, follow the target state.
-        for name in assigned.connectors.iter().filter(|n| state.connectors.contains_key(*n)) {
+        for name in assigned
+            .connectors
+            .iter()
+            .filter(|n| state.connectors.contains_key(*n))
+        {
             let props = &state.connectors[name];
             let target = state.target(name);
             let restart = match self.running.connectors.get(name) {
@@ -669,7 +672,12 @@ impl Reconciler {
         })
     }
 
-    async fn start_connector(&mut self, name: &str, props: &Map<String, Json>, target: TargetState) {
+    async fn start_connector(
+        &mut self,
+        name: &str,
+        props: &Map<String, Json>,
+        target: TargetState,
+    ) {
         let mut running = RunningConnector {
             props: props.clone(),
             target,
@@ -696,7 +704,8 @@ impl Reconciler {
                     }
                     Err(e) => {
                         error!(connector = %name, error = %e, "connector failed to start");
-                        self.cluster.status_of(RunState::Failed, Some(e.to_string()))
+                        self.cluster
+                            .status_of(RunState::Failed, Some(e.to_string()))
                     }
                 },
             },

@@ -15,7 +15,11 @@ use crate::config::WorkerConfig;
 const TIMEOUT: Duration = Duration::from_secs(15);
 
 fn group_consumer(worker: &WorkerConfig, connector: &str) -> Result<BaseConsumer, KafkaError> {
-    let mut config = base_config(worker, &worker.consumer, &format!("sluice-offsets-{connector}"));
+    let mut config = base_config(
+        worker,
+        &worker.consumer,
+        &format!("sluice-offsets-{connector}"),
+    );
     config.set("group.id", format!("connect-{connector}"));
     config.set("enable.auto.commit", "false");
     config.create()
@@ -71,19 +75,25 @@ pub(crate) async fn commit(
 
 /// Deletes the connector's consumer group, and with it every committed offset.
 pub(crate) async fn delete_group(worker: &WorkerConfig, connector: &str) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = base_config(worker, &worker.kafka, "sluice-admin")
-        .create()
-        .map_err(|e| e.to_string())?;
+    let admin: AdminClient<DefaultClientContext> =
+        base_config(worker, &worker.kafka, "sluice-admin")
+            .create()
+            .map_err(|e| e.to_string())?;
     let group = format!("connect-{connector}");
     let results = admin
-        .delete_groups(&[group.as_str()], &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
+        .delete_groups(
+            &[group.as_str()],
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        )
         .await
         .map_err(|e| e.to_string())?;
     for result in results {
         match result {
             Ok(_) => {}
             Err((_, rdkafka::types::RDKafkaErrorCode::GroupIdNotFound)) => {}
-            Err((name, code)) => return Err(format!("cannot delete consumer group {name}: {code}")),
+            Err((name, code)) => {
+                return Err(format!("cannot delete consumer group {name}: {code}"));
+            }
         }
     }
     Ok(())
@@ -91,7 +101,9 @@ pub(crate) async fn delete_group(worker: &WorkerConfig, connector: &str) -> Resu
 
 /// The Kafka cluster id, as the REST API's root reports it.
 pub(crate) async fn cluster_id(worker: &WorkerConfig) -> Option<String> {
-    let consumer: BaseConsumer = base_config(worker, &worker.kafka, "sluice-meta").create().ok()?;
+    let consumer: BaseConsumer = base_config(worker, &worker.kafka, "sluice-meta")
+        .create()
+        .ok()?;
     tokio::task::spawn_blocking(move || consumer.client().fetch_cluster_id(TIMEOUT))
         .await
         .ok()

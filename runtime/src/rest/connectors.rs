@@ -50,16 +50,25 @@ pub(crate) async fn metrics(State(api): State<Api>) -> Response {
     out.push_str("# HELP sluice_connectors Connectors configured in the cluster.\n# TYPE sluice_connectors gauge\n");
     out.push_str(&format!("sluice_connectors {}\n", state.connectors.len()));
     out.push_str("# HELP sluice_assigned_tasks Tasks assigned to this worker.\n# TYPE sluice_assigned_tasks gauge\n");
-    out.push_str(&format!("sluice_assigned_tasks {}\n", membership.assigned.tasks.len()));
+    out.push_str(&format!(
+        "sluice_assigned_tasks {}\n",
+        membership.assigned.tasks.len()
+    ));
     out.push_str("# HELP sluice_assigned_connectors Connectors assigned to this worker.\n# TYPE sluice_assigned_connectors gauge\n");
     out.push_str(&format!(
         "sluice_assigned_connectors {}\n",
         membership.assigned.connectors.len()
     ));
     out.push_str("# HELP sluice_group_generation Current worker group generation.\n# TYPE sluice_group_generation gauge\n");
-    out.push_str(&format!("sluice_group_generation {}\n", membership.generation));
+    out.push_str(&format!(
+        "sluice_group_generation {}\n",
+        membership.generation
+    ));
     out.push_str("# HELP sluice_is_leader 1 when this worker leads the group.\n# TYPE sluice_is_leader gauge\n");
-    out.push_str(&format!("sluice_is_leader {}\n", u8::from(membership.is_leader)));
+    out.push_str(&format!(
+        "sluice_is_leader {}\n",
+        u8::from(membership.is_leader)
+    ));
     out.push_str("# HELP sluice_task_state Tasks by state, as this worker reads the status topic.\n# TYPE sluice_task_state gauge\n");
     for name in state.connectors.keys() {
         for (task, status) in api.cluster.status.tasks(name) {
@@ -70,7 +79,10 @@ pub(crate) async fn metrics(State(api): State<Api>) -> Response {
         }
     }
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         out,
     )
         .into_response()
@@ -220,12 +232,12 @@ fn valid_name(name: &str) -> Result<(), ApiError> {
 /// A config body: Kafka Connect's flat map, or Sluice's pipeline shape (`connector`, `tasks`,
 /// nested `config`). Values other than strings are kept as given.
 fn flat_config(name: &str, body: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
-    let mut flat = if body.get("config").is_some_and(Value::is_object) || body.contains_key("connector")
-    {
-        flat_from_pipeline(body)
-    } else {
-        body.clone()
-    };
+    let mut flat =
+        if body.get("config").is_some_and(Value::is_object) || body.contains_key("connector") {
+            flat_from_pipeline(body)
+        } else {
+            body.clone()
+        };
     match flat.get("name").and_then(Value::as_str) {
         Some(given) if given != name => {
             return Err(ApiError::bad_request(format!(
@@ -254,7 +266,9 @@ pub(crate) async fn create(
     let config = body
         .get("config")
         .and_then(Value::as_object)
-        .ok_or_else(|| ApiError::bad_request("Connector config must be specified as an object under `config`"))?;
+        .ok_or_else(|| {
+            ApiError::bad_request("Connector config must be specified as an object under `config`")
+        })?;
     let flat = flat_config(&name, config)?;
     let initial = match body.get("initial_state").and_then(Value::as_str) {
         None | Some("RUNNING") => TargetState::Started,
@@ -266,8 +280,16 @@ pub(crate) async fn create(
             )));
         }
     };
-    if api.cluster.configs.snapshot().connectors.contains_key(&name) {
-        return Err(ApiError::conflict(format!("Connector {name} already exists")));
+    if api
+        .cluster
+        .configs
+        .snapshot()
+        .connectors
+        .contains_key(&name)
+    {
+        return Err(ApiError::conflict(format!(
+            "Connector {name} already exists"
+        )));
     }
     validated(&api, &name, &flat)?;
     api.cluster.configs.put_target(&name, initial).await?;
@@ -290,7 +312,10 @@ pub(crate) async fn config(
 ) -> Result<Json<Value>, ApiError> {
     let state = api.cluster.configs.snapshot();
     let props = props(&state, &name)?;
-    Ok(Json(Value::Object(mask_flat(props, api.cluster.registry()))))
+    Ok(Json(Value::Object(mask_flat(
+        props,
+        api.cluster.registry(),
+    ))))
 }
 
 pub(crate) async fn put_config(
@@ -307,7 +332,12 @@ pub(crate) async fn put_config(
         .ok_or_else(|| ApiError::bad_request("the connector config must be a JSON object"))?;
     let flat = flat_config(&name, body)?;
     validated(&api, &name, &flat)?;
-    let existed = api.cluster.configs.snapshot().connectors.contains_key(&name);
+    let existed = api
+        .cluster
+        .configs
+        .snapshot()
+        .connectors
+        .contains_key(&name);
     if !existed {
         api.cluster
             .configs
@@ -396,11 +426,7 @@ pub(crate) async fn restart(
     Ok((StatusCode::ACCEPTED, Json(status)).into_response())
 }
 
-async fn set_target(
-    api: &Api,
-    name: &str,
-    target: TargetState,
-) -> Result<(), ApiError> {
+async fn set_target(api: &Api, name: &str, target: TargetState) -> Result<(), ApiError> {
     props(&api.cluster.configs.snapshot(), name)?;
     api.cluster.configs.put_target(name, target).await?;
     Ok(())
@@ -461,7 +487,9 @@ pub(crate) async fn tasks(
                 .iter()
                 .enumerate()
                 .map(|(i, config)| {
-                    let config = spec.as_ref().map_or_else(|| config.clone(), |s| s.mask(config));
+                    let config = spec
+                        .as_ref()
+                        .map_or_else(|| config.clone(), |s| s.mask(config));
                     json!({"id": {"connector": name, "task": i}, "config": config})
                 })
                 .collect()
@@ -498,7 +526,9 @@ pub(crate) async fn task_status(
     }
     let mut entry = Map::new();
     entry.insert("id".into(), json!(task));
-    entry.extend(status_entry(api.cluster.status.task(&TaskId::new(&name, task))));
+    entry.extend(status_entry(
+        api.cluster.status.task(&TaskId::new(&name, task)),
+    ));
     Ok(Json(Value::Object(entry)))
 }
 
@@ -517,7 +547,10 @@ pub(crate) async fn restart_task(
             format!("Task {name}-{task} not found"),
         ));
     }
-    api.cluster.configs.request_task_restart(&name, task).await?;
+    api.cluster
+        .configs
+        .request_task_restart(&name, task)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -48,8 +48,8 @@ pub(crate) async fn forward(
         _ => "?forward=false".to_owned(),
     };
     let url = format!("{leader}{}{query}", uri.path());
-    let method = reqwest::Method::from_bytes(method.as_str().as_bytes())
-        .map_err(ApiError::internal)?;
+    let method =
+        reqwest::Method::from_bytes(method.as_str().as_bytes()).map_err(ApiError::internal)?;
     let mut request = api
         .http
         .request(method, &url)
@@ -58,7 +58,9 @@ pub(crate) async fn forward(
         request = request.json(&body);
     }
     let response = request.send().await.map_err(|e| {
-        ApiError::internal(format!("cannot forward the request to the leader at {leader}: {e}"))
+        ApiError::internal(format!(
+            "cannot forward the request to the leader at {leader}: {e}"
+        ))
     })?;
     let status =
         StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);

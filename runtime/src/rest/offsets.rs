@@ -6,8 +6,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
-use sluice_connector_api::Plugin;
+use serde_json::{Value, json};
+use sluice_connector_api::{Plugin, SourceOffset, SourcePartition};
 
 use super::forward::{Route, forward, route};
 use super::{Api, ApiError};
@@ -175,7 +175,10 @@ pub(crate) async fn alter_offsets(
                 .map_err(ApiError::internal)?;
         }
     }
-    Ok(Json(json!({"message": "The offsets for this connector have been altered successfully"})).into_response())
+    Ok(
+        Json(json!({"message": "The offsets for this connector have been altered successfully"}))
+            .into_response(),
+    )
 }
 
 pub(crate) async fn reset_offsets(
@@ -190,7 +193,7 @@ pub(crate) async fn reset_offsets(
     match kind {
         Kind::Source => {
             api.cluster.offsets.read_to_end().await?;
-            let all: Vec<(Map<String, Value>, Option<Map<String, Value>>)> = api
+            let all: Vec<(SourcePartition, Option<SourceOffset>)> = api
                 .cluster
                 .offsets
                 .all(&name)
@@ -206,5 +209,8 @@ pub(crate) async fn reset_offsets(
             .await
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?,
     }
-    Ok(Json(json!({"message": "The offsets for this connector have been reset successfully"})).into_response())
+    Ok(
+        Json(json!({"message": "The offsets for this connector have been reset successfully"}))
+            .into_response(),
+    )
 }

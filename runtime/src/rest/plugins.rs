@@ -61,11 +61,36 @@ fn type_name(field: &ConfigField) -> &'static str {
 /// The runtime's own keys, described like connector fields.
 fn runtime_definitions() -> Vec<Value> {
     [
-        ("name", "STRING", true, "Globally unique name to use for this connector."),
-        ("connector.class", "STRING", true, "The connector type, as listed by GET /connector-plugins."),
-        ("tasks.max", "INT", false, "Maximum number of tasks to use for this connector."),
-        ("key.converter", "CLASS", false, "Converter for record keys: json, string or bytes (or Kafka Connect's class names)."),
-        ("value.converter", "CLASS", false, "Converter for record values: json, string or bytes (or Kafka Connect's class names)."),
+        (
+            "name",
+            "STRING",
+            true,
+            "Globally unique name to use for this connector.",
+        ),
+        (
+            "connector.class",
+            "STRING",
+            true,
+            "The connector type, as listed by GET /connector-plugins.",
+        ),
+        (
+            "tasks.max",
+            "INT",
+            false,
+            "Maximum number of tasks to use for this connector.",
+        ),
+        (
+            "key.converter",
+            "CLASS",
+            false,
+            "Converter for record keys: json, string or bytes (or Kafka Connect's class names).",
+        ),
+        (
+            "value.converter",
+            "CLASS",
+            false,
+            "Converter for record values: json, string or bytes (or Kafka Connect's class names).",
+        ),
     ]
     .iter()
     .enumerate()

@@ -130,7 +130,10 @@ impl ConfigState {
                 Some(tasks) => {
                     self.tasks.insert(name.to_owned(), tasks);
                 }
-                None => warn!(connector = name, offset, "task commit without all task configs; ignored"),
+                None => warn!(
+                    connector = name,
+                    offset, "task commit without all task configs; ignored"
+                ),
             }
         } else if let Some(name) = key.strip_prefix("restart-connector-") {
             let flag = |f: &str| {
@@ -304,13 +307,29 @@ mod tests {
     #[test]
     fn task_configs_become_visible_on_commit_and_vanish_with_the_connector() {
         let mut state = ConfigState::default();
-        apply(&mut state, "connector-a", Some(json!({"properties": {"connector.class": "datagen"}})));
-        apply(&mut state, "task-a-0", Some(json!({"properties": {"x": 1}})));
-        apply(&mut state, "task-a-1", Some(json!({"properties": {"x": 2}})));
+        apply(
+            &mut state,
+            "connector-a",
+            Some(json!({"properties": {"connector.class": "datagen"}})),
+        );
+        apply(
+            &mut state,
+            "task-a-0",
+            Some(json!({"properties": {"x": 1}})),
+        );
+        apply(
+            &mut state,
+            "task-a-1",
+            Some(json!({"properties": {"x": 2}})),
+        );
         assert_eq!(state.task_count("a"), 0);
         apply(&mut state, "commit-a", Some(json!({"tasks": 2})));
         assert_eq!(state.task_count("a"), 2);
-        apply(&mut state, "target-state-a", Some(json!({"state": "PAUSED"})));
+        apply(
+            &mut state,
+            "target-state-a",
+            Some(json!({"state": "PAUSED"})),
+        );
         assert_eq!(state.target("a"), TargetState::Paused);
         apply(&mut state, "commit-a", Some(json!({"tasks": 3})));
         assert_eq!(state.task_count("a"), 2, "an incomplete commit is ignored");

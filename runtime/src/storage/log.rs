@@ -34,8 +34,12 @@ pub(crate) trait Log: Send + Sync {
 
     /// Writes a record (a `None` value deletes); with `applied`, returns once this process's
     /// state reflects it.
-    async fn append(&self, key: &str, value: Option<&[u8]>, applied: bool)
-    -> Result<(), StorageError>;
+    async fn append(
+        &self,
+        key: &str,
+        value: Option<&[u8]>,
+        applied: bool,
+    ) -> Result<(), StorageError>;
 }
 
 /// Standalone mode's log: records are applied at once and live as long as the process.

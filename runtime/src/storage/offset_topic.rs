@@ -30,7 +30,8 @@ fn apply(offsets: &mut Offsets, key: &[u8], value: Option<&[u8]>) {
         warn!("skipping an offsets record whose key is not [connector, partition]");
         return;
     };
-    let (Some(Json::String(connector)), Some(Json::Object(partition))) = (parts.first(), parts.get(1))
+    let (Some(Json::String(connector)), Some(Json::Object(partition))) =
+        (parts.first(), parts.get(1))
     else {
         warn!("skipping an offsets record whose key is not [connector, partition]");
         return;
@@ -48,7 +49,10 @@ fn apply(offsets: &mut Offsets, key: &[u8], value: Option<&[u8]>) {
                 map.remove(&text);
             }
         }
-        Some(_) => warn!(connector, "skipping an offsets record whose value is not an object"),
+        Some(_) => warn!(
+            connector,
+            "skipping an offsets record whose value is not an object"
+        ),
     }
 }
 

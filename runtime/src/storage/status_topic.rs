@@ -83,7 +83,9 @@ impl StatusState {
                 return;
             };
             let topic = &record["topic"];
-            if let (Some(name), Some(connector)) = (topic["name"].as_str(), topic["connector"].as_str()) {
+            if let (Some(name), Some(connector)) =
+                (topic["name"].as_str(), topic["connector"].as_str())
+            {
                 self.topics
                     .entry(connector.to_owned())
                     .or_default()
@@ -168,18 +170,32 @@ impl StatusStore {
     pub async fn put_connector(&self, name: &str, status: Status) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(&status).unwrap_or_default();
         self.lock().connectors.insert(name.to_owned(), status);
-        self.log.append(&format!("status-connector-{name}"), Some(&bytes), false).await
+        self.log
+            .append(&format!("status-connector-{name}"), Some(&bytes), false)
+            .await
     }
 
     pub async fn put_task(&self, id: &TaskId, status: Status) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(&status).unwrap_or_default();
         self.lock().tasks.insert(id.clone(), status);
-        self.log.append(&format!("status-task-{}-{}", id.connector, id.task), Some(&bytes), false).await
+        self.log
+            .append(
+                &format!("status-task-{}-{}", id.connector, id.task),
+                Some(&bytes),
+                false,
+            )
+            .await
     }
 
     pub async fn delete_task(&self, id: &TaskId) -> Result<(), StorageError> {
         self.lock().tasks.remove(id);
-        self.log.append(&format!("status-task-{}-{}", id.connector, id.task), None, false).await
+        self.log
+            .append(
+                &format!("status-task-{}-{}", id.connector, id.task),
+                None,
+                false,
+            )
+            .await
     }
 
     pub async fn delete_connector(&self, name: &str) -> Result<(), StorageError> {
@@ -188,9 +204,13 @@ impl StatusStore {
             state.connectors.remove(name);
             state.topics.remove(name).unwrap_or_default()
         };
-        self.log.append(&format!("status-connector-{name}"), None, false).await?;
+        self.log
+            .append(&format!("status-connector-{name}"), None, false)
+            .await?;
         for topic in topics {
-            self.log.append(&format!("topic-{topic}-connector-{name}"), None, false).await?;
+            self.log
+                .append(&format!("topic-{topic}-connector-{name}"), None, false)
+                .await?;
         }
         Ok(())
     }
@@ -217,15 +237,22 @@ impl StatusStore {
             "task": task,
             "discoverTimestamp": chrono_millis(),
         }});
-        self.log.append(&format!("topic-{topic}-connector-{connector}"),
-                Some(value.to_string().as_bytes()), false).await
+        self.log
+            .append(
+                &format!("topic-{topic}-connector-{connector}"),
+                Some(value.to_string().as_bytes()),
+                false,
+            )
+            .await
     }
 
     /// Forgets the topics `connector` used (KIP-558 reset).
     pub async fn reset_topics(&self, connector: &str) -> Result<(), StorageError> {
         let topics = self.lock().topics.remove(connector).unwrap_or_default();
         for topic in topics {
-            self.log.append(&format!("topic-{topic}-connector-{connector}"), None, false).await?;
+            self.log
+                .append(&format!("topic-{topic}-connector-{connector}"), None, false)
+                .await?;
         }
         Ok(())
     }
