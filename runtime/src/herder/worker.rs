@@ -888,22 +888,36 @@ impl Reconciler {
             })
             .collect();
         futures::future::join_all(waits).await;
-        for id in tasks {
-            self.running.tasks.remove(&id);
-            let status = self.cluster.status_of(RunState::Unassigned, None);
-            if let Err(e) = self.cluster.status.put_task(&id, status).await {
-                warn!(task = %id, error = %e, "cannot write task status");
-            }
-        }
         let names: Vec<String> = self.running.connectors.keys().cloned().collect();
-        for name in names {
-            self.stop_connector(&name).await;
-            let status = self.cluster.status_of(RunState::Unassigned, None);
-            if let Err(e) = self.cluster.status.put_connector(&name, status).await {
-                warn!(connector = %name, error = %e, "cannot write connector status");
-            }
+        for name in &names {
+            self.stop_connector(name).await;
         }
+        self.running.tasks.clear();
         self.publish_owned();
+        // States written side by side: a worker cut off from Kafka must not wait for each.
+        let status = self.cluster.status_of(RunState::Unassigned, None);
+        let store = &self.cluster.status;
+        let tasks = tasks.iter().map(|id| {
+            let status = status.clone();
+            async move {
+                if let Err(e) = store.put_task(id, status).await {
+                    warn!(task = %id, error = %e, "cannot write task status");
+                }
+            }
+        });
+        let connectors = names.iter().map(|name| {
+            let status = status.clone();
+            async move {
+                if let Err(e) = store.put_connector(name, status).await {
+                    warn!(connector = %name, error = %e, "cannot write connector status");
+                }
+            }
+        });
+        futures::future::join(
+            futures::future::join_all(tasks),
+            futures::future::join_all(connectors),
+        )
+        .await;
     }
 }
 
