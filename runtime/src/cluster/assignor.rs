@@ -45,10 +45,18 @@ pub fn assign(
     now: Instant,
 ) -> Round {
     let mut round = Round::default();
+    // Work more than one member claims (one was fenced and is still stopping it) is taken from
+    // every claimant and handed out next round, once nobody runs it.
+    let mut claimed = Work::default();
+    let mut contested = Work::default();
+    for meta in members.values() {
+        contested.extend(&meta.owned.intersect(&claimed));
+        claimed.extend(&meta.owned);
+    }
     let mut owned_anywhere = Work::default();
-    // Keep what members own and is still configured (and owned by no earlier member).
+    // Keep what members own that is still configured and uncontested.
     for (id, meta) in members {
-        let keep = meta.owned.intersect(configured).minus(&owned_anywhere);
+        let keep = meta.owned.intersect(configured).minus(&contested);
         owned_anywhere.extend(&keep);
         round.shares.insert(
             id.clone(),
@@ -61,7 +69,7 @@ pub fn assign(
     if round.shares.is_empty() {
         return round;
     }
-    let unowned = configured.minus(&owned_anywhere);
+    let unowned = configured.minus(&owned_anywhere).minus(&contested);
     let lost = match &state.previous {
         Some(previous) => unowned.intersect(previous),
         None => Work::default(),
@@ -283,7 +291,7 @@ mod tests {
     }
 
     #[test]
-    fn deleted_and_doubly_owned_work_is_revoked() {
+    fn deleted_and_contested_work_is_revoked_and_contested_work_moves_next_round() {
         let configured = configured_work([("a", 1)]);
         let stale = configured_work([("a", 1), ("gone", 1)]);
         let round = assign(
@@ -293,9 +301,24 @@ mod tests {
             Duration::from_secs(5),
             Instant::now(),
         );
-        assert_eq!(round.shares["m1"].assigned, configured);
-        assert_eq!(round.shares["m1"].revoked, configured_work([("gone", 1)]));
+        // Contested work is taken from both claimants, deleted work is revoked.
+        assert!(round.shares["m1"].assigned.is_empty());
+        assert_eq!(round.shares["m1"].revoked, stale);
         assert!(round.shares["m2"].assigned.is_empty());
         assert_eq!(round.shares["m2"].revoked, stale);
+        // Next round nobody claims it: it is handed out at once (not held as lost).
+        let empty = Work::default();
+        let mut state = AssignorState::default();
+        state.previous = Some(Work::default());
+        let next = assign(
+            &group(&[("m1", &empty), ("m2", &empty)]),
+            &configured,
+            &mut state,
+            Duration::from_secs(5),
+            Instant::now(),
+        );
+        let handed: usize = next.shares.values().map(|s| s.assigned.len()).sum();
+        assert_eq!(handed, 2);
+        assert_eq!(next.delay, Duration::ZERO);
     }
 }

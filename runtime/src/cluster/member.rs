@@ -28,6 +28,9 @@ const SYNC_VERSION: i16 = 3;
 const HEARTBEAT_VERSION: i16 = 3;
 const LEAVE_VERSION: i16 = 3;
 const FIND_COORDINATOR_VERSION: i16 = 2;
+/// Bound on connecting to a broker and finding the coordinator, so an unreachable broker
+/// cannot keep a worker from noticing it has been out of the group too long.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 mod code {
     pub const NONE: i16 = 0;
@@ -93,7 +96,8 @@ pub struct Member {
     config: MemberConfig,
     local: watch::Receiver<MemberMetadata>,
     leader: Arc<dyn LeaderContext>,
-    events: mpsc::Sender<MemberEvent>,
+    /// Unbounded: the membership loop must never wait on the herder, or it stops heartbeating.
+    events: mpsc::UnboundedSender<MemberEvent>,
     member_id: String,
     generation: i32,
     assignor: AssignorState,
@@ -110,7 +114,7 @@ impl Member {
         config: MemberConfig,
         local: watch::Receiver<MemberMetadata>,
         leader: Arc<dyn LeaderContext>,
-        events: mpsc::Sender<MemberEvent>,
+        events: mpsc::UnboundedSender<MemberEvent>,
     ) -> Self {
         Self {
             config,
@@ -178,7 +182,7 @@ impl Member {
             self.holds_work = false;
             self.generation = -1;
             self.owned = Work::default();
-            let _ = self.events.send(MemberEvent::Lost).await;
+            let _ = self.events.send(MemberEvent::Lost);
         }
     }
 
@@ -187,7 +191,7 @@ impl Member {
         self.owned = Work::default();
         if self.holds_work {
             self.holds_work = false;
-            let _ = self.events.send(MemberEvent::Lost).await;
+            let _ = self.events.send(MemberEvent::Lost);
         }
     }
 
@@ -195,17 +199,43 @@ impl Member {
         let mut last = None;
         for address in self.config.bootstrap_servers.split(',') {
             let address = address.trim();
-            let mut conn = match Connection::open(address, &self.config.client_id).await {
-                Ok(conn) => conn,
-                Err(e) => {
+            let mut conn = match timeout(
+                DISCOVERY_TIMEOUT,
+                Connection::open(address, &self.config.client_id),
+            )
+            .await
+            {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => {
                     last = Some(e);
+                    continue;
+                }
+                Err(_) => {
+                    last = Some(ClusterError::Protocol(format!(
+                        "connecting to {address} timed out"
+                    )));
                     continue;
                 }
             };
             let request = FindCoordinatorRequest::default()
                 .with_key(StrBytes::from_string(self.config.group_id.clone()))
                 .with_key_type(0);
-            let response = conn.send(&request, FIND_COORDINATOR_VERSION).await?;
+            let response =
+                match timeout(DISCOVERY_TIMEOUT, conn.send(&request, FIND_COORDINATOR_VERSION))
+                    .await
+                {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(e)) => {
+                        last = Some(e);
+                        continue;
+                    }
+                    Err(_) => {
+                        last = Some(ClusterError::Protocol(format!(
+                            "FindCoordinator to {address} timed out"
+                        )));
+                        continue;
+                    }
+                };
             if response.error_code != code::NONE {
                 return Err(ClusterError::Broker {
                     request: "FindCoordinator",
@@ -217,7 +247,14 @@ impl Member {
             return if coordinator == conn.address() {
                 Ok(conn)
             } else {
-                Connection::open(&coordinator, &self.config.client_id).await
+                timeout(
+                    DISCOVERY_TIMEOUT,
+                    Connection::open(&coordinator, &self.config.client_id),
+                )
+                .await
+                .map_err(|_| {
+                    ClusterError::Protocol(format!("connecting to {coordinator} timed out"))
+                })?
             };
         }
         Err(last.unwrap_or_else(|| ClusterError::Protocol("no bootstrap servers".into())))
@@ -377,7 +414,7 @@ impl Member {
             is_leader,
             assignment,
         };
-        if self.events.send(event).await.is_err() {
+        if self.events.send(event).is_err() {
             return Err(Interrupt::Stop);
         }
         Ok(delay)

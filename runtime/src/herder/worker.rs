@@ -22,13 +22,19 @@ use crate::cluster::{
     ClusterError, LeaderContext, Member, MemberAssignment, MemberCommand, MemberConfig,
     MemberEvent, MemberMetadata, TaskId, Work, configured_work,
 };
-use crate::config::{Pipeline, WorkerConfig, flat_from_settings, pipeline_from_flat};
+use crate::config::{
+    Pipeline, WorkerConfig, flat_from_settings, pipeline_from_flat, resolve_providers,
+};
 use crate::error::Error;
 use crate::storage::{
     ConfigState, ConfigStore, FileOffsetStore, InternalTopic, OffsetStore, RestartRequest,
     RunState, Status, StatusStore, TargetState, TopicOffsetStore, ensure_internal_topics,
 };
 use crate::task::TopicReport;
+
+/// Bound on a connector instance's `start`/`stop`, so one slow external system cannot hold up
+/// the worker's reaction to rebalances.
+const CONNECTOR_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Who leads the group and what this worker was assigned, as of the last rebalance.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +60,8 @@ pub struct Cluster {
     rejoin: mpsc::Sender<MemberCommand>,
     /// Wakes the reconcile loop (task configs written, restart requested...).
     poke: mpsc::Sender<()>,
+    /// Serializes the leader's check-then-write changes of the config topic.
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl Cluster {
@@ -106,14 +114,38 @@ impl Cluster {
         }
     }
 
+    /// Holds off other config writes of this worker (the leader) while a change is checked
+    /// against the current state and written.
+    pub async fn write_guard(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writes.lock().await
+    }
+
     /// Leader only: stores a connector's task configs (sent by the worker running it).
     pub async fn put_task_configs(
         &self,
         connector: &str,
         tasks: &[Map<String, Json>],
     ) -> Result<(), crate::storage::StorageError> {
+        let _guard = self.write_guard().await;
+        self.put_task_configs_locked(connector, tasks).await
+    }
+
+    /// [`put_task_configs`](Self::put_task_configs) for a caller holding the write guard.
+    pub async fn put_task_configs_locked(
+        &self,
+        connector: &str,
+        tasks: &[Map<String, Json>],
+    ) -> Result<(), crate::storage::StorageError> {
         let current = self.configs.snapshot();
         if current.tasks.get(connector).map(Vec::as_slice) == Some(tasks) {
+            return Ok(());
+        }
+        // A stopped connector has no tasks: configs from an instance that was still running when
+        // the stop landed are dropped (resuming generates them again).
+        if !tasks.is_empty()
+            && (current.target(connector) == TargetState::Stopped
+                || !current.connectors.contains_key(connector))
+        {
             return Ok(());
         }
         self.configs.put_tasks(connector, tasks).await?;
@@ -143,9 +175,10 @@ impl LeaderContext for LeaderView {
     async fn configured(&self, min_offset: i64) -> Result<(Work, i64), ClusterError> {
         let mut state = self.0.snapshot();
         if state.offset < min_offset {
-            self.0
-                .read_to_end()
+            // Bounded well below the session timeout: a leader stuck here would be expelled.
+            tokio::time::timeout(Duration::from_secs(3), self.0.read_to_end())
                 .await
+                .map_err(|_| ClusterError::Store("config topic not read to its end in 3 s".into()))?
                 .map_err(|e| ClusterError::Store(e.to_string()))?;
             state = self.0.snapshot();
         }
@@ -159,6 +192,9 @@ struct RunningConnector {
     props: Map<String, Json>,
     target: TargetState,
     instance: Option<Started>,
+    /// Handing task configs to the leader; cancelled when the instance stops, so configs of
+    /// an older instance never land after a newer one's.
+    submitting: Option<JoinHandle<()>>,
 }
 
 struct RunningTask {
@@ -196,7 +232,7 @@ pub async fn run_herder(
     let stores = cancel.child_token();
     let (rejoin_tx, rejoin_rx) = mpsc::channel(8);
     let (poke_tx, mut poke_rx) = mpsc::channel(1);
-    let (events_tx, mut events) = mpsc::channel(8);
+    let (events_tx, mut events) = mpsc::unbounded_channel();
     let led = Arc::new(Mutex::new(None));
     let membership_cancel = CancellationToken::new();
     let standalone = matches!(mode, Mode::Standalone { .. });
@@ -267,6 +303,7 @@ pub async fn run_herder(
         led: led.clone(),
         rejoin: rejoin_tx,
         poke: poke_tx,
+        writes: tokio::sync::Mutex::new(()),
     });
     ready(cluster.clone());
 
@@ -371,7 +408,7 @@ async fn solo_member(
     configs: ConfigStore,
     url: String,
     led: Arc<Mutex<Option<Work>>>,
-    events: mpsc::Sender<MemberEvent>,
+    events: mpsc::UnboundedSender<MemberEvent>,
     mut commands: mpsc::Receiver<MemberCommand>,
     cancel: CancellationToken,
 ) {
@@ -394,7 +431,7 @@ async fn solo_member(
                 delay_ms: 0,
             },
         };
-        if events.send(event).await.is_err() {
+        if events.send(event).is_err() {
             return;
         }
         tokio::select! {
@@ -682,6 +719,7 @@ impl Reconciler {
             props: props.clone(),
             target,
             instance: None,
+            submitting: None,
         };
         let status = match target {
             TargetState::Stopped => self.cluster.status_of(RunState::Stopped, None),
@@ -690,11 +728,21 @@ impl Reconciler {
                     error!(connector = %name, error = %e, "connector config is invalid");
                     self.cluster.status_of(RunState::Failed, Some(e))
                 }
-                Ok(pipeline) => match start_connector(&pipeline).await {
+                Ok(pipeline) => match tokio::time::timeout(
+                    CONNECTOR_CALL_TIMEOUT,
+                    start_connector(&pipeline),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(sluice_connector_api::ConnectorError::retriable(format!(
+                        "starting the connector took longer than {CONNECTOR_CALL_TIMEOUT:?}"
+                    )))
+                }) {
                     Ok((instance, tasks)) => {
                         running.instance = Some(instance);
                         info!(connector = %name, tasks = tasks.len(), "connector started");
-                        self.submit_task_configs(name, tasks).await;
+                        let tasks = with_placeholders(props, tasks);
+                        running.submitting = self.submit_task_configs(name, tasks);
                         let state = if target == TargetState::Paused {
                             RunState::Paused
                         } else {
@@ -717,15 +765,19 @@ impl Reconciler {
     }
 
     /// Sends new task configs to the leader (directly when this worker leads).
-    async fn submit_task_configs(&self, name: &str, tasks: Vec<ConnectorConfig>) {
+    fn submit_task_configs(
+        &self,
+        name: &str,
+        tasks: Vec<ConnectorConfig>,
+    ) -> Option<JoinHandle<()>> {
         let tasks: Vec<Map<String, Json>> = tasks.into_iter().map(|c| c.0).collect();
         if self.cluster.configs.snapshot().tasks.get(name) == Some(&tasks) {
-            return;
+            return None;
         }
         let cluster = self.cluster.clone();
         let name = name.to_owned();
         // Not awaited here: the leader may be this worker's own REST API or busy rebalancing.
-        tokio::spawn(async move {
+        Some(tokio::spawn(async move {
             let mut delay = Duration::from_millis(200);
             for _ in 0..50 {
                 let membership = cluster.membership();
@@ -749,15 +801,22 @@ impl Reconciler {
                 }
             }
             error!(connector = %name, "gave up handing task configs to the leader");
-        });
+        }))
     }
 
     async fn stop_connector(&mut self, name: &str) {
-        if let Some(mut running) = self.running.connectors.remove(name)
-            && let Some(instance) = running.instance.as_mut()
-            && let Err(e) = instance.stop().await
-        {
-            warn!(connector = %name, error = %e, "connector stop failed");
+        let Some(mut running) = self.running.connectors.remove(name) else {
+            return;
+        };
+        if let Some(submitting) = running.submitting.take() {
+            submitting.abort();
+        }
+        if let Some(instance) = running.instance.as_mut() {
+            match tokio::time::timeout(CONNECTOR_CALL_TIMEOUT, instance.stop()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(connector = %name, error = %e, "connector stop failed"),
+                Err(_) => warn!(connector = %name, "connector stop timed out"),
+            }
         }
     }
 
@@ -815,11 +874,25 @@ impl Reconciler {
         let report: TopicReport = Arc::new(move |topic: &str| {
             let _ = topic_tx.send(topic.to_owned());
         });
+        // Task configs hold `${...}` placeholders as the user wrote them; resolved only here.
+        let mut resolved = Json::Object(config.clone());
+        let problems = resolve_providers(&mut resolved);
+        if !problems.is_empty() {
+            return Err(problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "));
+        }
+        let resolved = match resolved {
+            Json::Object(map) => map,
+            _ => Map::new(),
+        };
         let run = task_run(
             &self.cluster.worker,
             &pipeline,
             id.task,
-            ConnectorConfig(config.clone()),
+            ConnectorConfig(resolved),
             &offsets,
             Some(report),
             cancel.clone(),
@@ -831,11 +904,22 @@ impl Reconciler {
         let span = info_span!("task", connector = %id.connector, task = id.task);
         let handle = tokio::spawn(
             async move {
-                if source && let Err(e) = cluster.offsets.read_to_end().await {
-                    warn!(error = %e, "cannot read stored offsets to their end before starting");
-                }
-                info!("task starting");
-                let result = run.await;
+                // A source must start from the newest stored offsets (an offsets change made
+                // through another worker included), or it could skip or repeat data.
+                let ready = if source {
+                    cluster.offsets.read_to_end().await.map_err(|e| {
+                        format!("cannot read stored offsets to their end before starting: {e}")
+                    })
+                } else {
+                    Ok(())
+                };
+                let result = match ready {
+                    Ok(()) => {
+                        info!("task starting");
+                        run.await.map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(e),
+                };
                 let status = match result {
                     Ok(()) => {
                         info!("task stopped");
@@ -843,7 +927,7 @@ impl Reconciler {
                     }
                     Err(e) => {
                         error!(error = %e, "task failed");
-                        cluster.status_of(RunState::Failed, Some(e.to_string()))
+                        cluster.status_of(RunState::Failed, Some(e))
                     }
                 };
                 if let Err(e) = cluster.status.put_task(&task, status).await {
@@ -919,6 +1003,41 @@ impl Reconciler {
         )
         .await;
     }
+}
+
+/// Task configs with every value that came from a `${...}` placeholder of the connector config
+/// put back as the placeholder, so the config topic (and GET .../tasks) never holds resolved
+/// secrets; tasks resolve them when they start.
+fn with_placeholders(props: &Map<String, Json>, tasks: Vec<ConnectorConfig>) -> Vec<ConnectorConfig> {
+    let placeholders: Vec<(String, Json)> = props
+        .values()
+        .filter_map(|raw| {
+            let text = raw.as_str().filter(|t| t.contains("${"))?;
+            let mut resolved = Json::String(text.to_owned());
+            if !resolve_providers(&mut resolved).is_empty() {
+                return None;
+            }
+            let resolved = resolved.as_str()?.to_owned();
+            (!resolved.is_empty() && resolved != text).then(|| (resolved, raw.clone()))
+        })
+        .collect();
+    if placeholders.is_empty() {
+        return tasks;
+    }
+    tasks
+        .into_iter()
+        .map(|mut config| {
+            for value in config.0.values_mut() {
+                if let Some((_, raw)) = placeholders
+                    .iter()
+                    .find(|(resolved, _)| value.as_str() == Some(resolved.as_str()))
+                {
+                    *value = raw.clone();
+                }
+            }
+            config
+        })
+        .collect()
 }
 
 /// Sends task configs to the leader's internal endpoint.

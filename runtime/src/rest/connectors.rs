@@ -229,6 +229,18 @@ fn valid_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Puts stored values back for secret fields a client sent back masked.
+fn unmask(api: &Api, flat: &mut Map<String, Value>, stored: &Map<String, Value>) {
+    let masked = mask_flat(stored, api.cluster.registry());
+    for (key, value) in flat.iter_mut() {
+        let was_masked = value.as_str() == Some(sluice_connector_api::MASK)
+            && masked.get(key).is_some_and(|m| m == value);
+        if was_masked && let Some(original) = stored.get(key) {
+            *value = original.clone();
+        }
+    }
+}
+
 /// A config body: Kafka Connect's flat map, or Sluice's pipeline shape (`connector`, `tasks`,
 /// nested `config`). Values other than strings are kept as given.
 fn flat_config(name: &str, body: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
@@ -280,6 +292,7 @@ pub(crate) async fn create(
             )));
         }
     };
+    let _guard = api.cluster.write_guard().await;
     if api
         .cluster
         .configs
@@ -330,14 +343,15 @@ pub(crate) async fn put_config(
     let body = body
         .as_object()
         .ok_or_else(|| ApiError::bad_request("the connector config must be a JSON object"))?;
-    let flat = flat_config(&name, body)?;
+    let mut flat = flat_config(&name, body)?;
+    let _guard = api.cluster.write_guard().await;
+    let state = api.cluster.configs.snapshot();
+    // A client that read the config (secrets masked) and writes it back keeps the stored secret.
+    if let Some(stored) = state.connectors.get(&name) {
+        unmask(&api, &mut flat, stored);
+    }
     validated(&api, &name, &flat)?;
-    let existed = api
-        .cluster
-        .configs
-        .snapshot()
-        .connectors
-        .contains_key(&name);
+    let existed = state.connectors.contains_key(&name);
     if !existed {
         api.cluster
             .configs
@@ -361,6 +375,7 @@ pub(crate) async fn delete(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     on_leader!(api, method, uri, None);
+    let _guard = api.cluster.write_guard().await;
     props(&api.cluster.configs.snapshot(), &name)?;
     api.cluster.configs.delete_connector(&name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -461,9 +476,10 @@ pub(crate) async fn stop(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     on_leader!(api, method, uri, None);
+    let _guard = api.cluster.write_guard().await;
     set_target(&api, &name, TargetState::Stopped).await?;
     // A stopped connector has no tasks (KIP-875); resuming generates them again.
-    api.cluster.put_task_configs(&name, &[]).await?;
+    api.cluster.put_task_configs_locked(&name, &[]).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

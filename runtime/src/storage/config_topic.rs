@@ -178,6 +178,17 @@ impl ConfigStore {
     ) -> Result<Self, StorageError> {
         let (state, changes, apply) = Self::parts();
         let log = KafkaLog::start(worker, topic, client_id, apply, cancel).await?;
+        // Task configs and their commit record must stay in order: one partition only.
+        if log.partition_count() != 1 {
+            return Err(StorageError::Topic {
+                topic: topic.to_owned(),
+                message: format!(
+                    "has {} partitions; the config topic must have exactly one, or task configs \
+                     and their commit records could be read out of order",
+                    log.partition_count()
+                ),
+            });
+        }
         Ok(Self {
             log: Arc::new(log),
             state,

@@ -91,12 +91,31 @@ impl Log for KafkaLog {
         value: Option<&[u8]>,
         applied: bool,
     ) -> Result<(), StorageError> {
-        let (partition, offset) = self.send(key, value).await?;
-        if applied {
-            self.wait_for(&BTreeMap::from([(partition, offset + 1)]))
-                .await?;
+        if !applied {
+            // Queued in order (one idempotent producer keeps per-partition order); the caller
+            // does not wait for delivery, so a worker cut off from Kafka is not held up.
+            let mut record = FutureRecord::<str, [u8]>::to(&self.topic).key(key);
+            if let Some(value) = value {
+                record = record.payload(value);
+            }
+            let delivery = self
+                .producer
+                .send_result(record)
+                .map_err(|(source, _)| StorageError::Kafka {
+                    topic: self.topic.clone(),
+                    source,
+                })?;
+            let topic = self.topic.clone();
+            tokio::spawn(async move {
+                if let Ok(Err((e, _))) = delivery.await {
+                    warn!(%topic, error = %e, "an internal-topic write was not delivered");
+                }
+            });
+            return Ok(());
         }
-        Ok(())
+        let (partition, offset) = self.send(key, value).await?;
+        self.wait_for(&BTreeMap::from([(partition, offset + 1)]))
+            .await
     }
 }
 
@@ -133,6 +152,7 @@ impl KafkaLog {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "0")
+            .set("message.timeout.ms", "30000")
             .set("partitioner", "murmur2_random")
             .create()
             .map_err(kafka)?;
@@ -209,6 +229,10 @@ impl KafkaLog {
             partitions,
             progress,
         })
+    }
+
+    pub(crate) fn partition_count(&self) -> usize {
+        self.partitions.len()
     }
 
     /// Waits until every record written before this call has been applied. Returns the end

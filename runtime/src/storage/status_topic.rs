@@ -34,6 +34,12 @@ pub struct Status {
     pub generation: i32,
 }
 
+/// Whether `new` may replace `current`: a state written by another worker in an older
+/// generation (a fenced worker's late write) never replaces a newer owner's.
+fn supersedes(new: &Status, current: Option<&Status>) -> bool {
+    current.is_none_or(|c| c.worker_id == new.worker_id || new.generation >= c.generation)
+}
+
 #[derive(Debug, Default)]
 struct StatusState {
     connectors: BTreeMap<String, Status>,
@@ -46,7 +52,9 @@ impl StatusState {
         if let Some(name) = key.strip_prefix("status-connector-") {
             match value.map(serde_json::from_slice::<Status>) {
                 Some(Ok(status)) => {
-                    self.connectors.insert(name.to_owned(), status);
+                    if supersedes(&status, self.connectors.get(name)) {
+                        self.connectors.insert(name.to_owned(), status);
+                    }
                 }
                 None => {
                     self.connectors.remove(name);
@@ -63,7 +71,9 @@ impl StatusState {
             let id = TaskId::new(name, task);
             match value.map(serde_json::from_slice::<Status>) {
                 Some(Ok(status)) => {
-                    self.tasks.insert(id, status);
+                    if supersedes(&status, self.tasks.get(&id)) {
+                        self.tasks.insert(id, status);
+                    }
                 }
                 None => {
                     self.tasks.remove(&id);
@@ -169,7 +179,13 @@ impl StatusStore {
     /// Writes a state; also applied locally at once so this worker's own reads see it.
     pub async fn put_connector(&self, name: &str, status: Status) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(&status).unwrap_or_default();
-        self.lock().connectors.insert(name.to_owned(), status);
+        {
+            let mut state = self.lock();
+            if !supersedes(&status, state.connectors.get(name)) {
+                return Ok(());
+            }
+            state.connectors.insert(name.to_owned(), status);
+        }
         self.log
             .append(&format!("status-connector-{name}"), Some(&bytes), false)
             .await
@@ -177,7 +193,13 @@ impl StatusStore {
 
     pub async fn put_task(&self, id: &TaskId, status: Status) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(&status).unwrap_or_default();
-        self.lock().tasks.insert(id.clone(), status);
+        {
+            let mut state = self.lock();
+            if !supersedes(&status, state.tasks.get(id)) {
+                return Ok(());
+            }
+            state.tasks.insert(id.clone(), status);
+        }
         self.log
             .append(
                 &format!("status-task-{}-{}", id.connector, id.task),
