@@ -230,20 +230,25 @@ async fn a_killed_workers_tasks_move_and_every_sequence_number_arrives() {
             .expect("a follower");
         let gone = cluster.workers[follower].id();
         cluster.workers[follower].kill_hard();
-        wait_async("tasks to leave the second killed worker", Duration::from_secs(120), || async {
-            let (_, s) = call(
-                Method::GET,
-                &format!("{}/connectors/{topic}/status", cluster.workers[leader].url),
-                None,
-            )
-            .await;
-            let tasks = s["tasks"].as_array()?;
-            (tasks.len() == 3
-                && tasks.iter().all(|t| {
-                    t["state"] == "RUNNING" && t["worker_id"] == json!(cluster.workers[leader].id())
-                }))
-            .then_some(())
-        })
+        wait_async(
+            "tasks to leave the second killed worker",
+            Duration::from_secs(120),
+            || async {
+                let (_, s) = call(
+                    Method::GET,
+                    &format!("{}/connectors/{topic}/status", cluster.workers[leader].url),
+                    None,
+                )
+                .await;
+                let tasks = s["tasks"].as_array()?;
+                (tasks.len() == 3
+                    && tasks.iter().all(|t| {
+                        t["state"] == "RUNNING"
+                            && t["worker_id"] == json!(cluster.workers[leader].id())
+                    }))
+                .then_some(())
+            },
+        )
         .await;
         assert_ne!(gone, cluster.workers[leader].id());
         cluster.workers[leader].id()
@@ -1017,4 +1022,89 @@ async fn a_worker_refuses_an_internal_topic_that_is_not_compacted() {
             && log.contains("must be compacted"),
         "{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_config_topic_never_holds_masked_or_resolved_secrets() {
+    let cluster = Cluster::start(1, "");
+    cluster.wait_healthy().await;
+    let url = cluster.workers[0].url.clone();
+    let configs_topic = format!("{}-configs", cluster.group);
+    // Written back masked: the stored secret stays.
+    let cdc = unique("cdc-secret");
+    let config = json!({
+        "connector.class": "postgres-cdc", "url": "postgres://sluice@127.0.0.1:1/none",
+        "password": "first-secret", "topic.prefix": "x",
+    });
+    assert_eq!(
+        call(
+            Method::PUT,
+            &format!("{url}/connectors/{cdc}/config"),
+            Some(config)
+        )
+        .await
+        .0,
+        201
+    );
+    let (_, shown) = call(Method::GET, &format!("{url}/connectors/{cdc}/config"), None).await;
+    assert_eq!(shown["password"], "[hidden]");
+    let mut edited = shown.clone();
+    edited["topic.prefix"] = json!("y");
+    let (code, body) = call(
+        Method::PUT,
+        &format!("{url}/connectors/{cdc}/config"),
+        Some(edited),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    // A task config keeps the placeholder, resolved only when the task starts.
+    let generator = unique("gen-placeholder");
+    let resolved_topic = format!("{generator}-resolved");
+    kafka::create_topic(&resolved_topic, 1).await;
+    let config = datagen(
+        &format!("${{env:SLUICE_TEST_UNSET_VARIABLE:-{resolved_topic}}}"),
+        1,
+        json!({"count": "20"}),
+    );
+    assert_eq!(
+        call(
+            Method::POST,
+            &format!("{url}/connectors"),
+            Some(json!({"name": generator, "config": config}))
+        )
+        .await
+        .0,
+        201
+    );
+    wait_async(
+        "20 records in the resolved topic",
+        Duration::from_secs(60),
+        || async { (seqs(&resolved_topic).await.len() == 20).then_some(()) },
+    )
+    .await;
+    let records = {
+        let topic = configs_topic.clone();
+        tokio::task::spawn_blocking(move || kafka::read_all(&topic))
+            .await
+            .expect("read configs")
+    };
+    let latest_cdc = records
+        .iter()
+        .rfind(|r| r.key.as_deref() == Some(format!("connector-{cdc}").as_bytes()))
+        .expect("cdc config record")
+        .value_text();
+    assert!(
+        latest_cdc.contains("first-secret") && !latest_cdc.contains("[hidden]"),
+        "{latest_cdc}"
+    );
+    let task = records
+        .iter()
+        .rfind(|r| r.key.as_deref() == Some(format!("task-{generator}-0").as_bytes()))
+        .expect("task config record")
+        .value_text();
+    assert!(
+        task.contains("${env:SLUICE_TEST_UNSET_VARIABLE:-"),
+        "{task}"
+    );
+    assert!(!task.contains(&format!("\"{resolved_topic}\"")), "{task}");
 }

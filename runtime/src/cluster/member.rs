@@ -220,22 +220,24 @@ impl Member {
             let request = FindCoordinatorRequest::default()
                 .with_key(StrBytes::from_string(self.config.group_id.clone()))
                 .with_key_type(0);
-            let response =
-                match timeout(DISCOVERY_TIMEOUT, conn.send(&request, FIND_COORDINATOR_VERSION))
-                    .await
-                {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(e)) => {
-                        last = Some(e);
-                        continue;
-                    }
-                    Err(_) => {
-                        last = Some(ClusterError::Protocol(format!(
-                            "FindCoordinator to {address} timed out"
-                        )));
-                        continue;
-                    }
-                };
+            let response = match timeout(
+                DISCOVERY_TIMEOUT,
+                conn.send(&request, FIND_COORDINATOR_VERSION),
+            )
+            .await
+            {
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) => {
+                    last = Some(e);
+                    continue;
+                }
+                Err(_) => {
+                    last = Some(ClusterError::Protocol(format!(
+                        "FindCoordinator to {address} timed out"
+                    )));
+                    continue;
+                }
+            };
             if response.error_code != code::NONE {
                 return Err(ClusterError::Broker {
                     request: "FindCoordinator",

@@ -195,6 +195,17 @@ struct RunningConnector {
     /// Handing task configs to the leader; cancelled when the instance stops, so configs of
     /// an older instance never land after a newer one's.
     submitting: Option<JoinHandle<()>>,
+    /// The instance being started in the background.
+    starting: Option<JoinHandle<()>>,
+    /// Which start this is: results of an older start are discarded.
+    epoch: u64,
+}
+
+/// The outcome of starting a connector instance in the background.
+struct ConnectorStarted {
+    connector: String,
+    epoch: u64,
+    result: Result<(Started, Vec<ConnectorConfig>), String>,
 }
 
 struct RunningTask {
@@ -307,9 +318,12 @@ pub async fn run_herder(
     });
     ready(cluster.clone());
 
+    let (started_tx, mut started_rx) = mpsc::unbounded_channel();
     let mut reconciler = Reconciler {
         cluster: cluster.clone(),
         running: Running::default(),
+        started: started_tx,
+        epoch: 0,
         local,
         restarts_seen: configs.snapshot().restarts.last().map_or(-1, |r| r.offset),
     };
@@ -320,17 +334,10 @@ pub async fn run_herder(
         tokio::select! {
             _ = cancel.cancelled() => break Ok(()),
             event = events.recv() => match event {
-                Some(event) => {
-                    reconciler.on_member_event(event).await;
-                    if pending_initial {
-                        pending_initial = false;
-                        if let Some(error) = initial_failure(&cluster, &initial) {
-                            break Err(error);
-                        }
-                    }
-                }
+                Some(event) => reconciler.on_member_event(event).await,
                 None => break Ok(()),
             },
+            Some(started) = started_rx.recv() => reconciler.on_connector_started(started).await,
             changed = changes.changed() => {
                 if changed.is_err() {
                     break Ok(());
@@ -343,6 +350,13 @@ pub async fn run_herder(
                 if every_task_failed(&cluster) {
                     break Err(Error::AllTasksFailed);
                 }
+            }
+        }
+        // Standalone: once every pipeline given at start has started (or failed).
+        if pending_initial && initial_settled(&cluster, &initial) {
+            pending_initial = false;
+            if let Some(error) = initial_failure(&cluster, &initial) {
+                break Err(error);
             }
         }
     };
@@ -443,6 +457,13 @@ async fn solo_member(
     }
 }
 
+/// Standalone: whether every pipeline given at start has a connector state yet.
+fn initial_settled(cluster: &Cluster, names: &[String]) -> bool {
+    names
+        .iter()
+        .all(|name| cluster.status.connector(name).is_some())
+}
+
 /// Standalone: the first of the pipelines given at start whose connector could not start.
 fn initial_failure(cluster: &Cluster, names: &[String]) -> Option<Error> {
     names.iter().find_map(|name| {
@@ -483,6 +504,11 @@ fn sanitize(url: &str) -> String {
 struct Reconciler {
     cluster: Arc<Cluster>,
     running: Running,
+    /// Connector instances report here when they finished starting.
+    started: mpsc::UnboundedSender<ConnectorStarted>,
+    /// Counts connector starts, to tell a current start from a replaced one.
+    epoch: u64,
+
     /// Distributed mode: what this worker runs, for the membership's metadata.
     local: Option<watch::Sender<MemberMetadata>>,
     /// Offset of the newest restart request already applied.
@@ -709,57 +735,107 @@ impl Reconciler {
         })
     }
 
+    /// Starts a connector instance in the background (an external system may be slow to
+    /// answer); [`on_connector_started`](Self::on_connector_started) takes the result.
     async fn start_connector(
         &mut self,
         name: &str,
         props: &Map<String, Json>,
         target: TargetState,
     ) {
+        self.epoch += 1;
         let mut running = RunningConnector {
             props: props.clone(),
             target,
             instance: None,
             submitting: None,
+            starting: None,
+            epoch: self.epoch,
         };
         let status = match target {
-            TargetState::Stopped => self.cluster.status_of(RunState::Stopped, None),
-            _ => match self.pipeline(name, props) {
-                Err(e) => {
-                    error!(connector = %name, error = %e, "connector config is invalid");
-                    self.cluster.status_of(RunState::Failed, Some(e))
-                }
-                Ok(pipeline) => match tokio::time::timeout(
-                    CONNECTOR_CALL_TIMEOUT,
-                    start_connector(&pipeline),
-                )
-                .await
-                .unwrap_or_else(|_| {
-                    Err(sluice_connector_api::ConnectorError::retriable(format!(
-                        "starting the connector took longer than {CONNECTOR_CALL_TIMEOUT:?}"
-                    )))
-                }) {
-                    Ok((instance, tasks)) => {
-                        running.instance = Some(instance);
-                        info!(connector = %name, tasks = tasks.len(), "connector started");
-                        let tasks = with_placeholders(props, tasks);
-                        running.submitting = self.submit_task_configs(name, tasks);
-                        let state = if target == TargetState::Paused {
-                            RunState::Paused
-                        } else {
-                            RunState::Running
-                        };
-                        self.cluster.status_of(state, None)
-                    }
+            TargetState::Stopped => Some(self.cluster.status_of(RunState::Stopped, None)),
+            _ => {
+                match self.pipeline(name, props) {
                     Err(e) => {
-                        error!(connector = %name, error = %e, "connector failed to start");
-                        self.cluster
-                            .status_of(RunState::Failed, Some(e.to_string()))
+                        error!(connector = %name, error = %e, "connector config is invalid");
+                        Some(self.cluster.status_of(RunState::Failed, Some(e)))
                     }
-                },
-            },
+                    Ok(pipeline) => {
+                        let started = self.started.clone();
+                        let (connector, epoch) = (name.to_owned(), self.epoch);
+                        running.starting = Some(tokio::spawn(async move {
+                            let result =
+                            tokio::time::timeout(CONNECTOR_CALL_TIMEOUT, start_connector(&pipeline))
+                                .await
+                                .unwrap_or_else(|_| {
+                                    Err(sluice_connector_api::ConnectorError::retriable(format!(
+                                        "starting the connector took longer than {CONNECTOR_CALL_TIMEOUT:?}"
+                                    )))
+                                })
+                                .map_err(|e| e.to_string());
+                            let _ = started.send(ConnectorStarted {
+                                connector,
+                                epoch,
+                                result,
+                            });
+                        }));
+                        None
+                    }
+                }
+            }
         };
         self.running.connectors.insert(name.to_owned(), running);
-        if let Err(e) = self.cluster.status.put_connector(name, status).await {
+        if let Some(status) = status
+            && let Err(e) = self.cluster.status.put_connector(name, status).await
+        {
+            warn!(connector = %name, error = %e, "cannot write connector status");
+        }
+    }
+
+    /// A connector instance finished starting: keep it (or stop it if it was replaced or
+    /// stopped meanwhile), record its state and hand its task configs to the leader.
+    async fn on_connector_started(&mut self, started: ConnectorStarted) {
+        let ConnectorStarted {
+            connector: name,
+            epoch,
+            result,
+        } = started;
+        let Some(running) = self
+            .running
+            .connectors
+            .get_mut(&name)
+            .filter(|r| r.epoch == epoch)
+        else {
+            if let Ok((mut instance, _)) = result {
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(CONNECTOR_CALL_TIMEOUT, instance.stop()).await;
+                });
+            }
+            return;
+        };
+        running.starting = None;
+        let status = match result {
+            Ok((instance, tasks)) => {
+                running.instance = Some(instance);
+                info!(connector = %name, tasks = tasks.len(), "connector started");
+                let tasks = with_placeholders(&running.props, tasks);
+                let state = if running.target == TargetState::Paused {
+                    RunState::Paused
+                } else {
+                    RunState::Running
+                };
+                let submitting = self.submit_task_configs(&name, tasks);
+                if let Some(running) = self.running.connectors.get_mut(&name) {
+                    running.submitting = submitting;
+                }
+                self.cluster.status_of(state, None)
+            }
+            Err(e) => {
+                error!(connector = %name, error = %e, "connector failed to start");
+                self.cluster.status_of(RunState::Failed, Some(e))
+            }
+        };
+        if let Err(e) = self.cluster.status.put_connector(&name, status).await {
             warn!(connector = %name, error = %e, "cannot write connector status");
         }
     }
@@ -811,12 +887,19 @@ impl Reconciler {
         if let Some(submitting) = running.submitting.take() {
             submitting.abort();
         }
-        if let Some(instance) = running.instance.as_mut() {
-            match tokio::time::timeout(CONNECTOR_CALL_TIMEOUT, instance.stop()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => warn!(connector = %name, error = %e, "connector stop failed"),
-                Err(_) => warn!(connector = %name, "connector stop timed out"),
-            }
+        if let Some(starting) = running.starting.take() {
+            starting.abort();
+        }
+        if let Some(mut instance) = running.instance.take() {
+            // In the background: a slow external system must not hold up the worker.
+            let name = name.to_owned();
+            tokio::spawn(async move {
+                match tokio::time::timeout(CONNECTOR_CALL_TIMEOUT, instance.stop()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => warn!(connector = %name, error = %e, "connector stop failed"),
+                    Err(_) => warn!(connector = %name, "connector stop timed out"),
+                }
+            });
         }
     }
 
@@ -1008,7 +1091,10 @@ impl Reconciler {
 /// Task configs with every value that came from a `${...}` placeholder of the connector config
 /// put back as the placeholder, so the config topic (and GET .../tasks) never holds resolved
 /// secrets; tasks resolve them when they start.
-fn with_placeholders(props: &Map<String, Json>, tasks: Vec<ConnectorConfig>) -> Vec<ConnectorConfig> {
+fn with_placeholders(
+    props: &Map<String, Json>,
+    tasks: Vec<ConnectorConfig>,
+) -> Vec<ConnectorConfig> {
     let placeholders: Vec<(String, Json)> = props
         .values()
         .filter_map(|raw| {

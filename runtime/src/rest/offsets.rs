@@ -12,7 +12,9 @@ use sluice_connector_api::{Plugin, SourceOffset, SourcePartition};
 use super::forward::{Route, forward, route};
 use super::{Api, ApiError};
 use crate::kafka::group_offsets;
-use crate::storage::TargetState;
+use std::time::Duration;
+
+use crate::storage::{RunState, TargetState};
 
 macro_rules! on_leader {
     ($api:expr, $method:expr, $uri:expr, $body:expr) => {
@@ -92,13 +94,38 @@ pub(crate) async fn get_offsets(
     Ok(Json(json!({ "offsets": offsets })))
 }
 
-fn require_stopped(name: &str, target: TargetState, tasks: u32) -> Result<(), ApiError> {
+/// Offsets change only on a STOPPED connector whose tasks have all finished: a task still
+/// stopping writes its final offsets, which would undo the change. Workers delete a task's
+/// state once it has stopped, so this waits (briefly) for those states to go.
+async fn require_stopped(
+    api: &Api,
+    name: &str,
+    target: TargetState,
+    tasks: u32,
+) -> Result<(), ApiError> {
     if target != TargetState::Stopped || tasks > 0 {
         return Err(ApiError::bad_request(format!(
             "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the specified connector by issuing a 'PUT' request to the '/connectors/{name}/stop' endpoint"
         )));
     }
-    Ok(())
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let active = api
+            .cluster
+            .status
+            .tasks(name)
+            .into_iter()
+            .any(|(_, s)| matches!(s.state, RunState::Running | RunState::Paused));
+        if !active {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(ApiError::conflict(format!(
+                "Connector {name} is stopped but some of its tasks have not finished stopping; try again shortly"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 pub(crate) async fn alter_offsets(
@@ -110,7 +137,7 @@ pub(crate) async fn alter_offsets(
 ) -> Result<Response, ApiError> {
     on_leader!(api, method, uri, Some(body.clone()));
     let (kind, target, tasks) = kind(&api, &name)?;
-    require_stopped(&name, target, tasks)?;
+    require_stopped(&api, &name, target, tasks).await?;
     let entries = body
         .get("offsets")
         .and_then(Value::as_array)
@@ -189,7 +216,7 @@ pub(crate) async fn reset_offsets(
 ) -> Result<Response, ApiError> {
     on_leader!(api, method, uri, None);
     let (kind, target, tasks) = kind(&api, &name)?;
-    require_stopped(&name, target, tasks)?;
+    require_stopped(&api, &name, target, tasks).await?;
     match kind {
         Kind::Source => {
             api.cluster.offsets.read_to_end().await?;

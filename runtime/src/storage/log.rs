@@ -98,13 +98,13 @@ impl Log for KafkaLog {
             if let Some(value) = value {
                 record = record.payload(value);
             }
-            let delivery = self
-                .producer
-                .send_result(record)
-                .map_err(|(source, _)| StorageError::Kafka {
-                    topic: self.topic.clone(),
-                    source,
-                })?;
+            let delivery =
+                self.producer
+                    .send_result(record)
+                    .map_err(|(source, _)| StorageError::Kafka {
+                        topic: self.topic.clone(),
+                        source,
+                    })?;
             let topic = self.topic.clone();
             tokio::spawn(async move {
                 if let Ok(Err((e, _))) = delivery.await {
