@@ -196,70 +196,12 @@ impl Member {
     }
 
     async fn coordinator(&self) -> Result<Connection, ClusterError> {
-        let mut last = None;
-        for address in self.config.bootstrap_servers.split(',') {
-            let address = address.trim();
-            let mut conn = match timeout(
-                DISCOVERY_TIMEOUT,
-                Connection::open(address, &self.config.client_id),
-            )
-            .await
-            {
-                Ok(Ok(conn)) => conn,
-                Ok(Err(e)) => {
-                    last = Some(e);
-                    continue;
-                }
-                Err(_) => {
-                    last = Some(ClusterError::Protocol(format!(
-                        "connecting to {address} timed out"
-                    )));
-                    continue;
-                }
-            };
-            let request = FindCoordinatorRequest::default()
-                .with_key(StrBytes::from_string(self.config.group_id.clone()))
-                .with_key_type(0);
-            let response = match timeout(
-                DISCOVERY_TIMEOUT,
-                conn.send(&request, FIND_COORDINATOR_VERSION),
-            )
-            .await
-            {
-                Ok(Ok(response)) => response,
-                Ok(Err(e)) => {
-                    last = Some(e);
-                    continue;
-                }
-                Err(_) => {
-                    last = Some(ClusterError::Protocol(format!(
-                        "FindCoordinator to {address} timed out"
-                    )));
-                    continue;
-                }
-            };
-            if response.error_code != code::NONE {
-                return Err(ClusterError::Broker {
-                    request: "FindCoordinator",
-                    code: response.error_code,
-                });
-            }
-            let coordinator = format!("{}:{}", response.host.as_str(), response.port);
-            debug!(%coordinator, "found the group coordinator");
-            return if coordinator == conn.address() {
-                Ok(conn)
-            } else {
-                timeout(
-                    DISCOVERY_TIMEOUT,
-                    Connection::open(&coordinator, &self.config.client_id),
-                )
-                .await
-                .map_err(|_| {
-                    ClusterError::Protocol(format!("connecting to {coordinator} timed out"))
-                })?
-            };
-        }
-        Err(last.unwrap_or_else(|| ClusterError::Protocol("no bootstrap servers".into())))
+        find_coordinator(
+            &self.config.bootstrap_servers,
+            &self.config.group_id,
+            &self.config.client_id,
+        )
+        .await
     }
 
     /// Joins, syncs and heartbeats on one connection until it must reconnect or stop.
@@ -536,6 +478,72 @@ impl Member {
             Err(_) => warn!("LeaveGroup timed out"),
         }
     }
+}
+
+/// Connects to the group coordinator of `group_id`, trying each bootstrap server; every step is
+/// time-bounded.
+pub(crate) async fn find_coordinator(
+    bootstrap_servers: &str,
+    group_id: &str,
+    client_id: &str,
+) -> Result<Connection, ClusterError> {
+    let mut last = None;
+    for address in bootstrap_servers.split(',') {
+        let address = address.trim();
+        let mut conn = match timeout(DISCOVERY_TIMEOUT, Connection::open(address, client_id)).await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                last = Some(e);
+                continue;
+            }
+            Err(_) => {
+                last = Some(ClusterError::Protocol(format!(
+                    "connecting to {address} timed out"
+                )));
+                continue;
+            }
+        };
+        let request = FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(group_id.to_owned()))
+            .with_key_type(0);
+        let response = match timeout(
+            DISCOVERY_TIMEOUT,
+            conn.send(&request, FIND_COORDINATOR_VERSION),
+        )
+        .await
+        {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                last = Some(e);
+                continue;
+            }
+            Err(_) => {
+                last = Some(ClusterError::Protocol(format!(
+                    "FindCoordinator to {address} timed out"
+                )));
+                continue;
+            }
+        };
+        if response.error_code != code::NONE {
+            return Err(ClusterError::Broker {
+                request: "FindCoordinator",
+                code: response.error_code,
+            });
+        }
+        let coordinator = format!("{}:{}", response.host.as_str(), response.port);
+        debug!(%coordinator, "found the group coordinator");
+        return if coordinator == conn.address() {
+            Ok(conn)
+        } else {
+            timeout(DISCOVERY_TIMEOUT, Connection::open(&coordinator, client_id))
+                .await
+                .map_err(|_| {
+                    ClusterError::Protocol(format!("connecting to {coordinator} timed out"))
+                })?
+        };
+    }
+    Err(last.unwrap_or_else(|| ClusterError::Protocol("no bootstrap servers".into())))
 }
 
 fn millis(d: Duration) -> i32 {

@@ -4,11 +4,13 @@
 mod assignment;
 mod assignor;
 mod member;
+mod offsets;
 mod protocol;
 
 pub use assignment::{MemberAssignment, MemberMetadata, TaskId, Work};
 pub use assignor::configured_work;
 pub use member::{LeaderContext, Member, MemberCommand, MemberConfig, MemberEvent};
+pub use offsets::delete_committed_offsets;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -30,6 +32,8 @@ pub enum ClusterError {
     Broker { request: &'static str, code: i16 },
     #[error("{0}")]
     Protocol(String),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("config store: {0}")]
     Store(String),
 }

@@ -168,6 +168,7 @@ pub(crate) async fn alter_offsets(
         }
         Kind::Sink(topics) => {
             let mut commits = Vec::new();
+            let mut resets = Vec::new();
             for (i, entry) in entries.iter().enumerate() {
                 let partition = entry.get("partition").and_then(Value::as_object);
                 let topic = partition
@@ -186,16 +187,44 @@ pub(crate) async fn alter_offsets(
                         "offsets[{i}].partition.kafka_topic: {topic} is not one of the connector's topics"
                     )));
                 }
-                let offset = match entry.get("offset") {
-                    Some(Value::Object(o)) => o.get("kafka_offset").and_then(Value::as_i64),
-                    _ => None,
-                };
-                let Some(offset) = offset.filter(|o| *o >= 0) else {
-                    return Err(ApiError::bad_request(format!(
-                        "offsets[{i}].offset: expected {{\"kafka_offset\": <non-negative int>}}; resetting one partition of a sink is not supported, DELETE resets all"
-                    )));
-                };
-                commits.push((topic.to_owned(), number as i32, offset));
+                match entry.get("offset") {
+                    // null resets the partition: its committed offset is deleted.
+                    None | Some(Value::Null) => resets.push((topic.to_owned(), number as i32)),
+                    Some(Value::Object(o)) => {
+                        let Some(offset) = o
+                            .get("kafka_offset")
+                            .and_then(Value::as_i64)
+                            .filter(|o| *o >= 0)
+                        else {
+                            return Err(ApiError::bad_request(format!(
+                                "offsets[{i}].offset.kafka_offset: expected a non-negative integer"
+                            )));
+                        };
+                        commits.push((topic.to_owned(), number as i32, offset));
+                    }
+                    Some(_) => {
+                        return Err(ApiError::bad_request(format!(
+                            "offsets[{i}].offset: expected {{\"kafka_offset\": <int>}} or null"
+                        )));
+                    }
+                }
+            }
+            if !resets.is_empty() {
+                crate::cluster::delete_committed_offsets(
+                    &api.cluster.worker_config().bootstrap_servers,
+                    &format!("connect-{name}"),
+                    &resets,
+                )
+                .await
+                .map_err(|e| match e {
+                    crate::cluster::ClusterError::Unsupported(m) => {
+                        ApiError::new(StatusCode::NOT_IMPLEMENTED, m)
+                    }
+                    other => ApiError::internal(other),
+                })?;
+            }
+            if commits.is_empty() {
+                return Ok(Json(json!({"message": "The offsets for this connector have been altered successfully"})).into_response());
             }
             group_offsets::commit(api.cluster.worker_config(), &name, &commits)
                 .await
