@@ -308,8 +308,10 @@ mod tests {
         assert_eq!(round.shares["m2"].revoked, stale);
         // Next round nobody claims it: it is handed out at once (not held as lost).
         let empty = Work::default();
-        let mut state = AssignorState::default();
-        state.previous = Some(Work::default());
+        let mut state = AssignorState {
+            previous: Some(Work::default()),
+            ..AssignorState::default()
+        };
         let next = assign(
             &group(&[("m1", &empty), ("m2", &empty)]),
             &configured,
