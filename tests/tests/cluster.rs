@@ -708,6 +708,18 @@ async fn rest_api_errors_validation_masking_and_config_updates_follow_kafka_conn
         json!({"error_code": 404, "message": "Connector nope not found"})
     );
 
+    // A body that is not JSON gets the same error shape.
+    let response = reqwest::Client::new()
+        .post(format!("{url}/connectors"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.expect("json error body");
+    assert_eq!(body["error_code"], 400, "{body}");
+
     // Every mistake is named, in the keys the user wrote.
     let (code, body) = call(
         Method::POST,

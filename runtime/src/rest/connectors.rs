@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use sluice_connector_api::Plugin;
 
+use super::error::Body;
 use super::forward::{Route, forward, route};
 use super::{Api, ApiError};
 use crate::cluster::TaskId;
@@ -266,7 +267,7 @@ pub(crate) async fn create(
     State(api): State<Api>,
     method: Method,
     uri: Uri,
-    Json(body): Json<Value>,
+    Body(body): Body<Value>,
 ) -> Result<Response, ApiError> {
     on_leader!(api, method, uri, Some(body.clone()));
     let name = body
@@ -336,7 +337,7 @@ pub(crate) async fn put_config(
     Path(name): Path<String>,
     method: Method,
     uri: Uri,
-    Json(body): Json<Value>,
+    Body(body): Body<Value>,
 ) -> Result<Response, ApiError> {
     on_leader!(api, method, uri, Some(body.clone()));
     valid_name(&name)?;
@@ -520,7 +521,7 @@ pub(crate) async fn put_tasks(
     Path(name): Path<String>,
     method: Method,
     uri: Uri,
-    Json(body): Json<Vec<Map<String, Value>>>,
+    Body(body): Body<Vec<Map<String, Value>>>,
 ) -> Result<Response, ApiError> {
     on_leader!(api, method, uri, Some(json!(body)));
     props(&api.cluster.configs.snapshot(), &name)?;

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sluice_connector_api::{Plugin, SourceOffset, SourcePartition};
 
+use super::error::Body;
 use super::forward::{Route, forward, route};
 use super::{Api, ApiError};
 use crate::kafka::group_offsets;
@@ -133,7 +134,7 @@ pub(crate) async fn alter_offsets(
     Path(name): Path<String>,
     method: Method,
     uri: Uri,
-    Json(body): Json<Value>,
+    Body(body): Body<Value>,
 ) -> Result<Response, ApiError> {
     on_leader!(api, method, uri, Some(body.clone()));
     let (kind, target, tasks) = kind(&api, &name)?;

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 use sluice_connector_api::{ConfigField, FieldKind, MASK, Plugin};
 
+use super::error::Body;
 use super::{Api, ApiError};
 use crate::config::pipeline_from_flat;
 
@@ -145,7 +146,7 @@ pub(crate) async fn config_definition(
 pub(crate) async fn validate(
     State(api): State<Api>,
     Path(kind): Path<String>,
-    Json(body): Json<Map<String, Value>>,
+    Body(body): Body<Map<String, Value>>,
 ) -> Result<Json<Value>, ApiError> {
     let plugin = plugin(&api, &kind)?;
     let mut flat = body.clone();
