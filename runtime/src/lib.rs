@@ -24,7 +24,7 @@ pub mod reference;
 pub mod registry;
 pub mod rest;
 pub mod storage;
-mod task;
+pub mod task;
 
 pub use error::{Error, TaskError};
 

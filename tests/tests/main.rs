@@ -2,6 +2,7 @@
 
 mod cluster;
 mod datagen_pipeline;
+mod errors;
 mod file_sink_crash;
 mod file_source_crash;
 mod json_golden;

@@ -45,6 +45,7 @@ fn to_pipeline_shape(
     let mut renames = Vec::new();
     let mut key_converter = Map::new();
     let mut value_converter = Map::new();
+    let mut errors = Map::new();
     let connector_type = flat
         .get("connector.class")
         .or_else(|| flat.get("connector"))
@@ -64,7 +65,7 @@ fn to_pipeline_shape(
                 out.insert("tasks".into(), value.clone());
                 renames.push(("tasks".to_owned(), key.clone()));
             }
-            "key_converter" | "value_converter" if value.is_object() => {
+            "key_converter" | "value_converter" | "errors" if value.is_object() => {
                 out.insert(key.clone(), value.clone());
             }
             "config" if value.is_object() => {
@@ -74,6 +75,11 @@ fn to_pipeline_shape(
                 }
             }
             _ => {
+                if let Some(field) = error_setting(key) {
+                    errors.insert(field.into(), value.clone());
+                    renames.push((format!("errors.{field}"), key.clone()));
+                    continue;
+                }
                 if let Some((side, setting)) = converter_setting(key) {
                     let target = if side == "key" {
                         &mut key_converter
@@ -128,8 +134,25 @@ fn to_pipeline_shape(
             out.insert(name.into(), Json::Object(converter));
         }
     }
+    if !errors.is_empty() {
+        out.insert("errors".into(), Json::Object(errors));
+    }
     out.insert("config".into(), Json::Object(config));
     (out, Renames(renames))
+}
+
+/// Kafka Connect's `errors.*` keys -> the pipeline's `errors` block fields.
+fn error_setting(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "errors.tolerance" => "tolerance",
+        "errors.retry.timeout" => "retry_timeout",
+        "errors.retry.delay.max.ms" => "retry_delay_max",
+        "errors.log.enable" => "log",
+        "errors.log.include.messages" => "log_include_messages",
+        "errors.deadletterqueue.topic.name" => "dlq_topic",
+        "errors.deadletterqueue.context.headers.enable" => "dlq_context_headers",
+        _ => return None,
+    })
 }
 
 /// `key.converter.schemas.enable` -> ("key", "schemas.enable"); `key.converter` -> ("key", "").
@@ -209,6 +232,9 @@ pub fn flat_from_settings(settings: &super::PipelineConfig) -> Map<String, Json>
     shape.insert("connector".into(), json!(settings.connector));
     shape.insert("tasks".into(), json!(settings.tasks));
     shape.insert("config".into(), Json::Object(settings.config.clone()));
+    if let Ok(errors) = serde_json::to_value(&settings.errors) {
+        shape.insert("errors".into(), errors);
+    }
     for (key, converter) in [
         ("key_converter", &settings.key_converter),
         ("value_converter", &settings.value_converter),

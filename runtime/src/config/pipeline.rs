@@ -28,6 +28,9 @@ pub struct PipelineConfig {
     pub key_converter: Option<ConverterConfig>,
     /// Value converter; the worker's when unset.
     pub value_converter: Option<ConverterConfig>,
+    /// What to do with records that cannot be handled.
+    #[serde(default)]
+    pub errors: crate::task::ErrorPolicy,
 }
 
 /// A validated pipeline: the runtime settings, the connector type, and its normalised config.
@@ -80,6 +83,12 @@ pub fn pipeline_spec() -> ConfigSpec {
             "value_converter",
             FieldKind::Object(converter_spec()),
             "Value converter; the worker's when unset.",
+        )
+        .optional(
+            "errors",
+            FieldKind::Object(crate::task::errors_spec()),
+            json!({}),
+            "Error tolerance, retries and the dead-letter topic (Kafka Connect's errors.*).",
         )
 }
 

@@ -10,7 +10,9 @@ use crate::config::{Pipeline, WorkerConfig};
 use crate::error::TaskError;
 use crate::kafka;
 use crate::storage::OffsetStore;
-use crate::task::{SinkTaskRunner, SourceTaskRunner, TopicReport, TopicTracker};
+use crate::task::{
+    ErrorHandler, RETRY_START, SinkTaskRunner, SourceTaskRunner, TopicReport, TopicTracker,
+};
 
 /// A started connector instance.
 pub(crate) enum Started {
@@ -103,6 +105,21 @@ pub(crate) fn task_run(
             let topics = subscribed;
             let (consumer, rebalances) =
                 kafka::sink_consumer(worker, &name, &format!("sluice-{name}-{id}"))?;
+            let policy = pipeline.settings.errors.clone();
+            let dlq = match &policy.dlq_topic {
+                Some(_) => Some(kafka::source_producer(
+                    worker,
+                    &format!("sluice-{name}-{id}-dlq"),
+                )?),
+                None => None,
+            };
+            let errors = ErrorHandler {
+                policy,
+                connector: name.clone(),
+                task_id: id,
+                dlq,
+                skipped: 0,
+            };
             let runner = SinkTaskRunner {
                 connector: name,
                 task_id: id,
@@ -115,6 +132,8 @@ pub(crate) fn task_run(
                 value_converter,
                 flush_interval,
                 batch_size: worker.sink_batch_size,
+                errors,
+                retry_delay: RETRY_START,
             };
             Ok(Box::pin(runner.run(cancel)))
         }

@@ -7,11 +7,12 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use sluice_connector_api::{
-    ConnectorConfig, Header, SinkRecord, SinkTask, SinkTaskContext, TopicPartition,
+    ConnectorConfig, ErrorKind, Header, SinkRecord, SinkTask, SinkTaskContext, TopicPartition,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::{Failed, Stage};
 use crate::convert::Converter;
 use crate::error::TaskError;
 use crate::kafka::{RebalanceEvent, SinkConsumer};
@@ -29,7 +30,14 @@ pub(crate) struct SinkTaskRunner {
     pub(crate) value_converter: Arc<dyn Converter>,
     pub(crate) flush_interval: Duration,
     pub(crate) batch_size: usize,
+    /// The pipeline's `errors` policy: tolerance, logging, dead-letter topic.
+    pub(crate) errors: super::ErrorHandler,
+    /// Wait before the next retry of a batch whose `put` failed for a transient reason.
+    pub(crate) retry_delay: Duration,
 }
+
+/// First wait before a batch whose `put` failed for a transient reason is tried again.
+pub(crate) const RETRY_START: Duration = Duration::from_millis(100);
 
 /// Per partition: the offset after the last record handed to `put`, and the last committed one.
 #[derive(Default)]
@@ -122,35 +130,66 @@ impl SinkTaskRunner {
             };
             let revoked = self.apply_rebalances(positions).await?;
             let mut records = Vec::with_capacity(batch.len());
+            // Where each partition stands after this batch (records put and records skipped).
+            let mut next: Vec<(TopicPartition, i64)> = Vec::with_capacity(batch.len());
+            // First offset per partition, to read the batch again after a retriable failure.
+            let mut firsts: HashMap<TopicPartition, i64> = HashMap::new();
             let mut failure = None;
             for converted in batch {
+                let (tp, offset) = match &converted {
+                    Ok(r) => (r.topic_partition(), r.offset),
+                    Err(f) => (TopicPartition::new(f.topic.clone(), f.partition), f.offset),
+                };
+                // Read before its partition moved: the new owner delivers it again.
+                if revoked.contains(&tp) {
+                    continue;
+                }
+                firsts.entry(tp.clone()).or_insert(offset);
                 match converted {
-                    // Read before its partition moved: the new owner delivers it again.
-                    Ok(record) if revoked.contains(&record.topic_partition()) => {}
-                    Ok(record) => records.push(record),
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
+                    Ok(record) => {
+                        records.push(record);
+                        next.push((tp, offset + 1));
                     }
+                    // Tolerated: logged and dead-lettered (durably) before moving past it.
+                    Err(failed) => match self.errors.handle(failed).await {
+                        Ok(()) => next.push((tp, offset + 1)),
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    },
                 }
             }
             // Records before a bad one are still written, so the committed position stops right
             // at the bad record.
-            let next: Vec<(TopicPartition, i64)> = records
-                .iter()
-                .map(|r| (r.topic_partition(), r.offset + 1))
-                .collect();
             if !records.is_empty() {
-                self.task
-                    .put(records)
-                    .await
-                    .map_err(TaskError::connector("put"))?;
-                positions.consumed.extend(next);
+                match self.task.put(records).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::Retriable => {
+                        // The destination refuses for now: read the batch again and retry,
+                        // waiting longer each time (Kafka Connect's RetriableException).
+                        warn!(connector = %self.connector, task = self.task_id, error = %e, delay = ?self.retry_delay, "put failed; retrying the batch");
+                        rewind(self.consumer.clone(), &firsts).await?;
+                        tokio::select! {
+                            _ = cancel.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(self.retry_delay) => {}
+                        }
+                        self.retry_delay = (self.retry_delay * 2).min(self.retry_delay_max());
+                        continue;
+                    }
+                    Err(e) => return Err(TaskError::connector("put")(e)),
+                }
             }
+            self.retry_delay = RETRY_START;
+            positions.consumed.extend(next);
             if let Some(e) = failure {
                 return Err(e);
             }
         }
+    }
+
+    fn retry_delay_max(&self) -> Duration {
+        Duration::from_millis(self.errors.policy.retry_delay_max.max(100))
     }
 
     /// Applies pending rebalances; returns the partitions this task no longer owns.
@@ -190,7 +229,7 @@ impl SinkTaskRunner {
         Ok(revoked)
     }
 
-    fn to_record(&self, message: &BorrowedMessage<'_>) -> Result<SinkRecord, TaskError> {
+    fn to_record(&self, message: &BorrowedMessage<'_>) -> Result<SinkRecord, Failed> {
         let location = || {
             format!(
                 "{}-{} offset {}",
@@ -199,23 +238,7 @@ impl SinkTaskRunner {
                 message.offset()
             )
         };
-        let (key_schema, key) =
-            self.key_converter
-                .decode(message.key())
-                .map_err(|source| TaskError::Convert {
-                    part: "key",
-                    location: location(),
-                    source,
-                })?;
-        let (value_schema, value) =
-            self.value_converter
-                .decode(message.payload())
-                .map_err(|source| TaskError::Convert {
-                    part: "value",
-                    location: location(),
-                    source,
-                })?;
-        let headers = message
+        let headers: Vec<Header> = message
             .headers()
             .map(|hs| {
                 hs.iter()
@@ -226,6 +249,40 @@ impl SinkTaskRunner {
                     .collect()
             })
             .unwrap_or_default();
+        let failed = |stage, error| Failed {
+            stage,
+            error,
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+            headers: headers.clone(),
+            timestamp: message.timestamp().to_millis(),
+        };
+        let (key_schema, key) = self.key_converter.decode(message.key()).map_err(|source| {
+            failed(
+                Stage::KeyConverter,
+                TaskError::Convert {
+                    part: "key",
+                    location: location(),
+                    source,
+                },
+            )
+        })?;
+        let (value_schema, value) =
+            self.value_converter
+                .decode(message.payload())
+                .map_err(|source| {
+                    failed(
+                        Stage::ValueConverter,
+                        TaskError::Convert {
+                            part: "value",
+                            location: location(),
+                            source,
+                        },
+                    )
+                })?;
         Ok(SinkRecord {
             topic: message.topic().to_owned(),
             partition: message.partition(),
@@ -270,4 +327,18 @@ impl SinkTaskRunner {
         positions.committed.extend(advanced);
         Ok(())
     }
+}
+
+/// Moves the consumer back to `firsts` (offset per partition) so a batch is read again.
+async fn rewind(
+    consumer: Arc<SinkConsumer>,
+    firsts: &HashMap<TopicPartition, i64>,
+) -> Result<(), TaskError> {
+    let mut list = TopicPartitionList::new();
+    for (tp, offset) in firsts {
+        list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))?;
+    }
+    tokio::task::spawn_blocking(move || consumer.seek_partitions(list, Duration::from_secs(10)))
+        .await??;
+    Ok(())
 }
