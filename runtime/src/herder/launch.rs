@@ -61,6 +61,7 @@ pub(crate) fn task_run(
     config: ConnectorConfig,
     offsets: &Arc<dyn OffsetStore>,
     topics: Option<TopicReport>,
+    skipped: Arc<std::sync::atomic::AtomicU64>,
     cancel: CancellationToken,
 ) -> Result<TaskRun, TaskError> {
     let name = pipeline.settings.name.clone();
@@ -81,6 +82,7 @@ pub(crate) fn task_run(
     match &pipeline.plugin {
         Plugin::Source(plugin) => {
             let producer = kafka::source_producer(worker, &format!("sluice-{name}-{id}"))?;
+            let errors = error_handler(worker, pipeline, id, skipped.clone())?;
             let runner = SourceTaskRunner {
                 connector: name,
                 task_id: id,
@@ -94,6 +96,7 @@ pub(crate) fn task_run(
                 max_in_flight: worker.max_in_flight_records,
                 shutdown_timeout,
                 topics: TopicTracker::new(topics),
+                errors,
             };
             Ok(Box::pin(runner.run(cancel)))
         }
@@ -105,21 +108,7 @@ pub(crate) fn task_run(
             let topics = subscribed;
             let (consumer, rebalances) =
                 kafka::sink_consumer(worker, &name, &format!("sluice-{name}-{id}"))?;
-            let policy = pipeline.settings.errors.clone();
-            let dlq = match &policy.dlq_topic {
-                Some(_) => Some(kafka::source_producer(
-                    worker,
-                    &format!("sluice-{name}-{id}-dlq"),
-                )?),
-                None => None,
-            };
-            let errors = ErrorHandler {
-                policy,
-                connector: name.clone(),
-                task_id: id,
-                dlq,
-                skipped: 0,
-            };
+            let errors = error_handler(worker, pipeline, id, skipped.clone())?;
             let runner = SinkTaskRunner {
                 connector: name,
                 task_id: id,
@@ -138,6 +127,31 @@ pub(crate) fn task_run(
             Ok(Box::pin(runner.run(cancel)))
         }
     }
+}
+
+/// The pipeline's error policy for task `id`, with a dead-letter producer when it names a topic.
+fn error_handler(
+    worker: &WorkerConfig,
+    pipeline: &Pipeline,
+    id: u32,
+    skipped: Arc<std::sync::atomic::AtomicU64>,
+) -> Result<ErrorHandler, TaskError> {
+    let name = &pipeline.settings.name;
+    let policy = pipeline.settings.errors.clone();
+    let dlq = match &policy.dlq_topic {
+        Some(_) => Some(kafka::source_producer(
+            worker,
+            &format!("sluice-{name}-{id}-dlq"),
+        )?),
+        None => None,
+    };
+    Ok(ErrorHandler {
+        policy,
+        connector: name.clone(),
+        task_id: id,
+        dlq,
+        skipped,
+    })
 }
 
 /// The topics a sink task reads: its config's `topics` list.

@@ -62,6 +62,8 @@ pub struct Cluster {
     poke: mpsc::Sender<()>,
     /// Serializes the leader's check-then-write changes of the config topic.
     writes: tokio::sync::Mutex<()>,
+    /// Records each task run here has skipped under `errors.tolerance: all` (for metrics).
+    skipped: Mutex<BTreeMap<TaskId, Arc<std::sync::atomic::AtomicU64>>>,
 }
 
 impl Cluster {
@@ -151,6 +153,16 @@ impl Cluster {
         self.configs.put_tasks(connector, tasks).await?;
         self.rebalance_if_needed().await;
         Ok(())
+    }
+
+    /// Records skipped by each task this worker runs (or ran), under `errors.tolerance: all`.
+    pub fn skipped_records(&self) -> Vec<(TaskId, u64)> {
+        self.skipped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, n)| (id.clone(), n.load(std::sync::atomic::Ordering::Relaxed)))
+            .collect()
     }
 
     /// Wakes the reconcile loop.
@@ -315,6 +327,7 @@ pub async fn run_herder(
         rejoin: rejoin_tx,
         poke: poke_tx,
         writes: tokio::sync::Mutex::new(()),
+        skipped: Mutex::new(BTreeMap::new()),
     });
     ready(cluster.clone());
 
@@ -978,6 +991,13 @@ impl Reconciler {
             ConnectorConfig(resolved),
             &offsets,
             Some(report),
+            self.cluster
+                .skipped
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(id.clone())
+                .or_default()
+                .clone(),
             cancel.clone(),
         )
         .map_err(|e| e.to_string())?;

@@ -79,6 +79,13 @@ pub(crate) async fn metrics(State(api): State<Api>) -> Response {
             ));
         }
     }
+    out.push_str("# HELP sluice_task_records_skipped_total Records a task skipped under errors.tolerance=all (dead-lettered when a topic is set).\n# TYPE sluice_task_records_skipped_total counter\n");
+    for (id, n) in api.cluster.skipped_records() {
+        out.push_str(&format!(
+            "sluice_task_records_skipped_total{{connector=\"{}\",task=\"{}\"}} {n}\n",
+            id.connector, id.task
+        ));
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

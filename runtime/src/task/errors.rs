@@ -106,7 +106,9 @@ impl Stage {
     }
 }
 
-/// A consumed record that could not be handled, with its original bytes.
+/// A record that could not be handled, with its original bytes (a consumed record) or its
+/// plain JSON form (a source record that could not be converted). Sources have no partition or
+/// offset in Kafka yet: `partition` is -1 and `offset` -1 then.
 pub(crate) struct Failed {
     pub stage: Stage,
     pub error: TaskError,
@@ -126,19 +128,20 @@ pub(crate) struct ErrorHandler {
     pub task_id: u32,
     /// Present when the policy names a dead-letter topic.
     pub dlq: Option<FutureProducer>,
-    /// Records skipped so far.
-    pub skipped: u64,
+    /// Records skipped so far (shared with the worker's metrics).
+    pub skipped: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ErrorHandler {
     /// Deals with one failed record: `Err` (the task fails) unless the policy tolerates it, in
     /// which case it is logged and dead-lettered as configured before this returns, so the
     /// caller may move past it.
-    pub(crate) async fn handle(&mut self, failed: Failed) -> Result<(), TaskError> {
+    pub(crate) async fn handle(&self, failed: Failed) -> Result<(), TaskError> {
         if self.policy.tolerance == Tolerance::None {
             return Err(failed.error);
         }
-        self.skipped += 1;
+        self.skipped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.policy.log {
             let location = format!(
                 "{}-{} offset {}",

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::offsets::ConnectorOffsets;
+use super::{Failed, Stage};
 use crate::convert::Converter;
 use crate::error::TaskError;
 use crate::storage::OffsetStore;
@@ -48,6 +49,8 @@ pub(crate) struct SourceTaskRunner {
     pub(crate) shutdown_timeout: Duration,
     /// Reports topics this task writes to for the first time.
     pub(crate) topics: super::TopicTracker,
+    /// The pipeline's `errors` policy for records that cannot be converted.
+    pub(crate) errors: super::ErrorHandler,
 }
 
 /// Offsets whose records Kafka has acknowledged, in order, not yet stored.
@@ -148,7 +151,32 @@ impl SourceTaskRunner {
         acked: &mut Acked,
     ) -> Result<(), TaskError> {
         for mut record in records {
-            let (key, value) = self.convert(&record)?;
+            let (key, value) = match self.convert(&record) {
+                Ok(encoded) => encoded,
+                Err((stage, error)) => {
+                    let failed = Failed {
+                        stage,
+                        error,
+                        topic: record.topic.clone(),
+                        partition: -1,
+                        offset: -1,
+                        key: Some(record.key.to_plain_json().to_string().into_bytes()),
+                        value: Some(record.value.to_plain_json().to_string().into_bytes()),
+                        headers: record.headers.clone(),
+                        timestamp: record.timestamp,
+                    };
+                    self.errors.handle(failed).await?;
+                    // Skipped: its position still advances, in order with the records around it.
+                    let ack = Ack {
+                        result: Ok(()),
+                        topic: std::mem::take(&mut record.topic),
+                        partition: std::mem::take(&mut record.source_partition),
+                        offset: std::mem::take(&mut record.source_offset),
+                    };
+                    in_flight.push_back(Box::pin(std::future::ready(ack)));
+                    continue;
+                }
+            };
             // No header block at all for records without headers: it costs an allocation each.
             let headers = (!record.headers.is_empty()).then(|| {
                 record.headers.iter().fold(
@@ -216,7 +244,7 @@ impl SourceTaskRunner {
         Ok(())
     }
 
-    fn convert(&self, record: &SourceRecord) -> Result<Encoded, TaskError> {
+    fn convert(&self, record: &SourceRecord) -> Result<Encoded, (Stage, TaskError)> {
         let location = || {
             format!(
                 "the record for {} at source offset {:?}",
@@ -226,18 +254,28 @@ impl SourceTaskRunner {
         let key = self
             .key_converter
             .encode_shared(record.key_schema.as_ref(), &record.key)
-            .map_err(|source| TaskError::Convert {
-                part: "key",
-                location: location(),
-                source,
+            .map_err(|source| {
+                (
+                    Stage::KeyConverter,
+                    TaskError::Convert {
+                        part: "key",
+                        location: location(),
+                        source,
+                    },
+                )
             })?;
         let value = self
             .value_converter
             .encode_shared(record.value_schema.as_ref(), &record.value)
-            .map_err(|source| TaskError::Convert {
-                part: "value",
-                location: location(),
-                source,
+            .map_err(|source| {
+                (
+                    Stage::ValueConverter,
+                    TaskError::Convert {
+                        part: "value",
+                        location: location(),
+                        source,
+                    },
+                )
             })?;
         Ok((key, value))
     }
