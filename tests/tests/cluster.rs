@@ -230,20 +230,25 @@ async fn a_killed_workers_tasks_move_and_every_sequence_number_arrives() {
             .expect("a follower");
         let gone = cluster.workers[follower].id();
         cluster.workers[follower].kill_hard();
-        wait_async("tasks to leave the second killed worker", Duration::from_secs(120), || async {
-            let (_, s) = call(
-                Method::GET,
-                &format!("{}/connectors/{topic}/status", cluster.workers[leader].url),
-                None,
-            )
-            .await;
-            let tasks = s["tasks"].as_array()?;
-            (tasks.len() == 3
-                && tasks.iter().all(|t| {
-                    t["state"] == "RUNNING" && t["worker_id"] == json!(cluster.workers[leader].id())
-                }))
-            .then_some(())
-        })
+        wait_async(
+            "tasks to leave the second killed worker",
+            Duration::from_secs(120),
+            || async {
+                let (_, s) = call(
+                    Method::GET,
+                    &format!("{}/connectors/{topic}/status", cluster.workers[leader].url),
+                    None,
+                )
+                .await;
+                let tasks = s["tasks"].as_array()?;
+                (tasks.len() == 3
+                    && tasks.iter().all(|t| {
+                        t["state"] == "RUNNING"
+                            && t["worker_id"] == json!(cluster.workers[leader].id())
+                    }))
+                .then_some(())
+            },
+        )
         .await;
         assert_ne!(gone, cluster.workers[leader].id());
         cluster.workers[leader].id()
