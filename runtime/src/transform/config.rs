@@ -572,7 +572,7 @@ mod tests {
     fn flat_form_is_kafka_connects() {
         let flat = json!({
             "connector.class": "datagen",
-            "transforms": "mask, route",
+            "transforms": "mask, route, tag",
             "transforms.mask.type": "org.apache.kafka.connect.transforms.MaskField$Value",
             "transforms.mask.fields": "card",
             "transforms.mask.predicate": "notTombstone",
@@ -581,11 +581,17 @@ mod tests {
             "transforms.route.regex": "orders",
             "transforms.route.replacement": "masked",
             "transforms.unlisted.type": "Nonsense",
-            "predicates": "notTombstone",
+            "transforms.tag.type": "InsertHeader",
+            "transforms.tag.header": "seen",
+            "transforms.tag.value.literal": "yes",
+            "transforms.tag.predicate": "traced",
+            "predicates": "notTombstone,traced",
             "predicates.notTombstone.type": "org.apache.kafka.connect.transforms.predicates.RecordIsTombstone",
+            "predicates.traced.type": "HasHeaderKey",
+            "predicates.traced.name": "trace",
         });
         let chain = chain_from_flat(flat.as_object().unwrap()).unwrap();
-        assert_eq!(chain.len(), 2);
+        assert_eq!(chain.len(), 3);
         let out = chain
             .apply(TransformRecord::new(
                 "orders",
@@ -596,6 +602,16 @@ mod tests {
             .unwrap();
         assert_eq!(out.topic, "masked");
         assert_eq!(out.value, map(&[("card", Value::from(""))]));
+        assert!(out.headers.is_empty());
+        let mut traced = TransformRecord::new("orders", None, map(&[]));
+        traced
+            .headers
+            .push(sluice_connector_api::Header::new("trace", "1"));
+        let out = chain.apply(traced).unwrap().unwrap();
+        assert_eq!(
+            out.headers[1],
+            sluice_connector_api::Header::new("seen", "yes")
+        );
         let tombstone = chain
             .apply(TransformRecord::new("orders", None, Value::Null))
             .unwrap()

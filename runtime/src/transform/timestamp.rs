@@ -259,7 +259,7 @@ impl TimestampConverter {
         })
     }
 
-    fn from_millis(&self, ms: i64) -> Result<Value, TransformError> {
+    fn target_value(&self, ms: i64) -> Result<Value, TransformError> {
         Ok(match self.target {
             Kind::Timestamp => Value::Timestamp(ms),
             Kind::Date => Value::Date(i32::try_from(ms.div_euclid(MS_PER_DAY)).map_err(|_| {
@@ -288,7 +288,7 @@ impl TimestampConverter {
         if value.is_null() {
             return Ok(Value::Null);
         }
-        self.from_millis(self.to_millis(kind, value)?)
+        self.target_value(self.to_millis(kind, value)?)
     }
 
     /// The representation of a schemaless value, by its type.
