@@ -566,6 +566,15 @@ mod tests {
                 .is_none()
         );
         assert!(chain_from_pipeline(&Map::new()).unwrap().is_empty());
+        // A step whose predicate does not hold is skipped; the record goes on unchanged.
+        let config = json!({
+            "transforms": [{"name": "add", "type": "InsertField$Value", "static.field": "o",
+                            "static.value": "s", "predicate": "isOrders"}],
+            "predicates": [{"name": "isOrders", "type": "TopicNameMatches", "pattern": "orders.*"}],
+        });
+        let chain = chain_from_pipeline(config.as_object().unwrap()).unwrap();
+        let users = TransformRecord::new("users", None, map(&[]));
+        assert_eq!(chain.apply(users.clone()).unwrap(), Some(users));
     }
 
     #[test]
