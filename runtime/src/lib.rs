@@ -25,6 +25,7 @@ pub mod registry;
 pub mod rest;
 pub mod storage;
 pub mod task;
+pub mod transform;
 
 pub use error::{Error, TaskError};
 
