@@ -48,6 +48,12 @@ pub enum TaskError {
         #[source]
         source: ConvertError,
     },
+    #[error("cannot transform {location}: {source}")]
+    Transform {
+        location: String,
+        #[source]
+        source: Box<crate::transform::TransformError>,
+    },
     #[error("Kafka did not accept a record for {topic}: {source}")]
     Delivery {
         topic: String,

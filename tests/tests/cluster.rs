@@ -998,19 +998,31 @@ async fn standalone_mode_serves_the_same_api_with_writes_in_memory() {
     .await;
     let by_rest = unique("standalone-rest");
     kafka::create_topic(&by_rest, 1).await;
+    let routed = format!("{by_rest}-routed");
+    kafka::create_topic(&routed, 1).await;
     let (code, body) = call(
         Method::POST,
         &format!("{url}/connectors"),
-        Some(json!({"name": by_rest, "config": datagen(&by_rest, 2, json!({"count": "300"}))})),
+        Some(
+            json!({"name": by_rest, "config": datagen(&by_rest, 2, json!({
+                "count": "300",
+                // Kafka Connect's flat transform form.
+                "transforms": "route",
+                "transforms.route.type": "org.apache.kafka.connect.transforms.RegexRouter",
+                "transforms.route.regex": "(.*)",
+                "transforms.route.replacement": "$1-routed",
+            }))}),
+        ),
     )
     .await;
     assert_eq!(code, 201, "{body}");
     wait_async(
         "300 records from the REST-created connector",
         Duration::from_secs(60),
-        || async { (seqs(&by_rest).await.len() == 300).then_some(()) },
+        || async { (seqs(&routed).await.len() == 300).then_some(()) },
     )
     .await;
+    assert!(seqs(&by_rest).await.is_empty(), "records were not routed");
     let (_, list) = call(Method::GET, &format!("{url}/connectors"), None).await;
     let names: BTreeSet<String> = serde_json::from_value(list).expect("names");
     assert_eq!(names, BTreeSet::from([from_file.clone(), by_rest.clone()]));

@@ -8,4 +8,5 @@ mod file_source_crash;
 mod json_golden;
 mod postgres_cdc;
 mod reference_docs;
+mod transforms;
 mod validate_cli;

@@ -55,6 +55,10 @@ fn to_pipeline_shape(
         .map(|p| p.spec());
     out.insert("name".into(), json!(name));
     for (key, value) in flat {
+        if super::pipeline::is_transform_key(key) {
+            out.insert(key.clone(), value.clone());
+            continue;
+        }
         match key.as_str() {
             "name" => {}
             "connector.class" | "connector" => {
@@ -223,6 +227,13 @@ pub fn mask_flat(flat: &Map<String, Json>, registry: &Registry) -> Map<String, J
             (key.clone(), shown)
         })
         .collect()
+}
+
+/// A validated pipeline as a flat config (its transforms as written).
+pub fn flat_from_pipeline_settings(pipeline: &super::Pipeline) -> Map<String, Json> {
+    let mut flat = flat_from_settings(&pipeline.settings);
+    flat.extend(pipeline.transform_config.clone());
+    flat
 }
 
 /// A validated pipeline's settings as a flat config.

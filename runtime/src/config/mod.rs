@@ -7,7 +7,10 @@ mod pipeline;
 mod provider;
 mod worker;
 
-pub use connect::{flat_from_pipeline, flat_from_settings, mask_flat, pipeline_from_flat};
+pub use connect::{
+    flat_from_pipeline, flat_from_pipeline_settings, flat_from_settings, mask_flat,
+    pipeline_from_flat,
+};
 pub use file::{ConfigFile, FileKind, Problem, load_yaml};
 pub use pipeline::{PipelineConfig, pipeline_spec};
 pub use provider::resolve_providers;

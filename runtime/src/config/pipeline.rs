@@ -39,6 +39,18 @@ pub struct Pipeline {
     pub settings: PipelineConfig,
     pub plugin: Plugin,
     pub config: ConnectorConfig,
+    /// The transform chain (empty when none is configured), shared by the connector's tasks.
+    pub transforms: std::sync::Arc<crate::transform::Chain>,
+    /// The `transforms`/`predicates` entries as written, to hand the pipeline on unchanged.
+    pub transform_config: Map<String, Json>,
+}
+
+/// Keys of a pipeline document (or flat config) that configure transforms and predicates.
+pub(crate) fn is_transform_key(key: &str) -> bool {
+    key == "transforms"
+        || key == "predicates"
+        || key.starts_with("transforms.")
+        || key.starts_with("predicates.")
 }
 
 fn valid_name(value: &Json) -> Result<(), String> {
@@ -98,6 +110,25 @@ pub(crate) fn validate_pipeline(
     registry: &Registry,
 ) -> Result<Pipeline, Vec<FieldError>> {
     let mut errors = Vec::new();
+    // Transforms and predicates have their own validation (each names the transform).
+    let (transform_config, value): (Map<String, Json>, Map<String, Json>) = value
+        .clone()
+        .into_iter()
+        .partition(|(k, _)| is_transform_key(k));
+    let value = &value;
+    let chain = if transform_config.is_empty() {
+        Some(crate::transform::Chain::default())
+    } else {
+        let built = if transform_config
+            .get("transforms")
+            .is_some_and(Json::is_array)
+        {
+            crate::transform::chain_from_pipeline(&transform_config)
+        } else {
+            crate::transform::chain_from_flat(&transform_config)
+        };
+        built.map_err(|e| errors.extend(e)).ok()
+    };
     let settings = pipeline_spec()
         .validate(value)
         .map_err(|e| errors.extend(e))
@@ -126,8 +157,8 @@ pub(crate) fn validate_pipeline(
             .ok(),
         _ => None,
     };
-    match (settings, plugin, connector_config) {
-        (Some(settings), Some(plugin), Some(config)) if errors.is_empty() => {
+    match (settings, plugin, connector_config, chain) {
+        (Some(settings), Some(plugin), Some(config), Some(chain)) if errors.is_empty() => {
             let settings: PipelineConfig = settings
                 .parse()
                 .map_err(|e| vec![FieldError::new("", e.to_string())])?;
@@ -135,6 +166,8 @@ pub(crate) fn validate_pipeline(
                 settings,
                 plugin,
                 config,
+                transforms: std::sync::Arc::new(chain),
+                transform_config,
             })
         }
         _ => Err(errors),

@@ -49,6 +49,14 @@ pub(crate) async fn start_connector(
     }
 }
 
+/// What the worker learns from a running task.
+pub(crate) struct TaskHooks {
+    /// Called with each topic the task uses for the first time.
+    pub topics: Option<TopicReport>,
+    /// Counts records skipped under `errors.tolerance: all`.
+    pub skipped: Arc<std::sync::atomic::AtomicU64>,
+}
+
 /// The loop of one task, ready to run until the token is cancelled.
 pub(crate) type TaskRun =
     std::pin::Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send + 'static>>;
@@ -60,10 +68,10 @@ pub(crate) fn task_run(
     id: u32,
     config: ConnectorConfig,
     offsets: &Arc<dyn OffsetStore>,
-    topics: Option<TopicReport>,
-    skipped: Arc<std::sync::atomic::AtomicU64>,
+    hooks: TaskHooks,
     cancel: CancellationToken,
 ) -> Result<TaskRun, TaskError> {
+    let TaskHooks { topics, skipped } = hooks;
     let name = pipeline.settings.name.clone();
     let key_converter = pipeline
         .settings
@@ -97,6 +105,7 @@ pub(crate) fn task_run(
                 shutdown_timeout,
                 topics: TopicTracker::new(topics),
                 errors,
+                transforms: pipeline.transforms.clone(),
             };
             Ok(Box::pin(runner.run(cancel)))
         }
@@ -123,6 +132,7 @@ pub(crate) fn task_run(
                 batch_size: worker.sink_batch_size,
                 errors,
                 retry_delay: RETRY_START,
+                transforms: pipeline.transforms.clone(),
             };
             Ok(Box::pin(runner.run(cancel)))
         }

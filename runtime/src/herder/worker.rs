@@ -17,13 +17,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use super::launch::{Started, start_connector, task_run};
+use super::launch::{Started, TaskHooks, start_connector, task_run};
 use crate::cluster::{
     ClusterError, LeaderContext, Member, MemberAssignment, MemberCommand, MemberConfig,
     MemberEvent, MemberMetadata, TaskId, Work, configured_work,
 };
 use crate::config::{
-    Pipeline, WorkerConfig, flat_from_settings, pipeline_from_flat, resolve_providers,
+    Pipeline, WorkerConfig, flat_from_pipeline_settings, pipeline_from_flat, resolve_providers,
 };
 use crate::error::Error;
 use crate::storage::{
@@ -299,7 +299,7 @@ pub async fn run_herder(
                 let name = &pipeline.settings.name;
                 configs.put_target(name, TargetState::Started).await?;
                 configs
-                    .put_connector(name, &flat_from_settings(&pipeline.settings))
+                    .put_connector(name, &flat_from_pipeline_settings(pipeline))
                     .await?;
                 names.push(name.clone());
             }
@@ -990,14 +990,17 @@ impl Reconciler {
             id.task,
             ConnectorConfig(resolved),
             &offsets,
-            Some(report),
-            self.cluster
-                .skipped
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(id.clone())
-                .or_default()
-                .clone(),
+            TaskHooks {
+                topics: Some(report),
+                skipped: self
+                    .cluster
+                    .skipped
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(id.clone())
+                    .or_default()
+                    .clone(),
+            },
             cancel.clone(),
         )
         .map_err(|e| e.to_string())?;

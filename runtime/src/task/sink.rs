@@ -16,6 +16,7 @@ use super::{Failed, Stage};
 use crate::convert::Converter;
 use crate::error::TaskError;
 use crate::kafka::{RebalanceEvent, SinkConsumer};
+use crate::transform::TransformRecord;
 
 /// Runs one sink task until cancelled or failed.
 pub(crate) struct SinkTaskRunner {
@@ -34,6 +35,8 @@ pub(crate) struct SinkTaskRunner {
     pub(crate) errors: super::ErrorHandler,
     /// Wait before the next retry of a batch whose `put` failed for a transient reason.
     pub(crate) retry_delay: Duration,
+    /// The connector's transform chain (often empty).
+    pub(crate) transforms: Arc<crate::transform::Chain>,
 }
 
 /// First wait before a batch whose `put` failed for a transient reason is tried again.
@@ -114,10 +117,14 @@ impl SinkTaskRunner {
                             continue;
                         }
                     };
-                    let mut batch = vec![self.to_record(&first)];
+                    // Each with where it was consumed: a record a transform drops still counts.
+                    let item = |m: &BorrowedMessage<'_>| {
+                        (TopicPartition::new(m.topic(), m.partition()), m.offset(), self.to_record(m))
+                    };
+                    let mut batch = vec![item(&first)];
                     while batch.len() < self.batch_size {
                         match self.consumer.recv().now_or_never() {
-                            Some(Ok(message)) => batch.push(self.to_record(&message)),
+                            Some(Ok(message)) => batch.push(item(&message)),
                             Some(Err(e)) => {
                                 warn!(connector = %self.connector, task = self.task_id, error = %e, "consumer error");
                                 break;
@@ -135,23 +142,21 @@ impl SinkTaskRunner {
             // First offset per partition, to read the batch again after a retriable failure.
             let mut firsts: HashMap<TopicPartition, i64> = HashMap::new();
             let mut failure = None;
-            for converted in batch {
-                let (tp, offset) = match &converted {
-                    Ok(r) => (r.topic_partition(), r.offset),
-                    Err(f) => (TopicPartition::new(f.topic.clone(), f.partition), f.offset),
-                };
+            for (tp, offset, converted) in batch {
                 // Read before its partition moved: the new owner delivers it again.
                 if revoked.contains(&tp) {
                     continue;
                 }
                 firsts.entry(tp.clone()).or_insert(offset);
                 match converted {
-                    Ok(record) => {
+                    Ok(Some(record)) => {
                         records.push(record);
                         next.push((tp, offset + 1));
                     }
+                    // Dropped by a transform: consumed all the same.
+                    Ok(None) => next.push((tp, offset + 1)),
                     // Tolerated: logged and dead-lettered (durably) before moving past it.
-                    Err(failed) => match self.errors.handle(failed).await {
+                    Err(failed) => match self.errors.handle(*failed).await {
                         Ok(()) => next.push((tp, offset + 1)),
                         Err(e) => {
                             failure = Some(e);
@@ -229,7 +234,8 @@ impl SinkTaskRunner {
         Ok(revoked)
     }
 
-    fn to_record(&self, message: &BorrowedMessage<'_>) -> Result<SinkRecord, Failed> {
+    /// Converts and transforms a consumed message; `None` when a transform dropped it.
+    fn to_record(&self, message: &BorrowedMessage<'_>) -> Result<Option<SinkRecord>, Box<Failed>> {
         let location = || {
             format!(
                 "{}-{} offset {}",
@@ -238,27 +244,19 @@ impl SinkTaskRunner {
                 message.offset()
             )
         };
-        let headers: Vec<Header> = message
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| Header {
-                        key: h.key.to_owned(),
-                        value: h.value.map(<[u8]>::to_vec),
-                    })
-                    .collect()
+        let headers = headers_of(message);
+        let failed = |stage, error| {
+            Box::new(Failed {
+                stage,
+                error,
+                topic: message.topic().to_owned(),
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key().map(<[u8]>::to_vec),
+                value: message.payload().map(<[u8]>::to_vec),
+                headers: headers_of(message),
+                timestamp: message.timestamp().to_millis(),
             })
-            .unwrap_or_default();
-        let failed = |stage, error| Failed {
-            stage,
-            error,
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            value: message.payload().map(<[u8]>::to_vec),
-            headers: headers.clone(),
-            timestamp: message.timestamp().to_millis(),
         };
         let (key_schema, key) = self.key_converter.decode(message.key()).map_err(|source| {
             failed(
@@ -283,7 +281,7 @@ impl SinkTaskRunner {
                         },
                     )
                 })?;
-        Ok(SinkRecord {
+        let record = SinkRecord {
             topic: message.topic().to_owned(),
             partition: message.partition(),
             offset: message.offset(),
@@ -293,7 +291,21 @@ impl SinkTaskRunner {
             value,
             headers,
             timestamp: message.timestamp().to_millis(),
-        })
+        };
+        if self.transforms.is_empty() {
+            return Ok(Some(record));
+        }
+        let consumed = record.topic_partition();
+        match self.transforms.apply(TransformRecord::from_sink(record)) {
+            Ok(out) => Ok(out.map(|r| r.into_sink(&consumed, message.offset()))),
+            Err(source) => Err(failed(
+                Stage::Transformation,
+                TaskError::Transform {
+                    location: location(),
+                    source: Box::new(source),
+                },
+            )),
+        }
     }
 
     /// Asks the task what is durable and commits exactly that to Kafka.
@@ -341,4 +353,19 @@ async fn rewind(
     tokio::task::spawn_blocking(move || consumer.seek_partitions(list, Duration::from_secs(10)))
         .await??;
     Ok(())
+}
+
+/// A consumed message's headers.
+fn headers_of(message: &BorrowedMessage<'_>) -> Vec<Header> {
+    message
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| Header {
+                    key: h.key.to_owned(),
+                    value: h.value.map(<[u8]>::to_vec),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }

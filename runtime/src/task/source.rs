@@ -20,6 +20,7 @@ use super::{Failed, Stage};
 use crate::convert::Converter;
 use crate::error::TaskError;
 use crate::storage::OffsetStore;
+use crate::transform::TransformRecord;
 
 /// A record sent to Kafka whose acknowledgement is awaited, with the source position it covers.
 struct Ack {
@@ -30,6 +31,13 @@ struct Ack {
 }
 
 type Pending = Pin<Box<dyn Future<Output = Ack> + Send>>;
+
+/// What the transform chain made of a record.
+enum Transformed {
+    Keep(SourceRecord),
+    /// Dropped or skipped: only its position moves on.
+    Skip(SourcePartition, SourceOffset),
+}
 
 /// A record's key and value as bytes; `None` is a null.
 type Encoded = (Option<Vec<u8>>, Option<Vec<u8>>);
@@ -51,6 +59,8 @@ pub(crate) struct SourceTaskRunner {
     pub(crate) topics: super::TopicTracker,
     /// The pipeline's `errors` policy for records that cannot be converted.
     pub(crate) errors: super::ErrorHandler,
+    /// The connector's transform chain (often empty).
+    pub(crate) transforms: Arc<crate::transform::Chain>,
 }
 
 /// Offsets whose records Kafka has acknowledged, in order, not yet stored.
@@ -150,7 +160,21 @@ impl SourceTaskRunner {
         in_flight: &mut FuturesOrdered<Pending>,
         acked: &mut Acked,
     ) -> Result<(), TaskError> {
-        for mut record in records {
+        for record in records {
+            let mut record = match self.transform(record).await? {
+                Transformed::Keep(record) => record,
+                Transformed::Skip(partition, offset) => {
+                    // Dropped (a filter) or skipped (tolerated error): its position still
+                    // advances, in order with the records around it.
+                    in_flight.push_back(Box::pin(std::future::ready(Ack {
+                        result: Ok(()),
+                        topic: String::new(),
+                        partition,
+                        offset,
+                    })));
+                    continue;
+                }
+            };
             let (key, value) = match self.convert(&record) {
                 Ok(encoded) => encoded,
                 Err((stage, error)) => {
@@ -242,6 +266,48 @@ impl SourceTaskRunner {
             }
         }
         Ok(())
+    }
+
+    /// Runs the transform chain; a failure goes to the error policy.
+    async fn transform(&self, record: SourceRecord) -> Result<Transformed, TaskError> {
+        if self.transforms.is_empty() {
+            return Ok(Transformed::Keep(record));
+        }
+        // The original is kept only when a dead-letter copy may be needed.
+        let original = self
+            .errors
+            .policy
+            .dlq_topic
+            .as_ref()
+            .map(|_| record.clone());
+        let (transformable, partition, offset) = TransformRecord::from_source(record);
+        let topic = transformable.topic.clone();
+        match self.transforms.apply(transformable) {
+            Ok(Some(out)) => Ok(Transformed::Keep(out.into_source(partition, offset))),
+            Ok(None) => Ok(Transformed::Skip(partition, offset)),
+            Err(e) => {
+                let failed = Failed {
+                    stage: Stage::Transformation,
+                    error: TaskError::Transform {
+                        location: format!("the record for {topic} at source offset {offset:?}"),
+                        source: Box::new(e),
+                    },
+                    topic,
+                    partition: -1,
+                    offset: -1,
+                    key: original
+                        .as_ref()
+                        .map(|r| r.key.to_plain_json().to_string().into_bytes()),
+                    value: original
+                        .as_ref()
+                        .map(|r| r.value.to_plain_json().to_string().into_bytes()),
+                    headers: original.map(|r| r.headers).unwrap_or_default(),
+                    timestamp: None,
+                };
+                self.errors.handle(failed).await?;
+                Ok(Transformed::Skip(partition, offset))
+            }
+        }
     }
 
     fn convert(&self, record: &SourceRecord) -> Result<Encoded, (Stage, TaskError)> {
