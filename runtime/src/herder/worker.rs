@@ -148,6 +148,7 @@ impl Cluster {
             && (current.target(connector) == TargetState::Stopped
                 || !current.connectors.contains_key(connector))
         {
+            info!(%connector, "ignoring task configs for a stopped or deleted connector");
             return Ok(());
         }
         self.configs.put_tasks(connector, tasks).await?;
@@ -209,6 +210,8 @@ struct RunningConnector {
     submitting: Option<JoinHandle<()>>,
     /// The instance being started in the background.
     starting: Option<JoinHandle<()>>,
+    /// The task configs the running instance generated.
+    generated: Option<Vec<Map<String, Json>>>,
     /// Which start this is: results of an older start are discarded.
     epoch: u64,
 }
@@ -343,6 +346,7 @@ pub async fn run_herder(
     let mut changes = configs.changes();
     let mut pending_initial = !initial.is_empty();
     let mut check = tokio::time::interval(Duration::from_millis(500));
+    let mut resync = tokio::time::interval(Duration::from_secs(5));
     let outcome = loop {
         tokio::select! {
             _ = cancel.cancelled() => break Ok(()),
@@ -359,6 +363,8 @@ pub async fn run_herder(
                 cluster.rebalance_if_needed().await;
             }
             _ = poke_rx.recv() => reconciler.reconcile().await,
+            // A periodic look, so anything a lost message left undone is picked up again.
+            _ = resync.tick() => reconciler.reconcile().await,
             _ = check.tick(), if standalone => {
                 if every_task_failed(&cluster) {
                     break Err(Error::AllTasksFailed);
@@ -656,6 +662,22 @@ impl Reconciler {
             if restart {
                 self.stop_connector(name).await;
                 self.start_connector(name, props, target).await;
+                continue;
+            }
+            // A running instance whose task configs are not (or no longer) the committed ones
+            // hands them in again: a submission can be lost to a leader change or refused while
+            // a stop was still in effect.
+            let resubmit = self.running.connectors.get(name).and_then(|r| {
+                let generated = r.generated.as_ref()?;
+                let idle = r.submitting.as_ref().is_none_or(JoinHandle::is_finished);
+                (idle && target != TargetState::Stopped && state.tasks.get(name) != Some(generated))
+                    .then(|| generated.clone())
+            });
+            if let Some(tasks) = resubmit {
+                let submitting = self.submit_task_configs(name, tasks);
+                if let Some(running) = self.running.connectors.get_mut(name) {
+                    running.submitting = submitting;
+                }
             }
         }
 
@@ -763,6 +785,7 @@ impl Reconciler {
             instance: None,
             submitting: None,
             starting: None,
+            generated: None,
             epoch: self.epoch,
         };
         let status = match target {
@@ -832,6 +855,8 @@ impl Reconciler {
                 running.instance = Some(instance);
                 info!(connector = %name, tasks = tasks.len(), "connector started");
                 let tasks = with_placeholders(&running.props, tasks);
+                let tasks: Vec<Map<String, Json>> = tasks.into_iter().map(|c| c.0).collect();
+                running.generated = Some(tasks.clone());
                 let state = if running.target == TargetState::Paused {
                     RunState::Paused
                 } else {
@@ -857,9 +882,8 @@ impl Reconciler {
     fn submit_task_configs(
         &self,
         name: &str,
-        tasks: Vec<ConnectorConfig>,
+        tasks: Vec<Map<String, Json>>,
     ) -> Option<JoinHandle<()>> {
-        let tasks: Vec<Map<String, Json>> = tasks.into_iter().map(|c| c.0).collect();
         if self.cluster.configs.snapshot().tasks.get(name) == Some(&tasks) {
             return None;
         }
