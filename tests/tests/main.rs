@@ -6,4 +6,5 @@ mod file_source_crash;
 mod json_golden;
 mod postgres_cdc;
 mod reference_docs;
+mod s3_archive;
 mod validate_cli;
