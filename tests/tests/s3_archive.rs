@@ -284,7 +284,10 @@ async fn time_partitions_and_scheduled_rotation() {
             let local = chrono::DateTime::from_timestamp_millis(ts)
                 .expect("time")
                 .with_timezone(&kolkata);
-            (ts, local.format("year=%Y/month=%m/day=%d/hour=%H").to_string())
+            (
+                ts,
+                local.format("year=%Y/month=%m/day=%d/hour=%H").to_string(),
+            )
         })
         .collect();
     let producer = kafka::producer();
