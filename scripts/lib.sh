@@ -11,6 +11,11 @@ NISSHI_TOOLCHAIN="1.96.0"
 NISSHI_ROOT="$SLUICE_CACHE/tools/nisshi-$NISSHI_VERSION"
 NISSHI_BIN="$NISSHI_ROOT/bin/nisshi"
 
+# s3s-fs: an S3-compatible server over a directory (0.15+ need a newer rustc than 1.95).
+S3S_FS_VERSION="0.14.1"
+S3S_FS_ROOT="$SLUICE_CACHE/tools/s3s-fs-$S3S_FS_VERSION"
+S3S_FS_BIN="$S3S_FS_ROOT/bin/s3s-fs"
+
 log() { printf '[sluice] %s\n' "$*" >&2; }
 
 # A free TCP port on 127.0.0.1.

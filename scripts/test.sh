@@ -6,6 +6,7 @@ ensure_cargo
 ensure_python
 ensure_build_deps
 log "broker: $("$SLUICE_ROOT/scripts/install-broker.sh")"
+log "s3 server: $("$SLUICE_ROOT/scripts/install-s3.sh")"
 cd "$SLUICE_ROOT"
 log "cargo test --workspace (target dir $CARGO_TARGET_DIR)"
 cargo test --workspace --locked "$@"

@@ -2,12 +2,17 @@
 //!
 //!   scripts/bench.sh cdc [--rows N] [--output json]
 //!   scripts/bench.sh cluster [--runs N] [--output json]
+//!   scripts/bench.sh s3 [--records N] [--value-size B] [--format json|parquet|bytes] [--output json]
 //!
 //! `cdc`: N rows are inserted (transactions of 10,000) into a table with two logical replication
 //! slots on the same publication. `pg_recvlogical` decodes one slot to /dev/null (the walsender's
 //! decoding speed, the physical limit); Sluice streams the other into a topic (JSON with schemas,
 //! idempotent acks=all producer) and is timed until the topic holds all N events. Rates are
 //! printed both for streaming (first to last event in the topic) and including start-up.
+//!
+//! `s3`: see [`s3`]: archive MB/s against raw consume and raw PUT of the same bytes.
+
+mod s3;
 
 mod cluster;
 
@@ -42,10 +47,23 @@ enum Bench {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// S3 archive: topic -> s3-sink, against raw consume and raw S3 PUT of the same bytes.
+    S3 {
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        #[arg(long, default_value_t = 200)]
+        value_size: usize,
+        #[arg(long, default_value_t = 3)]
+        partitions: i32,
+        #[arg(long, default_value = "json", value_parser = ["json", "parquet", "bytes"])]
+        format: String,
+        #[arg(long, default_value_t = 100_000)]
+        flush_size: u64,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Output {
+pub(crate) enum Output {
     Text,
     Json,
 }
@@ -57,7 +75,7 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-fn progress(message: &str) {
+pub(crate) fn progress(message: &str) {
     eprintln!("[bench] {message}");
 }
 
@@ -73,13 +91,17 @@ fn run(command: &mut Command) -> Result<String> {
 }
 
 /// A service started by a project script, stopped when dropped.
-struct Service {
+pub(crate) struct Service {
     script: &'static str,
     dir: PathBuf,
 }
 
 impl Service {
-    fn start(script: &'static str, dir: &Path, extra: &[&str]) -> Result<(Self, String)> {
+    pub(crate) fn start(
+        script: &'static str,
+        dir: &Path,
+        extra: &[&str],
+    ) -> Result<(Self, String)> {
         let address = run(Command::new("bash")
             .arg(repo().join(script))
             .arg("start")
@@ -372,5 +394,29 @@ fn main() -> Result<()> {
     match cli.bench {
         Bench::Cdc { rows } => cdc(rows, cli.output),
         Bench::Cluster { runs } => cluster::cluster(runs, cli.output),
+        Bench::S3 {
+            records,
+            value_size,
+            partitions,
+            format,
+            flush_size,
+        } => {
+            let work = std::env::temp_dir().join(format!("sluice-bench-s3-{}", std::process::id()));
+            std::fs::create_dir_all(&work)?;
+            let sluice = std::env::current_exe()?
+                .parent()
+                .context("exe dir")?
+                .join("sluice");
+            let options = s3::Options {
+                records,
+                value_size,
+                partitions,
+                format,
+                flush_size,
+            };
+            let result = s3::run(&options, cli.output, &sluice, &work);
+            let _ = std::fs::remove_dir_all(&work);
+            result
+        }
     }
 }

@@ -8,5 +8,6 @@ pub fn builtin() -> Registry {
     sluice_connector_datagen::register(&mut registry);
     sluice_connector_file::register(&mut registry);
     sluice_connector_postgres::register(&mut registry);
+    sluice_connector_s3::register(&mut registry);
     registry
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -73,6 +73,9 @@ pub struct Read {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
+    /// Milliseconds since the epoch, as the broker reports it.
+    pub timestamp: Option<i64>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 impl Read {
@@ -132,6 +135,15 @@ pub fn read_all(topic: &str) -> Vec<Read> {
             offset,
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec),
+            timestamp: message.timestamp().to_millis(),
+            headers: message
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default(),
         });
         if offset + 1 >= ends[&p] && !done.get(&p).copied().unwrap_or(false) {
             done.insert(p, true);
@@ -139,4 +151,55 @@ pub fn read_all(topic: &str) -> Vec<Read> {
         }
     }
     out
+}
+
+/// The end (high watermark) of every partition of `topic`. Blocking.
+pub fn end_offsets(topic: &str) -> HashMap<i32, i64> {
+    let consumer: BaseConsumer = client().create().expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .expect("watermarks");
+            (p.id(), high)
+        })
+        .collect()
+}
+
+/// The offsets consumer group `group` has committed for `topic` (partitions without a commit
+/// are left out). Blocking.
+pub fn committed(group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
+    let consumer: BaseConsumer = client()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p);
+    }
+    let Ok(committed) = consumer.committed_offsets(list, Duration::from_secs(10)) else {
+        return HashMap::new();
+    };
+    committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether group `group` has committed the end of every partition of `topic`. Blocking.
+pub fn caught_up(group: &str, topic: &str) -> bool {
+    let ends = end_offsets(topic);
+    let committed = committed(group, topic, ends.len() as i32);
+    ends.iter()
+        .all(|(p, end)| *end == 0 || committed.get(p) == Some(end))
 }

@@ -5,12 +5,14 @@
 //!   it dies with the process.
 //! - [`Sluice`] runs `sluice run` as a child process, so tests can SIGKILL it.
 //! - [`kafka`] creates topics, produces and reads whole topics back.
+//! - [`s3`] starts s3s-fs servers (and stops/restarts them for outages) and reads archives back.
 
 pub mod broker;
 pub mod cluster;
 pub mod kafka;
 pub mod postgres;
 mod process;
+pub mod s3;
 
 pub use broker::bootstrap;
 pub use process::{Sluice, sluice_bin, unique};

@@ -8,5 +8,6 @@ mod file_source_crash;
 mod json_golden;
 mod postgres_cdc;
 mod reference_docs;
+mod s3_archive;
 mod transforms;
 mod validate_cli;

@@ -1,0 +1,365 @@
+//! The bucket, through aws-sdk-s3, with one retry policy for every request.
+//!
+//! The SDK's own retries are off so that `max_retries`/`retry_backoff` mean exactly what they say:
+//! server errors, throttling, timeouts and refused connections are retried with doubling backoff;
+//! a missing bucket or denied access fails at once with an error that says what to check.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+use tracing::warn;
+
+use crate::config::Connection;
+use crate::error::{Error, Result};
+
+/// A bucket and how to retry requests to it.
+#[derive(Clone)]
+pub(crate) struct Store {
+    client: Client,
+    bucket: String,
+    max_retries: u32,
+    backoff: Duration,
+    max_backoff: Duration,
+}
+
+/// What a failed attempt means.
+enum Failure {
+    Retry(String),
+    Stop(Error),
+}
+
+impl Store {
+    /// Builds the client and checks that the bucket exists and is reachable with these
+    /// credentials.
+    pub(crate) async fn connect(conn: &Connection) -> Result<Self> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(conn.region.clone()));
+        if let (Some(id), Some(secret)) = (&conn.access_key_id, &conn.secret_access_key) {
+            loader = loader.credentials_provider(Credentials::new(
+                id.clone(),
+                secret.expose().to_owned(),
+                None,
+                None,
+                "sluice-config",
+            ));
+        }
+        let shared = loader.load().await;
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(conn.path_style)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(120))
+                    .build(),
+            );
+        if let Some(endpoint) = &conn.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        let store = Self {
+            client: Client::from_conf(builder.build()),
+            bucket: conn.bucket.clone(),
+            max_retries: conn.max_retries,
+            backoff: Duration::from_millis(conn.retry_backoff.max(1)),
+            max_backoff: Duration::from_millis(conn.retry_max_backoff.max(1)),
+        };
+        store.check_bucket().await?;
+        Ok(store)
+    }
+
+    async fn check_bucket(&self) -> Result<()> {
+        let result = self
+            .retry("HeadBucket", "", || {
+                self.client.head_bucket().bucket(&self.bucket).send()
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // HeadBucket has no body: S3 says 404 / 403 with an empty error code.
+            Err(Error::Request { detail, .. }) if detail.contains("HTTP 404") => {
+                Err(Error::NoSuchBucket {
+                    bucket: self.bucket.clone(),
+                })
+            }
+            Err(Error::Request { detail, .. }) if detail.contains("HTTP 403") => {
+                Err(Error::AccessDenied {
+                    operation: "HeadBucket",
+                    bucket: self.bucket.clone(),
+                    detail,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the retries are spent.
+    async fn retry<T, E, Fut>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        mut attempt: impl FnMut() -> Fut,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let mut wait = self.backoff;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let error = match attempt().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            match self.classify(operation, key, &error) {
+                Failure::Stop(e) => return Err(e),
+                Failure::Retry(detail) if attempts > self.max_retries => {
+                    return Err(Error::Unavailable {
+                        operation,
+                        key: key.to_owned(),
+                        attempts,
+                        detail,
+                    });
+                }
+                Failure::Retry(detail) => {
+                    warn!(operation, key, attempt = attempts, wait_ms = wait.as_millis() as u64, error = %detail, "S3 request failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(self.max_backoff);
+                }
+            }
+        }
+    }
+
+    fn classify<E>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        error: &SdkError<E, HttpResponse>,
+    ) -> Failure
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match error {
+            SdkError::ServiceError(service) => {
+                let status = service.raw().status().as_u16();
+                let code = service.err().code().unwrap_or_default();
+                let message = service.err().message().unwrap_or_default();
+                let detail = format!("{code} {message} (HTTP {status})");
+                match code {
+                    "NoSuchBucket" => Failure::Stop(Error::NoSuchBucket {
+                        bucket: self.bucket.clone(),
+                    }),
+                    "AccessDenied"
+                    | "InvalidAccessKeyId"
+                    | "SignatureDoesNotMatch"
+                    | "ExpiredToken"
+                    | "InvalidToken" => Failure::Stop(Error::AccessDenied {
+                        operation,
+                        bucket: self.bucket.clone(),
+                        detail,
+                    }),
+                    "SlowDown"
+                    | "InternalError"
+                    | "ServiceUnavailable"
+                    | "RequestTimeout"
+                    | "RequestTimeTooSkewed"
+                    | "Throttling" => Failure::Retry(detail),
+                    _ if status >= 500 || status == 429 => Failure::Retry(detail),
+                    _ => Failure::Stop(Error::Request {
+                        operation,
+                        key: key.to_owned(),
+                        detail,
+                    }),
+                }
+            }
+            SdkError::ConstructionFailure(_) => Failure::Stop(Error::Request {
+                operation,
+                key: key.to_owned(),
+                detail: error_chain(error),
+            }),
+            // Timeouts, refused or reset connections, unreadable responses: transient.
+            _ => Failure::Retry(error_chain(error)),
+        }
+    }
+
+    /// Uploads a whole object in one request.
+    pub(crate) async fn put(&self, key: &str, body: Bytes) -> Result<()> {
+        self.retry("PutObject", key, || {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .body(ByteStream::from(body.clone()))
+                .send()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    pub(crate) async fn create_multipart(&self, key: &str) -> Result<String> {
+        let out = self
+            .retry("CreateMultipartUpload", key, || {
+                self.client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .send()
+            })
+            .await?;
+        out.upload_id()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Request {
+                operation: "CreateMultipartUpload",
+                key: key.to_owned(),
+                detail: "the answer has no upload id".into(),
+            })
+    }
+
+    /// Uploads one part; returns it for the completion request.
+    pub(crate) async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<CompletedPart> {
+        let out = self
+            .retry("UploadPart", key, || {
+                self.client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(body.clone()))
+                    .send()
+            })
+            .await?;
+        Ok(CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(out.e_tag().map(str::to_owned))
+            .build())
+    }
+
+    pub(crate) async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<()> {
+        let upload = CompletedMultipartUpload::builder()
+            .set_parts(Some(parts))
+            .build();
+        self.retry("CompleteMultipartUpload", key, || {
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .multipart_upload(upload.clone())
+                .send()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Best effort: an upload left behind holds no visible object, only storage.
+    pub(crate) async fn abort_multipart(&self, key: &str, upload_id: &str) {
+        let result = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await;
+        if let Err(e) = result {
+            warn!(key, error = %error_chain(&e), "cannot abort multipart upload");
+        }
+    }
+
+    /// Every key under `prefix`, in the order S3 lists them (lexicographic).
+    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .retry("ListObjectsV2", prefix, || {
+                    self.client
+                        .list_objects_v2()
+                        .bucket(&self.bucket)
+                        .prefix(prefix)
+                        .set_continuation_token(token.clone())
+                        .send()
+                })
+                .await?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(keys)
+    }
+
+    /// A whole object.
+    pub(crate) async fn get(&self, key: &str) -> Result<Bytes> {
+        let mut wait = self.backoff;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let out = self
+                .retry("GetObject", key, || {
+                    self.client
+                        .get_object()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .send()
+                })
+                .await?;
+            // The body streams after the headers: a broken connection here is retried too.
+            match out.body.collect().await {
+                Ok(data) => return Ok(data.into_bytes()),
+                Err(e) if attempts <= self.max_retries => {
+                    warn!(key, error = %e, "reading S3 object failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(self.max_backoff);
+                }
+                Err(e) => {
+                    return Err(Error::Unavailable {
+                        operation: "GetObject",
+                        key: key.to_owned(),
+                        attempts,
+                        detail: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The error and its sources on one line (the SDK's top-level message is often just
+/// "dispatch failure").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,497 @@
+//! `s3-sink` and `s3-source` against a real broker and a real S3-compatible server (s3s-fs):
+//! every record archived exactly once (also across SIGKILLs and an S3 outage), time partitions
+//! and scheduled rotation, and a replay that restores a topic as it was.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::FutureRecord;
+use sluice_tests::s3::{Archived, S3Server, read_topic_archive};
+use sluice_tests::{Sluice, kafka, unique, wait_for, write_worker};
+
+const BUCKET: &str = "archive";
+const PARTITIONS: i32 = 3;
+/// Record timestamps start an hour ago: the broker applies retention (7 days) to record time, so
+/// older timestamps would make the records expire at once.
+fn base_ts() -> i64 {
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| chrono::Utc::now().timestamp_millis() - 3_600_000)
+}
+
+/// The n-th test record: partition n % 3, so partition p's i-th record is n = 3i + p.
+fn expected(n: usize, value_len: usize) -> Archived {
+    let mut value = format!("v{n:09}-").into_bytes();
+    value.push(0xff); // not UTF-8: the archive must keep bytes, not text
+    value.resize(value_len.max(value.len()), b'x');
+    Archived {
+        topic: String::new(),
+        partition: (n % PARTITIONS as usize) as i32,
+        offset: (n / PARTITIONS as usize) as i64,
+        timestamp: Some(base_ts() + n as i64),
+        key: Some(format!("k{n}").into_bytes()),
+        value: Some(value),
+        headers: vec![
+            ("seq".to_owned(), Some(n.to_string().into_bytes())),
+            ("empty".to_owned(), None),
+        ],
+    }
+}
+
+async fn produce(topic: &str, range: std::ops::Range<usize>, value_len: usize) {
+    let producer = kafka::producer();
+    let mut pending = Vec::new();
+    for n in range {
+        let r = expected(n, value_len);
+        let headers = OwnedHeaders::new()
+            .insert(rdkafka::message::Header {
+                key: "seq",
+                value: r.headers[0].1.as_deref(),
+            })
+            .insert(rdkafka::message::Header::<&[u8]> {
+                key: "empty",
+                value: None,
+            });
+        let key = r.key.clone().unwrap_or_default();
+        let value = r.value.clone().unwrap_or_default();
+        let record = FutureRecord::to(topic)
+            .partition(r.partition)
+            .key(&key)
+            .payload(&value)
+            .headers(headers)
+            .timestamp(r.timestamp.unwrap_or_default());
+        pending.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueue"),
+        );
+        if pending.len() >= 20_000 {
+            for d in pending.drain(..) {
+                d.await
+                    .expect("delivery")
+                    .map_err(|(e, _)| e)
+                    .expect("delivered");
+            }
+        }
+    }
+    for d in pending {
+        d.await
+            .expect("delivery")
+            .map_err(|(e, _)| e)
+            .expect("delivered");
+    }
+}
+
+/// Checks that `records` hold records 0..total of `topic` exactly once, intact.
+fn assert_exactly_once(topic: &str, records: &[Archived], total: usize, value_len: usize) {
+    let mut by_partition: BTreeMap<i32, Vec<&Archived>> = BTreeMap::new();
+    for r in records {
+        assert_eq!(r.topic, topic, "a record of another topic");
+        by_partition.entry(r.partition).or_default().push(r);
+    }
+    let mut seen = 0;
+    for (p, mut list) in by_partition {
+        list.sort_by_key(|r| r.offset);
+        for (i, r) in list.iter().enumerate() {
+            assert_eq!(
+                r.offset, i as i64,
+                "partition {p}: offsets must be 0.. each exactly once (missing or duplicate near {i})"
+            );
+            let n = 3 * i + p as usize;
+            let mut want = expected(n, value_len);
+            want.topic = topic.to_owned();
+            assert_eq!(
+                **r, want,
+                "partition {p} offset {i} differs from what was produced"
+            );
+        }
+        seen += list.len();
+    }
+    assert_eq!(seen, total, "the archive does not hold every record");
+}
+
+fn write_pipeline(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, body).expect("write pipeline");
+    path
+}
+
+/// A sink pipeline (bytes converters: the archive keeps the exact bytes).
+fn sink_pipeline(server: &S3Server, name: &str, topic: &str, extra: &str) -> String {
+    format!(
+        "name: {name}\nconnector: s3-sink\nconfig:\n{}  topics: [{topic}]\n  topics_dir: {name}\n{extra}key_converter: {{type: bytes}}\nvalue_converter: {{type: bytes}}\n",
+        server.pipeline_config(BUCKET)
+    )
+}
+
+async fn caught_up(name: &str, topic: &str, limit: Duration) {
+    let (group, topic) = (format!("connect-{name}"), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        wait_for(
+            &format!("{group} to commit the end of {topic}"),
+            limit,
+            || kafka::caught_up(&group, &topic).then_some(()),
+        )
+    })
+    .await
+    .expect("wait");
+}
+
+fn archive_records() -> usize {
+    std::env::var("SLUICE_S3_TEST_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// Acceptance 1: a million records over three partitions archived as JSON lines and as Parquet
+/// read back (Parquet with the parquet crate) exactly once with key, value, headers, timestamp.
+#[tokio::test(flavor = "multi_thread")]
+async fn million_records_archived_once_as_json_and_parquet() {
+    let total = archive_records();
+    let value_len = 64;
+    let server = S3Server::start(BUCKET);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let topic = unique("s3-million");
+    kafka::create_topic(&topic, PARTITIONS).await;
+    produce(&topic, 0..total, value_len).await;
+
+    let json = unique("json");
+    let parquet = unique("parquet");
+    // flush_size does not divide the partition sizes: the scheduled rotation closes the tails.
+    let rotation = "  flush_size: 50000\n  rotate_schedule_interval: 3s\n";
+    let pipeline = format!(
+        "{}---\n{}",
+        sink_pipeline(&server, &json, &topic, rotation),
+        sink_pipeline(
+            &server,
+            &parquet,
+            &topic,
+            &format!("{rotation}  format: parquet\n  compression: zstd\n")
+        )
+    );
+    let pipeline = write_pipeline(dir.path(), "archive", &pipeline);
+    let worker = write_worker(dir.path(), "");
+    let sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
+    caught_up(&json, &topic, Duration::from_secs(900)).await;
+    caught_up(&parquet, &topic, Duration::from_secs(900)).await;
+    assert!(sluice.terminate(), "sluice did not stop cleanly");
+
+    for (name, ext) in [(&json, ".json"), (&parquet, ".parquet")] {
+        let (keys, records) = read_topic_archive(&server, BUCKET, name, &topic).await;
+        assert!(keys.iter().all(|k| k.ends_with(ext)), "{keys:?}");
+        assert_exactly_once(&topic, &records, total, value_len);
+        assert_names_match_first_offsets(&server, name, &topic).await;
+    }
+}
+
+/// Every object's name carries the offset of its first record; no other objects exist.
+async fn assert_names_match_first_offsets(server: &S3Server, dir: &str, topic: &str) {
+    for key in server.list(BUCKET, &format!("{dir}/")).await {
+        let data = server.get(BUCKET, &key).await;
+        let records = sluice_tests::s3::read_archived(&key, data);
+        let first = records
+            .iter()
+            .map(|r| r.offset)
+            .min()
+            .expect("non-empty object");
+        let partition = records[0].partition;
+        let ext = key.rsplit_once('.').map(|(_, e)| e).unwrap_or_default();
+        assert_eq!(
+            key,
+            format!("{dir}/{topic}/partition={partition}/{topic}+{partition}+{first:020}.{ext}"),
+            "object name does not match its content"
+        );
+    }
+}
+
+/// Acceptance 2: SIGKILL the sink three times mid-archive, restart: still exactly once, and no
+/// partial or duplicate objects afterwards. Files are big enough to be multipart uploads.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_three_times_still_archives_exactly_once() {
+    let total = 300_000;
+    let value_len = 400;
+    let flush_size = 10_000;
+    let server = S3Server::start(BUCKET);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let topic = unique("s3-crash");
+    kafka::create_topic(&topic, PARTITIONS).await;
+    produce(&topic, 0..total, value_len).await;
+
+    let name = unique("crash");
+    // ~7 MB per file with 5 MiB parts: every file is a multipart upload.
+    let pipeline = write_pipeline(
+        dir.path(),
+        "crash",
+        &sink_pipeline(
+            &server,
+            &name,
+            &topic,
+            &format!("  flush_size: {flush_size}\n  part_size: 5242880\n"),
+        ),
+    );
+    let worker = write_worker(dir.path(), "");
+    let files = total / flush_size;
+    let prefix = format!("{name}/");
+    for kill in 1..=3 {
+        let sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
+        let target = 5 * kill;
+        let mut at_kill = 0;
+        while at_kill < target {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            at_kill = server.list(BUCKET, &prefix).await.len();
+        }
+        sluice.kill_hard();
+        assert!(
+            at_kill < files,
+            "kill {kill} should land mid-archive ({at_kill} of {files} objects)"
+        );
+    }
+    let sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
+    caught_up(&name, &topic, Duration::from_secs(600)).await;
+    assert!(sluice.terminate(), "sluice did not stop cleanly");
+
+    let (keys, records) = read_topic_archive(&server, BUCKET, &name, &topic).await;
+    assert_eq!(
+        keys.len(),
+        files,
+        "one object per {flush_size} records: {keys:?}"
+    );
+    assert_exactly_once(&topic, &records, total, value_len);
+    assert_names_match_first_offsets(&server, &name, &topic).await;
+}
+
+/// Acceptance 3: the time partitioner writes the expected prefixes for known timestamps (in a
+/// zone other than UTC), and `rotate_schedule_interval` closes the files of a partition
+/// that went quiet long before `flush_size`.
+#[tokio::test(flavor = "multi_thread")]
+async fn time_partitions_and_scheduled_rotation() {
+    let server = S3Server::start(BUCKET);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let topic = unique("s3-time");
+    kafka::create_topic(&topic, 1).await;
+    // Recent timestamps (the broker expires old ones), several hours apart; their directories in
+    // Asia/Kolkata (UTC+05:30, so the hour and even the day differ from UTC) are computed with
+    // chrono's own formatting, independently of the connector's path_format code.
+    let kolkata = chrono::FixedOffset::east_opt(5 * 3600 + 1800).expect("offset");
+    let now = chrono::Utc::now().timestamp_millis();
+    let cases: Vec<(i64, String)> = [30i64, 20, 11, 2]
+        .iter()
+        .map(|hours_ago| {
+            let ts = now - hours_ago * 3_600_000;
+            let local = chrono::DateTime::from_timestamp_millis(ts)
+                .expect("time")
+                .with_timezone(&kolkata);
+            (
+                ts,
+                local.format("year=%Y/month=%m/day=%d/hour=%H").to_string(),
+            )
+        })
+        .collect();
+    let producer = kafka::producer();
+    let mut expected_dirs: HashMap<i64, &str> = HashMap::new();
+    for (i, (ts, path)) in cases.iter().enumerate() {
+        for j in 0..5 {
+            let offset = (i * 5 + j) as i64;
+            expected_dirs.insert(offset, path.as_str());
+            let key = format!("k{offset}");
+            producer
+                .send(
+                    FutureRecord::to(&topic)
+                        .partition(0)
+                        .key(&key)
+                        .payload("v")
+                        .timestamp(*ts),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .expect("produce");
+        }
+    }
+    let name = unique("time");
+    let pipeline = write_pipeline(
+        dir.path(),
+        "time",
+        &sink_pipeline(
+            &server,
+            &name,
+            &topic,
+            "  partitioner: time\n  path_format: \"'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH\"\n  timezone: Asia/Kolkata\n  flush_size: 1000\n  rotate_schedule_interval: 2s\n",
+        ),
+    );
+    let worker = write_worker(dir.path(), "");
+    let sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
+    // 20 records, flush_size 1000: only the schedule can close these files.
+    caught_up(&name, &topic, Duration::from_secs(120)).await;
+    assert!(sluice.terminate(), "sluice did not stop cleanly");
+
+    let (keys, records) = read_topic_archive(&server, BUCKET, &name, &topic).await;
+    let dirs: BTreeSet<String> = keys
+        .iter()
+        .map(|k| {
+            let rest = k.strip_prefix(&format!("{name}/{topic}/")).expect("prefix");
+            rest.rsplit_once('/').expect("dir").0.to_owned()
+        })
+        .collect();
+    let want: BTreeSet<String> = cases.iter().map(|(_, d)| d.clone()).collect();
+    assert_eq!(dirs, want);
+    assert_eq!(keys.len(), 4, "one file per hour directory: {keys:?}");
+    assert_eq!(records.len(), 20);
+    for key in &keys {
+        let data = server.get(BUCKET, key).await;
+        for r in sluice_tests::s3::read_archived(key, data) {
+            assert!(
+                key.contains(expected_dirs[&r.offset]),
+                "offset {} (ts {:?}) is in {key}",
+                r.offset,
+                r.timestamp
+            );
+        }
+    }
+}
+
+/// Acceptance 4: the S3 server is killed for a while mid-run and started again on the same port
+/// and data: the task retries, continues, and the archive holds every record exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_outage_mid_run_loses_and_duplicates_nothing() {
+    let total = 60_000;
+    let value_len = 100;
+    let mut server = S3Server::start(BUCKET);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let topic = unique("s3-outage");
+    kafka::create_topic(&topic, PARTITIONS).await;
+    produce(&topic, 0..total / 2, value_len).await;
+    let name = unique("outage");
+    let pipeline = write_pipeline(
+        dir.path(),
+        "outage",
+        &sink_pipeline(
+            &server,
+            &name,
+            &topic,
+            "  flush_size: 1000\n  max_retries: 1000\n  retry_backoff: 100ms\n  retry_max_backoff: 1s\n",
+        ),
+    );
+    let worker = write_worker(dir.path(), "");
+    let mut sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
+    let prefix = format!("{name}/");
+    while server.list(BUCKET, &prefix).await.len() < 3 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop();
+    // More records arrive while S3 is away.
+    produce(&topic, total / 2..total, value_len).await;
+    let log = sluice.log.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_for(
+            "the sink to retry S3 requests",
+            Duration::from_secs(60),
+            || {
+                std::fs::read_to_string(&log)
+                    .ok()
+                    .filter(|l| l.contains("S3 request failed; retrying"))
+                    .map(|_| ())
+            },
+        )
+    })
+    .await
+    .expect("wait");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(sluice.is_running(), "the task must wait for S3, not die");
+    server.restart();
+    caught_up(&name, &topic, Duration::from_secs(300)).await;
+    assert!(sluice.is_running(), "sluice exited: {}", sluice.log_text());
+    assert!(sluice.terminate(), "sluice did not stop cleanly");
+
+    let (keys, records) = read_topic_archive(&server, BUCKET, &name, &topic).await;
+    assert_eq!(keys.len(), total / 1000, "{keys:?}");
+    assert_exactly_once(&topic, &records, total, value_len);
+}
+
+/// Acceptance 5: `s3-source` restores archived topics (JSON lines and Parquet) into new topics
+/// equal to the original per partition, in order, with keys, values, headers and timestamps.
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_restores_the_topic() {
+    let total = 30_000;
+    let value_len = 80;
+    let server = S3Server::start(BUCKET);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let topic = unique("s3-replay");
+    kafka::create_topic(&topic, PARTITIONS).await;
+    produce(&topic, 0..total, value_len).await;
+    let json = unique("rjson");
+    let parquet = unique("rparquet");
+    let sinks = format!(
+        "{}---\n{}",
+        sink_pipeline(&server, &json, &topic, "  flush_size: 1000\n"),
+        sink_pipeline(
+            &server,
+            &parquet,
+            &topic,
+            "  flush_size: 2500\n  format: parquet\n  compression: snappy\n"
+        )
+    );
+    let sinks = write_pipeline(dir.path(), "sinks", &sinks);
+    let worker = write_worker(dir.path(), "");
+    let sluice = Sluice::run(dir.path(), &worker, &[&sinks]);
+    caught_up(&json, &topic, Duration::from_secs(300)).await;
+    caught_up(&parquet, &topic, Duration::from_secs(300)).await;
+    assert!(sluice.terminate(), "sluice did not stop cleanly");
+
+    let mut sources = Vec::new();
+    let mut restored = Vec::new();
+    for archive in [&json, &parquet] {
+        let target = format!("{archive}-restored");
+        kafka::create_topic(&target, PARTITIONS).await;
+        sources.push(format!(
+            "name: {archive}-replay\nconnector: s3-source\nconfig:\n{}  topics: [{topic}]\n  topics_dir: {archive}\n  topic_mapping: {{{topic}: {target}}}\n  poll_interval: 1s\ntasks: 2\nkey_converter: {{type: bytes}}\nvalue_converter: {{type: bytes}}\n",
+            server.pipeline_config(BUCKET)
+        ));
+        restored.push(target);
+    }
+    let sources = write_pipeline(dir.path(), "sources", &sources.join("---\n"));
+    let sluice = Sluice::run(dir.path(), &worker, &[&sources]);
+    for target in &restored {
+        let target = target.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_for(
+                "the restored topic to fill",
+                Duration::from_secs(300),
+                || {
+                    let n: i64 = kafka::end_offsets(&target).values().sum();
+                    (n >= total as i64).then_some(())
+                },
+            )
+        })
+        .await
+        .expect("wait");
+    }
+    // Give a wrong replay (duplicates) the chance to show before stopping.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(sluice.terminate(), "sluice did not stop cleanly");
+
+    let original = {
+        let topic = topic.clone();
+        tokio::task::spawn_blocking(move || kafka::read_all(&topic))
+            .await
+            .expect("read")
+    };
+    let per_partition = |reads: Vec<kafka::Read>| {
+        let mut out: BTreeMap<i32, Vec<kafka::Read>> = BTreeMap::new();
+        for r in reads {
+            out.entry(r.partition).or_default().push(r);
+        }
+        out
+    };
+    let original = per_partition(original);
+    assert_eq!(original.values().map(Vec::len).sum::<usize>(), total);
+    for target in restored {
+        let copy = tokio::task::spawn_blocking(move || kafka::read_all(&target))
+            .await
+            .expect("read");
+        assert_eq!(per_partition(copy), original, "the restored topic differs");
+    }
+}
