@@ -78,6 +78,28 @@ impl Value {
         }
     }
 
+    /// A value read from plain JSON without a schema, as Kafka Connect's JsonConverter reads it
+    /// with schemas off: objects become maps with string keys, integers Int64, other numbers
+    /// Float64.
+    pub fn from_plain_json(json: &serde_json::Value) -> Self {
+        use serde_json::Value as Json;
+        match json {
+            Json::Null => Self::Null,
+            Json::Bool(b) => Self::Boolean(*b),
+            Json::Number(n) => n.as_i64().map_or_else(
+                || Self::Float64(n.as_f64().unwrap_or(f64::NAN)),
+                Self::Int64,
+            ),
+            Json::String(s) => Self::String(s.clone()),
+            Json::Array(items) => Self::Array(items.iter().map(Self::from_plain_json).collect()),
+            Json::Object(obj) => Self::Map(
+                obj.iter()
+                    .map(|(k, v)| (Self::String(k.clone()), Self::from_plain_json(v)))
+                    .collect(),
+            ),
+        }
+    }
+
     /// Plain JSON without a schema, as the JSON converter writes with schemas off: bytes as
     /// base64, decimals as their exact text, logical dates and times as their numbers.
     pub fn to_plain_json(&self) -> serde_json::Value {

@@ -126,25 +126,6 @@ pub(crate) fn write_bytes_line(record: &SinkRecord, out: &mut Vec<u8>) -> Result
     Ok(())
 }
 
-/// Plain JSON read without a schema, as Kafka Connect does: objects become maps.
-fn read_schemaless(json: &Json) -> Value {
-    match json {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Boolean(*b),
-        Json::Number(n) => n.as_i64().map_or_else(
-            || Value::Float64(n.as_f64().unwrap_or(f64::NAN)),
-            Value::Int64,
-        ),
-        Json::String(s) => Value::String(s.clone()),
-        Json::Array(items) => Value::Array(items.iter().map(read_schemaless).collect()),
-        Json::Object(obj) => Value::Map(
-            obj.iter()
-                .map(|(k, v)| (Value::String(k.clone()), read_schemaless(v)))
-                .collect(),
-        ),
-    }
-}
-
 fn parse_json_line(key: &str, line: &[u8]) -> Result<ArchivedRecord> {
     let corrupt = |detail: String| Error::Corrupt {
         key: key.to_owned(),
@@ -164,7 +145,7 @@ fn parse_json_line(key: &str, line: &[u8]) -> Result<ArchivedRecord> {
                 .map(Value::Bytes)
                 .map_err(|e| corrupt(format!("bad base64 in `{name}_base64`: {e}")));
         }
-        Ok(json.get(name).map_or(Value::Null, read_schemaless))
+        Ok(json.get(name).map_or(Value::Null, Value::from_plain_json))
     };
     let mut headers = Vec::new();
     for h in json
@@ -702,8 +683,10 @@ fn arrow_value(field: &ArrowField, array: &dyn Array, i: usize) -> Value {
                 .get(JSON_FIELD_META)
                 .is_some_and(|v| v == "true")
             {
-                serde_json::from_str(text)
-                    .map_or_else(|_| Value::String(text.to_owned()), |j| read_schemaless(&j))
+                serde_json::from_str(text).map_or_else(
+                    |_| Value::String(text.to_owned()),
+                    |j| Value::from_plain_json(&j),
+                )
             } else {
                 Value::String(text.to_owned())
             }

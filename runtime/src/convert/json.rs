@@ -157,7 +157,7 @@ impl Converter for JsonConverter {
         }
         let json: Json = serde_json::from_slice(bytes)?;
         if !self.schemas {
-            return Ok((None, read_schemaless(&json)));
+            return Ok((None, Value::from_plain_json(&json)));
         }
         let Json::Object(envelope) = &json else {
             return Err(ConvertError::invalid(ENVELOPE_ERROR));
@@ -170,7 +170,7 @@ impl Converter for JsonConverter {
             return Err(ConvertError::invalid(ENVELOPE_ERROR));
         };
         if schema_json.is_null() {
-            return Ok((None, read_schemaless(payload)));
+            return Ok((None, Value::from_plain_json(payload)));
         }
         let schema = Arc::new(read_schema(schema_json, "schema")?);
         let value = read_value(&schema, payload, &Loc::Root("payload"))?;
@@ -784,26 +784,6 @@ fn read_value(schema: &Schema, json: &Json, path: &Loc<'_>) -> Result<Value, Con
             Value::Struct(s)
         }
     })
-}
-
-/// Plain JSON as Kafka Connect reads it without a schema: objects become maps, integers int64,
-/// other numbers float64.
-fn read_schemaless(json: &Json) -> Value {
-    match json {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Boolean(*b),
-        Json::Number(n) => n.as_i64().map_or_else(
-            || Value::Float64(n.as_f64().unwrap_or(f64::NAN)),
-            Value::Int64,
-        ),
-        Json::String(s) => Value::String(s.clone()),
-        Json::Array(items) => Value::Array(items.iter().map(read_schemaless).collect()),
-        Json::Object(obj) => Value::Map(
-            obj.iter()
-                .map(|(k, v)| (Value::String(k.clone()), read_schemaless(v)))
-                .collect(),
-        ),
-    }
 }
 
 #[cfg(test)]

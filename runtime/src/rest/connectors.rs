@@ -8,20 +8,11 @@ use serde_json::{Map, Value, json};
 use sluice_connector_api::Plugin;
 
 use super::error::Body;
-use super::forward::{Route, forward, route};
+use super::forward::on_leader;
 use super::{Api, ApiError};
 use crate::cluster::TaskId;
 use crate::config::{flat_from_pipeline, mask_flat, pipeline_from_flat};
 use crate::storage::{ConfigState, RunState, Status, TargetState};
-
-/// Handles a write here when this worker leads, else returns the leader's answer.
-macro_rules! on_leader {
-    ($api:expr, $method:expr, $uri:expr, $body:expr) => {
-        if let Route::Leader(leader) = route(&$api, &$uri)? {
-            return forward(&$api, &leader, $method, &$uri, $body).await;
-        }
-    };
-}
 
 pub(crate) async fn root(State(api): State<Api>) -> Json<Value> {
     Json(json!({

@@ -9,6 +9,19 @@ use axum::response::{IntoResponse, Response};
 
 use super::{Api, ApiError};
 
+/// Handles a write here when this worker leads, else returns the leader's answer from the
+/// enclosing handler.
+macro_rules! on_leader {
+    ($api:expr, $method:expr, $uri:expr, $body:expr) => {
+        if let $crate::rest::forward::Route::Leader(leader) =
+            $crate::rest::forward::route(&$api, &$uri)?
+        {
+            return $crate::rest::forward::forward(&$api, &leader, $method, &$uri, $body).await;
+        }
+    };
+}
+pub(crate) use on_leader;
+
 /// Where a write is handled.
 pub(crate) enum Route {
     Here,
@@ -71,6 +84,14 @@ pub(crate) async fn forward(
         .unwrap_or("application/json")
         .to_owned();
     let bytes = response.bytes().await.map_err(ApiError::internal)?;
+    // Read-your-writes: once the leader has applied a change, this worker reads the config
+    // topic up to it before answering, so the client's next request here sees it.
+    if status.is_success()
+        && let Ok(Err(e)) =
+            tokio::time::timeout(Duration::from_secs(5), api.cluster.configs.read_to_end()).await
+    {
+        tracing::warn!(error = %e, "cannot read the config topic after a forwarded write");
+    }
     Ok((
         status,
         [(axum::http::header::CONTENT_TYPE, content_type)],

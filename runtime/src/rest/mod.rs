@@ -3,7 +3,7 @@
 
 mod connectors;
 mod error;
-mod forward;
+pub(crate) mod forward;
 mod offsets;
 mod plugins;
 

@@ -10,20 +10,12 @@ use serde_json::{Value, json};
 use sluice_connector_api::{Plugin, SourceOffset, SourcePartition};
 
 use super::error::Body;
-use super::forward::{Route, forward, route};
+use super::forward::on_leader;
 use super::{Api, ApiError};
 use crate::kafka::group_offsets;
 use std::time::Duration;
 
 use crate::storage::{RunState, TargetState};
-
-macro_rules! on_leader {
-    ($api:expr, $method:expr, $uri:expr, $body:expr) => {
-        if let Route::Leader(leader) = route(&$api, &$uri)? {
-            return forward(&$api, &leader, $method, &$uri, $body).await;
-        }
-    };
-}
 
 enum Kind {
     Source,
