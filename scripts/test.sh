@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing (the nisshi broker, cached under ~/.cache/sluice),
+# The test command: installs what is missing (the nisshi broker, the s3s-fs server, a Python venv
+# with a third-party Kafka Connect REST client; all cached under ~/.cache/sluice),
 # then runs every test of the workspace. Tests start their own broker; nothing needs to be running.
 source "$(dirname "$0")/lib.sh"
 ensure_cargo
@@ -7,6 +8,7 @@ ensure_python
 ensure_build_deps
 log "broker: $("$SLUICE_ROOT/scripts/install-broker.sh")"
 log "s3 server: $("$SLUICE_ROOT/scripts/install-s3.sh")"
+log "python clients: $("$SLUICE_ROOT/scripts/install-pytools.sh")"
 cd "$SLUICE_ROOT"
 log "cargo test --workspace (target dir $CARGO_TARGET_DIR)"
 cargo test --workspace --locked "$@"
