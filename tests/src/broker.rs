@@ -42,11 +42,7 @@ fn start() -> String {
     let bin = nisshi_path();
     let port = free_port();
     let address = format!("127.0.0.1:{port}");
-    let dir = tempfile::Builder::new()
-        .prefix("sluice-test-broker")
-        .tempdir()
-        .expect("temp dir")
-        .keep();
+    let dir = crate::service_dir("sluice-test-broker");
     let (tx, rx) = std::sync::mpsc::channel();
     let url = format!("tcp://{address}");
     std::thread::spawn(move || {

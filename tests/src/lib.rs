@@ -19,6 +19,35 @@ pub use process::{Sluice, sluice_bin, unique};
 
 use std::path::{Path, PathBuf};
 
+/// A directory for a service a test process starts (a broker's or a database's data), named
+/// `<prefix>-<pid>-...` in the temp dir and kept after the process ends (the service dies with
+/// it). Directories of earlier test processes that are gone are removed first, so data of large
+/// tests does not pile up.
+pub(crate) fn service_dir(prefix: &str) -> PathBuf {
+    let tmp = std::env::temp_dir();
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    tempfile::Builder::new()
+        .prefix(&format!("{prefix}-{}-", std::process::id()))
+        .tempdir()
+        .expect("temp dir")
+        .keep()
+}
+
 /// Repository root (for configs and scripts).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -72,11 +72,7 @@ impl Postgres {
     /// initdb + start a new cluster with this `wal_level`.
     pub fn start(wal_level: &str) -> Self {
         let bin = bin_dir();
-        let dir = tempfile::Builder::new()
-            .prefix("sluice-test-pg")
-            .tempdir()
-            .expect("temp dir")
-            .keep();
+        let dir = crate::service_dir("sluice-test-pg");
         let data = dir.join("data");
         let status = Command::new("chown")
             .arg("postgres:postgres")
