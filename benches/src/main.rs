@@ -49,7 +49,8 @@ enum Bench {
     },
     /// S3 archive: topic -> s3-sink, against raw consume and raw S3 PUT of the same bytes.
     S3 {
-        #[arg(long, default_value_t = 1_000_000)]
+        /// A multiple of partitions x flush_size, so every file set closes by count.
+        #[arg(long, default_value_t = 1_200_000)]
         records: u64,
         #[arg(long, default_value_t = 200)]
         value_size: usize,

@@ -67,43 +67,67 @@ pub struct ArchivedRecord {
     pub value: Value,
 }
 
-/// Appends the JSON line of `record` to `out`.
+/// Appends the JSON line of `record` to `out`, written field by field (no intermediate JSON
+/// tree: this runs once per archived record).
 pub(crate) fn write_json_line(record: &SinkRecord, out: &mut Vec<u8>) -> Result<()> {
-    let mut line = serde_json::Map::with_capacity(8);
-    line.insert("topic".into(), Json::String(record.topic.clone()));
-    line.insert("partition".into(), Json::from(record.partition));
-    line.insert("offset".into(), Json::from(record.offset));
-    line.insert(
-        "timestamp".into(),
-        record.timestamp.map_or(Json::Null, Json::from),
-    );
-    line.insert(
-        "headers".into(),
-        Json::Array(
-            record
-                .headers
-                .iter()
-                .map(|h| {
-                    serde_json::json!({
-                        "key": h.key,
-                        "value": h.value.as_ref().map(|v| BASE64.encode(v)),
-                    })
-                })
-                .collect(),
-        ),
-    );
+    let fail = |e: serde_json::Error| Error::Data(format!("cannot write JSON: {e}"));
+    out.extend_from_slice(b"{\"topic\":");
+    serde_json::to_writer(&mut *out, &record.topic).map_err(fail)?;
+    out.extend_from_slice(b",\"partition\":");
+    out.extend_from_slice(itoa::Buffer::new().format(record.partition).as_bytes());
+    out.extend_from_slice(b",\"offset\":");
+    out.extend_from_slice(itoa::Buffer::new().format(record.offset).as_bytes());
+    out.extend_from_slice(b",\"timestamp\":");
+    match record.timestamp {
+        Some(ts) => out.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"headers\":[");
+    for (i, h) in record.headers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"key\":");
+        serde_json::to_writer(&mut *out, &h.key).map_err(fail)?;
+        out.extend_from_slice(b",\"value\":");
+        match &h.value {
+            Some(v) => write_base64(out, v),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.push(b'}');
+    }
+    out.push(b']');
     for (name, value) in [("key", &record.key), ("value", &record.value)] {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
         match value {
             Value::Bytes(b) => {
-                line.insert(format!("{name}_base64"), Json::String(BASE64.encode(b)))
+                out.extend_from_slice(b"_base64\":");
+                write_base64(out, b);
             }
-            other => line.insert(name.to_owned(), other.to_plain_json()),
-        };
+            other => {
+                out.extend_from_slice(b"\":");
+                serde_json::to_writer(&mut *out, &other.to_plain_json()).map_err(fail)?;
+            }
+        }
     }
-    serde_json::to_writer(&mut *out, &line)
-        .map_err(|e| Error::Data(format!("cannot write JSON: {e}")))?;
-    out.push(b'\n');
+    out.extend_from_slice(b"}\n");
     Ok(())
+}
+
+/// A JSON string of base64 text (which never needs escaping).
+fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let start = out.len();
+    out.resize(
+        start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
+        0,
+    );
+    let written = BASE64
+        .encode_slice(bytes, &mut out[start..])
+        .unwrap_or_default();
+    out.truncate(start + written);
+    out.push(b'"');
 }
 
 /// Appends the raw value of `record` and a newline.
@@ -810,6 +834,23 @@ mod tests {
         let data = gz.finish().unwrap();
         let back = read_object("x/t+1+00000000000000000005.json.gz", Bytes::from(data)).unwrap();
         assert_eq!(back, records.iter().map(archived).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn json_line_layout_is_stable() {
+        let mut r = record(7, Value::from("v\"1"), Some(Schema::string()));
+        r.key = Value::Bytes(vec![0xff, 0]);
+        let mut line = Vec::new();
+        write_json_line(&r, &mut line).unwrap();
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            concat!(
+                r#"{"topic":"t","partition":1,"offset":7,"timestamp":1700000000007,"#,
+                r#""headers":[{"key":"h","value":"AQI="},{"key":"n","value":null}],"#,
+                r#""key_base64":"/wA=","value":"v\"1"}"#,
+                "\n"
+            )
+        );
     }
 
     #[test]

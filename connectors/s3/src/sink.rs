@@ -9,8 +9,16 @@
 //! partition is consumed again from exactly where the open set began. With rotation on record
 //! data only, the set boundaries (and so object names and contents) come out the same on every
 //! re-consumption, and a rewritten object replaces its earlier copy.
+//!
+//! Uploads run in the background while the task keeps consuming: full multipart parts as soon as
+//! they are encoded, and a closed set's remaining bytes and completion. At most
+//! [`UPLOADS_IN_FLIGHT`] run at once (that bounds the memory they hold). A closed set counts as
+//! durable only once every upload of it, and of every set before it, succeeded; an upload that
+//! still fails after the store's retries fails the task, which then restarts from the last
+//! committed offset.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_s3::types::CompletedPart;
@@ -21,7 +29,9 @@ use sluice_connector_api::{
     ConfigSpec, ConnectorConfig, ConnectorError, Result, SinkConnector, SinkPlugin, SinkRecord,
     SinkTask, SinkTaskContext, TopicPartition,
 };
-use tracing::{debug, info};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
 
 use crate::config::{Format, SinkConfig, sink_spec};
 use crate::error::Error;
@@ -33,6 +43,8 @@ use crate::store::Store;
 const LINE_CHUNK_BYTES: usize = 1024 * 1024;
 /// Encode buffered Parquet rows once this many are waiting.
 const PARQUET_CHUNK_ROWS: usize = 4096;
+/// Parts and set closes uploading at once, per task.
+const UPLOADS_IN_FLIGHT: usize = 4;
 
 pub struct S3SinkPlugin;
 
@@ -81,6 +93,27 @@ struct Settings {
     partitioner: Partitioner,
     zone: Tz,
     extension: &'static str,
+    /// One permit per upload running in the background.
+    uploads: Arc<Semaphore>,
+}
+
+impl Settings {
+    async fn upload_permit(&self) -> OwnedSemaphorePermit {
+        self.uploads
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the upload semaphore is never closed")
+    }
+}
+
+/// A background upload; `Err` carries why it failed for good.
+type Upload<T> = JoinHandle<Result<T, Error>>;
+
+async fn finished<T>(upload: Upload<T>) -> Result<T, Error> {
+    upload
+        .await
+        .map_err(|e| Error::Data(format!("upload task failed: {e}")))?
 }
 
 #[derive(Default)]
@@ -116,7 +149,8 @@ struct FileWriter {
     encoder: Option<std::sync::Mutex<Encoder>>,
     /// Encoded bytes not uploaded yet.
     out: Vec<u8>,
-    upload: Option<(String, Vec<CompletedPart>)>,
+    /// The multipart upload id and its parts, uploading or done, in order.
+    upload: Option<(String, Vec<Upload<CompletedPart>>)>,
 }
 
 /// The open file set of one topic partition.
@@ -131,6 +165,8 @@ struct PartitionWriter {
     deadline: Option<i64>,
     /// Offset after the last record written; earlier offsets delivered again are skipped.
     next: Option<i64>,
+    /// Closed sets still uploading, oldest first, with their first offsets.
+    closing: VecDeque<(i64, Upload<()>)>,
 }
 
 fn now_ms() -> i64 {
@@ -238,6 +274,31 @@ impl FileWriter {
         let Some(encoder) = self.encoder.take() else {
             return Ok(());
         };
+        let plain = matches!(
+            &*encoder
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            Encoder::Lines(Compressor::Plain(_))
+        );
+        if plain {
+            // Uncompressed lines are their own output: no encoding thread, no copy. A file that
+            // filled a chunk is likely to fill the next: room for it up front saves regrowing.
+            let room = if finish {
+                0
+            } else {
+                self.lines.len() + self.lines.len() / 8
+            };
+            let lines = std::mem::replace(&mut self.lines, Vec::with_capacity(room));
+            if self.out.is_empty() {
+                self.out = lines;
+            } else {
+                self.out.extend_from_slice(&lines);
+            }
+            if !finish {
+                self.encoder = Some(encoder);
+            }
+            return Ok(());
+        }
         let mut encoder = encoder
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -267,17 +328,26 @@ impl FileWriter {
         Ok(())
     }
 
-    /// Uploads whole parts while at least `part_size` bytes wait (memory stays bounded).
-    async fn upload_parts(&mut self, store: &Store, part_size: usize) -> Result<(), Error> {
+    /// Starts uploading whole parts while at least `part_size` bytes wait (memory stays
+    /// bounded: a part waits for a free upload slot).
+    async fn upload_parts(&mut self, settings: &Settings, part_size: usize) -> Result<(), Error> {
         while self.out.len() >= part_size {
             let rest = self.out.split_off(part_size);
             let part = Bytes::from(std::mem::replace(&mut self.out, rest));
-            self.upload_part(store, part).await?;
+            let permit = settings.upload_permit().await;
+            self.upload_part(&settings.store, part, Some(permit))
+                .await?;
         }
         Ok(())
     }
 
-    async fn upload_part(&mut self, store: &Store, part: Bytes) -> Result<(), Error> {
+    /// Starts one part's upload in the background (creating the multipart upload first).
+    async fn upload_part(
+        &mut self,
+        store: &Store,
+        part: Bytes,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<(), Error> {
         if self.upload.is_none() {
             let id = store.create_multipart(&self.key).await?;
             self.upload = Some((id, Vec::new()));
@@ -286,25 +356,46 @@ impl FileWriter {
             return Ok(());
         };
         let number = parts.len() as i32 + 1;
-        let done = store.upload_part(&self.key, id, number, part).await?;
-        parts.push(done);
+        let (store, key, id) = (store.clone(), self.key.clone(), id.clone());
+        parts.push(tokio::spawn(async move {
+            let done = store.upload_part(&key, &id, number, part).await;
+            drop(permit);
+            done
+        }));
         Ok(())
     }
 
     /// Finishes the file and makes it visible: one PUT, or the last parts and the completion.
-    async fn close(mut self, store: &Store, part_size: usize) -> Result<(), Error> {
+    /// Runs in the background, holding one upload slot.
+    async fn close(mut self, store: Store, part_size: usize) -> Result<(), Error> {
         self.encode(true).await?;
         if self.upload.is_none() && self.out.len() < part_size {
             store
                 .put(&self.key, Bytes::from(std::mem::take(&mut self.out)))
                 .await?;
         } else {
-            self.upload_parts(store, part_size).await?;
-            if !self.out.is_empty() {
-                let last = Bytes::from(std::mem::take(&mut self.out));
-                self.upload_part(store, last).await?;
+            // The last parts need no slot of their own: this close holds one.
+            while !self.out.is_empty() {
+                let take = self.out.len().min(part_size);
+                let rest = self.out.split_off(take);
+                let part = Bytes::from(std::mem::replace(&mut self.out, rest));
+                self.upload_part(&store, part, None).await?;
             }
-            if let Some((id, parts)) = self.upload.take() {
+            if let Some((id, uploads)) = self.upload.take() {
+                let mut parts = Vec::with_capacity(uploads.len());
+                let mut failure = None;
+                for upload in uploads {
+                    match finished(upload).await {
+                        Ok(part) => parts.push(part),
+                        Err(e) => {
+                            failure.get_or_insert(e);
+                        }
+                    }
+                }
+                if let Some(e) = failure {
+                    store.abort_multipart(&self.key, &id).await;
+                    return Err(e);
+                }
                 store.complete_multipart(&self.key, &id, parts).await?;
             }
         }
@@ -313,37 +404,80 @@ impl FileWriter {
     }
 
     async fn abort(self, store: &Store) {
-        if let Some((id, _)) = &self.upload {
+        if let Some((id, uploads)) = &self.upload {
+            for upload in uploads {
+                upload.abort();
+            }
             store.abort_multipart(&self.key, id).await;
         }
     }
 }
 
 impl PartitionWriter {
-    /// Uploads every file of the open set; afterwards everything written is durable.
+    /// Closes the open set: its files finish uploading in the background, and the set becomes
+    /// durable when they all did (see [`reap`](Self::reap)).
     async fn close_set(&mut self, settings: &Settings, tp: &TopicPartition) -> Result<(), Error> {
         let part_size = settings.config.part_size as usize;
         let files = std::mem::take(&mut self.files);
-        let count = files.len();
-        for (_, file) in files {
-            file.close(&settings.store, part_size).await?;
-        }
-        if count > 0 {
-            info!(partition = %tp, start = self.start, records = self.records, files = count, "archived file set");
-        }
-        self.start = None;
+        let (start, records) = (self.start.take(), self.records);
         self.records = 0;
         self.first_time = None;
         self.deadline = None;
+        let Some(start) = start else {
+            return Ok(());
+        };
+        if files.is_empty() {
+            return Ok(());
+        }
+        let permit = settings.upload_permit().await;
+        let store = settings.store.clone();
+        let tp = tp.clone();
+        let upload = tokio::spawn(async move {
+            let count = files.len();
+            for (_, file) in files {
+                file.close(store.clone(), part_size).await?;
+            }
+            drop(permit);
+            info!(partition = %tp, start, records, files = count, "archived file set");
+            Ok(())
+        });
+        self.closing.push_back((start, upload));
         Ok(())
     }
 
-    async fn discard(&mut self, settings: &Settings) {
+    /// Takes the closed sets whose uploads finished, oldest first; fails with the first upload
+    /// that failed for good.
+    async fn reap(&mut self) -> Result<(), Error> {
+        while self
+            .closing
+            .front()
+            .is_some_and(|(_, upload)| upload.is_finished())
+        {
+            if let Some((_, upload)) = self.closing.pop_front() {
+                finished(upload).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The first offset that is not durable yet, if any record is not.
+    fn pending_from(&self) -> Option<i64> {
+        self.closing.front().map(|(start, _)| *start).or(self.start)
+    }
+
+    /// Drops the open set (aborting its multipart uploads) and waits for closed sets still
+    /// uploading, so that nothing of this partition is written after its next owner started.
+    async fn discard(&mut self, settings: &Settings, tp: &TopicPartition) {
         for (_, file) in std::mem::take(&mut self.files) {
             file.abort(&settings.store).await;
         }
         self.start = None;
         self.records = 0;
+        for (start, upload) in std::mem::take(&mut self.closing) {
+            if let Err(e) = finished(upload).await {
+                warn!(partition = %tp, start, error = %e, "a closed file set did not finish uploading; its records were not committed and are archived again by the next owner");
+            }
+        }
     }
 
     /// Whether `record` must start a new set (checked before it is written).
@@ -393,6 +527,7 @@ impl SinkTask for S3SinkTask {
         info!(connector = %ctx.connector, task = ctx.task_id, bucket = %config.connection.bucket, format = ?config.format, "s3-sink task started");
         self.settings = Some(Settings {
             extension: extension(config.format, config.compression),
+            uploads: Arc::new(Semaphore::new(UPLOADS_IN_FLIGHT)),
             config,
             store,
             partitioner,
@@ -408,16 +543,25 @@ impl SinkTask for S3SinkTask {
         let config = &settings.config;
         let part_size = config.part_size as usize;
         let now = now_ms();
+        for writer in self.partitions.values_mut() {
+            writer.reap().await.map_err(upload_failed)?;
+        }
         for record in records {
             let tp = record.topic_partition();
             let writer = self.partitions.entry(tp.clone()).or_default();
             if writer.next.is_some_and(|n| record.offset < n) {
                 continue;
             }
-            writer.next = Some(record.offset + 1);
+            // A record the partitioner refuses fails before anything changed.
             let encoded = settings.partitioner.encode(&record, now)?;
+            // From here on a failure leaves written state behind that a retry of the batch would
+            // not restore: it fails the task, which restarts from the committed offsets.
+            writer.next = Some(record.offset + 1);
             if writer.rotate_before(settings, &record, &encoded, now) {
-                writer.close_set(settings, &tp).await?;
+                writer
+                    .close_set(settings, &tp)
+                    .await
+                    .map_err(upload_failed)?;
             }
             if writer.start.is_none() {
                 writer.start = Some(record.offset);
@@ -436,17 +580,22 @@ impl SinkTask for S3SinkTask {
                         record.offset,
                         settings.extension,
                     );
-                    e.insert(FileWriter::new(key, settings, &record)?)
+                    e.insert(FileWriter::new(key, settings, &record).map_err(upload_failed)?)
                 }
             };
-            file.append(config.format, record)?;
+            file.append(config.format, record).map_err(upload_failed)?;
             if file.chunk_ready() {
-                file.encode(false).await?;
-                file.upload_parts(&settings.store, part_size).await?;
+                file.encode(false).await.map_err(upload_failed)?;
+                file.upload_parts(settings, part_size)
+                    .await
+                    .map_err(upload_failed)?;
             }
             writer.records += 1;
             if writer.rotate_after(settings, &encoded) {
-                writer.close_set(settings, &tp).await?;
+                writer
+                    .close_set(settings, &tp)
+                    .await
+                    .map_err(upload_failed)?;
             }
         }
         Ok(())
@@ -467,9 +616,13 @@ impl SinkTask for S3SinkTask {
             };
             // Scheduled rotation: a quiet partition's files still close on time.
             if writer.deadline.is_some_and(|d| now >= d) {
-                writer.close_set(settings, tp).await?;
+                writer
+                    .close_set(settings, tp)
+                    .await
+                    .map_err(upload_failed)?;
             }
-            durable.insert(tp.clone(), writer.start.unwrap_or(*next));
+            writer.reap().await.map_err(upload_failed)?;
+            durable.insert(tp.clone(), writer.pending_from().unwrap_or(*next));
         }
         Ok(durable)
     }
@@ -482,7 +635,7 @@ impl SinkTask for S3SinkTask {
         };
         for tp in partitions {
             if let Some(mut writer) = self.partitions.remove(tp) {
-                writer.discard(settings).await;
+                writer.discard(settings, tp).await;
             }
         }
         Ok(())
@@ -492,6 +645,15 @@ impl SinkTask for S3SinkTask {
         let partitions: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
         self.close(&partitions).await
     }
+}
+
+/// A failure after records were taken into files: retrying the batch would not bring those
+/// records back, so the task fails and resumes from the committed offsets when restarted.
+fn upload_failed(e: Error) -> ConnectorError {
+    let message = format!(
+        "{e}; the task stops, and on restart resumes from the last committed offset (nothing is lost)"
+    );
+    ConnectorError::with_source(sluice_connector_api::ErrorKind::Fatal, message, e)
 }
 
 #[cfg(test)]

@@ -58,6 +58,10 @@ pub(crate) fn sink_consumer(
     for (key, default) in [
         ("auto.offset.reset", "earliest"),
         ("partition.assignment.strategy", "cooperative-sticky"),
+        // librdkafka pauses fetching for this long whenever its prefetch queue is full, which
+        // happens each time a sink's `put` is slow for a moment (an upload): at the default
+        // of 1 s the task then runs dry and waits (measured: S3 archive rate x1.8 at 10 ms).
+        ("fetch.queue.backoff.ms", "10"),
     ] {
         if config.get(key).is_none() {
             config.set(key, default);

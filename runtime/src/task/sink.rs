@@ -137,33 +137,43 @@ impl SinkTaskRunner {
             };
             let revoked = self.apply_rebalances(positions).await?;
             let mut records = Vec::with_capacity(batch.len());
-            // Where each partition stands after this batch (records put and records skipped).
-            let mut next: Vec<(TopicPartition, i64)> = Vec::with_capacity(batch.len());
-            // First offset per partition, to read the batch again after a retriable failure.
-            let mut firsts: HashMap<TopicPartition, i64> = HashMap::new();
+            // Where each partition stands after this batch (records put and records skipped),
+            // and its first offset, to read the batch again after a retriable failure. A batch
+            // spans few partitions: a short list beats hashing every record.
+            let mut spans: Vec<(TopicPartition, i64, i64)> = Vec::new();
             let mut failure = None;
             for (tp, offset, converted) in batch {
                 // Read before its partition moved: the new owner delivers it again.
                 if revoked.contains(&tp) {
                     continue;
                 }
-                firsts.entry(tp.clone()).or_insert(offset);
-                match converted {
+                let span = match spans.iter().position(|(t, _, _)| *t == tp) {
+                    Some(i) => i,
+                    None => {
+                        spans.push((tp, offset, offset));
+                        spans.len() - 1
+                    }
+                };
+                let handled = match converted {
                     Ok(Some(record)) => {
                         records.push(record);
-                        next.push((tp, offset + 1));
+                        true
                     }
                     // Dropped by a transform: consumed all the same.
-                    Ok(None) => next.push((tp, offset + 1)),
+                    Ok(None) => true,
                     // Tolerated: logged and dead-lettered (durably) before moving past it.
                     Err(failed) => match self.errors.handle(*failed).await {
-                        Ok(()) => next.push((tp, offset + 1)),
+                        Ok(()) => true,
                         Err(e) => {
                             failure = Some(e);
-                            break;
+                            false
                         }
                     },
+                };
+                if !handled {
+                    break;
                 }
+                spans[span].2 = offset + 1;
             }
             // Records before a bad one are still written, so the committed position stops right
             // at the bad record.
@@ -174,7 +184,7 @@ impl SinkTaskRunner {
                         // The destination refuses for now: read the batch again and retry,
                         // waiting longer each time (Kafka Connect's RetriableException).
                         warn!(connector = %self.connector, task = self.task_id, error = %e, delay = ?self.retry_delay, "put failed; retrying the batch");
-                        rewind(self.consumer.clone(), &firsts).await?;
+                        rewind(self.consumer.clone(), &spans).await?;
                         tokio::select! {
                             _ = cancel.cancelled() => return Ok(()),
                             _ = tokio::time::sleep(self.retry_delay) => {}
@@ -186,7 +196,12 @@ impl SinkTaskRunner {
                 }
             }
             self.retry_delay = RETRY_START;
-            positions.consumed.extend(next);
+            positions.consumed.extend(
+                spans
+                    .into_iter()
+                    .filter(|(_, first, next)| next > first)
+                    .map(|(tp, _, next)| (tp, next)),
+            );
             if let Some(e) = failure {
                 return Err(e);
             }
@@ -341,13 +356,13 @@ impl SinkTaskRunner {
     }
 }
 
-/// Moves the consumer back to `firsts` (offset per partition) so a batch is read again.
+/// Moves the consumer back to the first offset of each partition's span so a batch is read again.
 async fn rewind(
     consumer: Arc<SinkConsumer>,
-    firsts: &HashMap<TopicPartition, i64>,
+    spans: &[(TopicPartition, i64, i64)],
 ) -> Result<(), TaskError> {
     let mut list = TopicPartitionList::new();
-    for (tp, offset) in firsts {
+    for (tp, offset, _) in spans {
         list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))?;
     }
     tokio::task::spawn_blocking(move || consumer.seek_partitions(list, Duration::from_secs(10)))
