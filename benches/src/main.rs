@@ -37,7 +37,8 @@ struct Cli {
 enum Bench {
     /// Postgres CDC: WAL -> topic, against pg_recvlogical decoding the same changes.
     Cdc {
-        #[arg(long, default_value_t = 300_000)]
+        /// Enough that each side runs for seconds: shorter runs swing by +-15% here.
+        #[arg(long, default_value_t = 1_000_000)]
         rows: u64,
     },
     /// Distributed mode: start-up to REST-ready and rebalance when a worker leaves, against

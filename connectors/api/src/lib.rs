@@ -40,4 +40,4 @@ pub use schema::{Field, Schema, SchemaBuilder, SchemaError, SchemaRef, SchemaTyp
 pub use sink::{SinkConnector, SinkTask, SinkTaskContext};
 pub use source::{OffsetReader, SourceConnector, SourceTask, SourceTaskContext};
 pub use spec::{ConfigField, ConfigSpec, ConnectorConfig, FieldError, FieldKind, MASK, Validator};
-pub use value::{Decimal, Struct, Value};
+pub use value::{Decimal, FieldName, Struct, Value};

@@ -1,6 +1,7 @@
 //! Values of Kafka Connect's data model, including logical values.
 
 use std::fmt;
+use std::sync::Arc;
 
 use num_bigint::BigInt;
 
@@ -234,10 +235,90 @@ impl<T: Into<Value>> From<Option<T>> for Value {
     }
 }
 
+/// The name of a struct field: a `&'static str` or a shared string, so that records built with
+/// fixed names (or names shared by every row of a table) cost no allocation per field.
+#[derive(Clone)]
+pub enum FieldName {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl FieldName {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Static(s) => s,
+            Self::Shared(s) => s,
+        }
+    }
+}
+
+impl std::ops::Deref for FieldName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for FieldName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for FieldName {}
+
+impl PartialEq<str> for FieldName {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl fmt::Debug for FieldName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for FieldName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&'static str> for FieldName {
+    fn from(s: &'static str) -> Self {
+        Self::Static(s)
+    }
+}
+
+impl From<String> for FieldName {
+    fn from(s: String) -> Self {
+        Self::Shared(s.into())
+    }
+}
+
+impl From<&String> for FieldName {
+    fn from(s: &String) -> Self {
+        Self::Shared(s.as_str().into())
+    }
+}
+
+impl From<Arc<str>> for FieldName {
+    fn from(s: Arc<str>) -> Self {
+        Self::Shared(s)
+    }
+}
+
+impl From<&FieldName> for FieldName {
+    fn from(s: &FieldName) -> Self {
+        s.clone()
+    }
+}
+
 /// A struct value: named fields in order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Struct {
-    fields: Vec<(String, Value)>,
+    fields: Vec<(FieldName, Value)>,
 }
 
 impl Struct {
@@ -246,13 +327,13 @@ impl Struct {
     }
 
     /// Adds or replaces a field, builder style.
-    pub fn with(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+    pub fn with(mut self, name: impl Into<FieldName>, value: impl Into<Value>) -> Self {
         self.put(name, value);
         self
     }
 
     /// Sets a field, replacing an existing one of the same name in place.
-    pub fn put(&mut self, name: impl Into<String>, value: impl Into<Value>) {
+    pub fn put(&mut self, name: impl Into<FieldName>, value: impl Into<Value>) {
         let name = name.into();
         let value = value.into();
         match self.fields.iter_mut().find(|(n, _)| *n == name) {
@@ -271,18 +352,21 @@ impl Struct {
     /// Appends a field without looking for an existing one of the same name: for builders that
     /// know their names are unique (a row built from its columns), where `put` would compare
     /// every name with every other.
-    pub fn push(&mut self, name: impl Into<String>, value: impl Into<Value>) {
+    pub fn push(&mut self, name: impl Into<FieldName>, value: impl Into<Value>) {
         self.fields.push((name.into(), value.into()));
     }
 
     /// [`push`](Self::push), builder style.
-    pub fn and(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+    pub fn and(mut self, name: impl Into<FieldName>, value: impl Into<Value>) -> Self {
         self.push(name, value);
         self
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+        self.fields
+            .iter()
+            .find(|(n, _)| **n == *name)
+            .map(|(_, v)| v)
     }
 
     /// The field at position `i`, in insertion order.

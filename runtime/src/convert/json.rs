@@ -133,7 +133,8 @@ impl Converter for JsonConverter {
             return self.encode(schema.map(|s| &**s), value);
         };
         let schema_text = self.schema_text(schema)?;
-        let mut out = String::with_capacity(schema_text.len() + 256);
+        // Room for a typical payload too, so the buffer is not regrown (and copied) per record.
+        let mut out = String::with_capacity(schema_text.len() + 1024);
         out.push_str("{\"schema\":");
         out.push_str(&schema_text);
         out.push_str(",\"payload\":");

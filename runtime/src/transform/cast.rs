@@ -282,10 +282,11 @@ impl Transform for Cast {
                     let mut out = Struct::with_capacity(data.len());
                     for (name, v) in data.iter() {
                         match fields.get(name) {
-                            Some(target) => {
-                                out.push(name, cast(v, *target, &|| format!("field `{name}`"))?)
-                            }
-                            None => out.push(name, v.clone()),
+                            Some(target) => out.push(
+                                name.to_owned(),
+                                cast(v, *target, &|| format!("field `{name}`"))?,
+                            ),
+                            None => out.push(name.to_owned(), v.clone()),
                         }
                     }
                     (Some(out_schema), Value::Struct(out))

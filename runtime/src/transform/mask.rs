@@ -102,9 +102,9 @@ impl Transform for MaskField {
                 let mut out = Struct::with_capacity(data.len());
                 for (name, v) in data.iter() {
                     if self.fields.iter().any(|f| f == name) {
-                        out.push(name, self.masked(name, v)?);
+                        out.push(name.to_owned(), self.masked(name, v)?);
                     } else {
-                        out.push(name, v.clone());
+                        out.push(name.to_owned(), v.clone());
                     }
                 }
                 Value::Struct(out)

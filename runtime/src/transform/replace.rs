@@ -56,7 +56,7 @@ impl Transform for ReplaceField {
                 for field in &schema.fields {
                     if self.keeps(&field.name) {
                         let v = data.get(&field.name).cloned().unwrap_or(Value::Null);
-                        out.push(self.renamed(&field.name), v);
+                        out.push(self.renamed(&field.name).to_owned(), v);
                     }
                 }
                 (Some(out_schema), Value::Struct(out))

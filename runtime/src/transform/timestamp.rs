@@ -374,9 +374,9 @@ impl Transform for TimestampConverter {
                     let mut out = Struct::with_capacity(data.len());
                     for (name, v) in data.iter() {
                         if name == self.field {
-                            out.push(name, self.convert(kind, v)?);
+                            out.push(name.to_owned(), self.convert(kind, v)?);
                         } else {
-                            out.push(name, v.clone());
+                            out.push(name.to_owned(), v.clone());
                         }
                     }
                     (Some(out_schema), Value::Struct(out))

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures::FutureExt;
+
 use pg_walstream::{
-    ChangeEvent, ColumnValue, EventType, LogicalReplicationStream, ReplicationSlotOptions,
-    ReplicationStreamConfig, RowData, StreamingMode,
+    ChangeEvent, ColumnValue, EventType, LogicalReplicationStream, ReplicationError,
+    ReplicationSlotOptions, ReplicationStreamConfig, RowData, StreamingMode,
 };
 use sluice_connector_api::{
     ConnectorError, ErrorKind, SourceOffset, SourcePartition, SourceRecord, Struct,
@@ -32,6 +34,8 @@ pub(crate) type Batch = Result<Vec<SourceRecord>, ConnectorError>;
 
 /// How long a partial batch may wait before it is handed over.
 const LINGER: Duration = Duration::from_millis(20);
+/// Most events handled in a row before the loop looks at its timers and signals again.
+const DRAIN_EVENTS: usize = 1024;
 /// Most reconnect attempts after the stream's own retries gave up.
 const MAX_RECONNECTS: u32 = 30;
 
@@ -298,32 +302,60 @@ impl Streamer {
                     self.flush_with_feedback().await?;
                     linger_until = None;
                 }
-                event = stream.next_event_with_retry(&token) => match event {
-                    Ok(event) => {
-                        reconnects = 0;
-                        self.handle(event).await?;
-                        if linger_until.is_none() && !self.out.batch.is_empty() {
-                            linger_until = Some(Instant::now() + LINGER);
+                event = stream.next_event_with_retry(&token) => {
+                    // Events that already arrived are handled here, without a trip through the
+                    // select for each (which re-arms its timers and notifications every time).
+                    let mut next = Some(event);
+                    let mut handled = 0;
+                    while let Some(event) = next.take() {
+                        match event {
+                            Ok(event) => {
+                                reconnects = 0;
+                                self.handle(event).await?;
+                                if linger_until.is_none() && !self.out.batch.is_empty() {
+                                    linger_until = Some(Instant::now() + LINGER);
+                                }
+                                handled += 1;
+                                if handled < DRAIN_EVENTS && !self.out.full() {
+                                    next = self
+                                        .stream
+                                        .as_mut()
+                                        .and_then(|s| s.next_event_with_retry(&token).now_or_never());
+                                }
+                            }
+                            Err(e) => {
+                                if self.stream_failed(e).await? {
+                                    return Ok(());
+                                }
+                            }
                         }
                     }
-                    Err(e) if e.is_cancelled() => return Ok(()),
-                    Err(e) if e.is_transient() => {
-                        warn!(error = %e, "replication connection lost; reconnecting");
-                        // Dropping the stream closes its connection, so the server releases the slot.
-                        self.stream = None;
-                        // The server replays every transaction after the confirmed LSN: drop the
-                        // partial one.
-                        self.out.held = None;
-                        self.tx = None;
-                        self.streaming = None;
-                        for (_, spool) in self.spools.drain() {
-                            spool.discard().await;
-                        }
-                    }
-                    Err(e) => return Err(replication_error("replication stream failed", e)),
-                },
+                }
             }
         }
+    }
+
+    /// A failed replication stream: transient failures drop the connection (the loop reconnects
+    /// and Postgres replays every transaction after the confirmed LSN); others end the task.
+    /// `Ok(true)`: the stream ended because the task is stopping.
+    async fn stream_failed(&mut self, e: ReplicationError) -> Result<bool, ConnectorError> {
+        if e.is_cancelled() {
+            return Ok(true);
+        }
+        if !e.is_transient() {
+            return Err(replication_error("replication stream failed", e));
+        }
+        warn!(error = %e, "replication connection lost; reconnecting");
+        // Dropping the stream closes its connection, so the server releases the slot.
+        self.stream = None;
+        // The server replays every transaction after the confirmed LSN: drop the partial one.
+        self.out.held = None;
+        self.tx = None;
+        self.streaming = None;
+        for (_, spool) in self.spools.drain() {
+            spool.discard().await;
+        }
+        Ok(false)
     }
 
     /// Reports the committed LSN to Postgres (also answers the walsender's keepalives).
@@ -595,13 +627,12 @@ impl Streamer {
     fn record(
         &self,
         table: &Table,
-        op: &str,
+        op: &'static str,
         before: Option<Struct>,
         after: Option<Struct>,
         lsn: u64,
     ) -> SourceRecord {
         table.event(
-            &self.naming,
             op,
             before,
             after,
@@ -619,7 +650,7 @@ impl Streamer {
                 relation_oid, data, ..
             } => {
                 if let Some(table) = self.table(relation_oid) {
-                    let after = table.row(values(&data).into_iter(), &self.naming.placeholder)?;
+                    let after = table.row(&values(&data), &self.naming.placeholder)?;
                     let record = self.record(&table, OP_CREATE, None, Some(after), lsn);
                     self.out.push(record);
                 }
@@ -633,10 +664,9 @@ impl Streamer {
                 if let Some(table) = self.table(relation_oid) {
                     let before = old_data
                         .as_ref()
-                        .map(|old| table.row(values(old).into_iter(), &self.naming.placeholder))
+                        .map(|old| table.row(&values(old), &self.naming.placeholder))
                         .transpose()?;
-                    let after =
-                        table.row(values(&new_data).into_iter(), &self.naming.placeholder)?;
+                    let after = table.row(&values(&new_data), &self.naming.placeholder)?;
                     let record = self.record(&table, OP_UPDATE, before, Some(after), lsn);
                     self.out.push(record);
                 }
@@ -647,8 +677,7 @@ impl Streamer {
                 ..
             } => {
                 if let Some(table) = self.table(relation_oid) {
-                    let before =
-                        table.row(values(&old_data).into_iter(), &self.naming.placeholder)?;
+                    let before = table.row(&values(&old_data), &self.naming.placeholder)?;
                     let record = self.record(&table, OP_DELETE, Some(before), None, lsn);
                     let tombstone = self.config.tombstones.then(|| table.tombstone(&record));
                     self.out.push(record);

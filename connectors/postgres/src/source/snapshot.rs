@@ -78,14 +78,14 @@ pub(crate) async fn run(
             for row in &rows {
                 let values: Vec<Option<String>> =
                     (0..table.columns.len()).map(|i| row.get(i)).collect();
-                let named = table
+                let named: Vec<(&str, Option<&str>)> = table
                     .columns
                     .iter()
                     .zip(&values)
-                    .map(|(c, v)| (c.name.as_str(), v.as_deref()));
-                let after = table.row(named, &naming.placeholder)?;
+                    .map(|(c, v)| (c.name.as_str(), v.as_deref()))
+                    .collect();
+                let after = table.row(&named, &naming.placeholder)?;
                 let record = table.event(
-                    naming,
                     OP_READ,
                     None,
                     Some(after),

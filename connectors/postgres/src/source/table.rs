@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 use sluice_connector_api::{
-    ConnectorError, Schema, SchemaRef, SourceOffset, SourcePartition, SourceRecord, Struct, Value,
+    ConnectorError, FieldName, Schema, SchemaRef, SourceOffset, SourcePartition, SourceRecord,
+    Struct, Value,
 };
 use tracing::warn;
 
@@ -18,6 +19,15 @@ pub(crate) struct Column {
     pub(crate) name: String,
     pub(crate) ty: PgType,
     pub(crate) key: bool,
+}
+
+/// Values of the `source` block that do not change from event to event.
+#[derive(Debug, Clone)]
+struct SourceFixed {
+    name: Value,
+    db: Value,
+    schema: Value,
+    table: Value,
 }
 
 /// Fields of the `source` block, per event.
@@ -44,6 +54,10 @@ pub(crate) struct Table {
     pub(crate) name: String,
     pub(crate) columns: Vec<Column>,
     pub(crate) topic: String,
+    /// Column names as struct field names, shared by every row (same order as `columns`).
+    fields: Vec<FieldName>,
+    /// The strings of the `source` block that are the same for every event of this table.
+    source_fixed: SourceFixed,
     key_schema: Option<SchemaRef>,
     envelope_schema: SchemaRef,
     /// Columns whose values failed to parse were already warned about.
@@ -115,10 +129,22 @@ impl Table {
             .field("op", Schema::string())
             .field("ts_ms", Schema::int64().optional())
             .build();
+        let fields = columns
+            .iter()
+            .map(|c| FieldName::from(Arc::<str>::from(c.name.as_str())))
+            .collect();
+        let source_fixed = SourceFixed {
+            name: Value::String(naming.topic_prefix.clone()),
+            db: Value::String(naming.database.clone()),
+            schema: Value::String(schema.to_owned()),
+            table: Value::String(name.to_owned()),
+        };
         Self {
             schema: schema.to_owned(),
             name: name.to_owned(),
             topic: base,
+            fields,
+            source_fixed,
             columns,
             key_schema,
             envelope_schema: Arc::new(envelope),
@@ -131,14 +157,22 @@ impl Table {
     }
 
     /// A row from named text values; a column missing from `values` is an unchanged TOAST value.
-    pub(crate) fn row<'a>(
+    pub(crate) fn row(
         &self,
-        values: impl Iterator<Item = (&'a str, Option<&'a str>)> + Clone,
+        values: &[(&str, Option<&str>)],
         placeholder: &str,
     ) -> Result<Struct, ConnectorError> {
         let mut row = Struct::with_capacity(self.columns.len());
-        for column in &self.columns {
-            let value = match values.clone().find(|(name, _)| *name == column.name) {
+        for (i, (column, field)) in self.columns.iter().zip(&self.fields).enumerate() {
+            // Values come in column order unless TOAST left some out: look there first.
+            let found = match values.get(i) {
+                Some(v) if v.0 == column.name => Some(*v),
+                _ => values
+                    .iter()
+                    .find(|(name, _)| *name == column.name)
+                    .copied(),
+            };
+            let value = match found {
                 None if column.ty.toastable() => column.ty.placeholder(placeholder),
                 None | Some((_, None)) => Value::Null,
                 Some((_, Some(text))) => match column.ty.parse(text) {
@@ -157,7 +191,7 @@ impl Table {
                     }
                 },
             };
-            row.push(column.name.clone(), value);
+            row.push(field.clone(), value);
         }
         Ok(row)
     }
@@ -174,27 +208,25 @@ impl Table {
             return Value::Null;
         }
         let mut key = Struct::new();
-        for c in self.columns.iter().filter(|c| c.key) {
-            key.put(
-                c.name.clone(),
-                row.get(&c.name).cloned().unwrap_or(Value::Null),
-            );
+        for (c, field) in self.columns.iter().zip(&self.fields).filter(|(c, _)| c.key) {
+            key.put(field, row.get(&c.name).cloned().unwrap_or(Value::Null));
         }
         Value::Struct(key)
     }
 
-    fn source_value(&self, naming: &Naming, info: &SourceInfo) -> Value {
+    fn source_value(&self, info: &SourceInfo) -> Value {
+        let fixed = &self.source_fixed;
         Value::Struct(
             Struct::with_capacity(12)
                 .and("version", concat!("sluice-", env!("CARGO_PKG_VERSION")))
                 .and("connector", "postgresql")
-                .and("name", naming.topic_prefix.clone())
+                .and("name", fixed.name.clone())
                 .and("ts_ms", info.ts_ms)
                 .and("snapshot", info.snapshot.map(str::to_owned))
-                .and("db", naming.database.clone())
+                .and("db", fixed.db.clone())
                 .and("sequence", Value::Null)
-                .and("schema", self.schema.clone())
-                .and("table", self.name.clone())
+                .and("schema", fixed.schema.clone())
+                .and("table", fixed.table.clone())
                 .and("txId", info.tx_id)
                 .and("lsn", info.lsn)
                 .and("xmin", Value::Null),
@@ -202,11 +234,9 @@ impl Table {
     }
 
     /// A Debezium change event.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn event(
         &self,
-        naming: &Naming,
-        op: &str,
+        op: &'static str,
         before: Option<Struct>,
         after: Option<Struct>,
         info: &SourceInfo,
@@ -221,7 +251,7 @@ impl Table {
         let envelope = Struct::with_capacity(5)
             .and("before", before.map_or(Value::Null, Value::Struct))
             .and("after", after.map_or(Value::Null, Value::Struct))
-            .and("source", self.source_value(naming, info))
+            .and("source", self.source_value(info))
             .and("op", op)
             .and("ts_ms", now);
         let mut record = SourceRecord::new(
