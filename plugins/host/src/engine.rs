@@ -229,11 +229,11 @@ fn compile(name: String, path: PathBuf, bytes: &[u8]) -> Result<LoadedPlugin> {
     };
     // The spec comes from the plugin itself, asked once in a sandbox with the default limits.
     let sandbox = Sandbox::default();
-    let fields = match kind {
-        PluginKind::Source => Session::source(&plugin, &sandbox, None)?.spec()?,
-        PluginKind::Sink => Session::sink(&plugin, &sandbox, None)?.spec()?,
-        PluginKind::Transform => Session::transform(&plugin, &sandbox, None)?.spec()?,
-    };
+    let fields = crate::transform::in_place(|| match kind {
+        PluginKind::Source => Session::source(&plugin, &sandbox, None)?.spec(),
+        PluginKind::Sink => Session::sink(&plugin, &sandbox, None)?.spec(),
+        PluginKind::Transform => Session::transform(&plugin, &sandbox, None)?.spec(),
+    })?;
     plugin.spec = PluginSpec::from_fields(&plugin.name, fields)?;
     Ok(plugin)
 }

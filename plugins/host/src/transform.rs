@@ -46,7 +46,7 @@ impl WasmTransform {
             idle: Mutex::new(Vec::new()),
             plugin,
         };
-        let session = transform.instance()?;
+        let session = in_place(|| transform.instance())?;
         transform
             .idle
             .lock()
@@ -79,7 +79,7 @@ impl WasmTransform {
         let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut session = match taken {
             Some(session) => session,
-            None => self.instance()?,
+            None => in_place(|| self.instance())?,
         };
         let result = in_place(|| session.apply(batch));
         if !session.is_poisoned() {
@@ -103,7 +103,9 @@ impl WasmTransform {
     }
 }
 
-fn in_place<R>(f: impl FnOnce() -> R) -> R {
+/// Runs `f` where blocking is allowed: inside `block_in_place` on a multi-threaded tokio
+/// runtime's worker (WASI's synchronous calls wait on tokio), directly elsewhere.
+pub(crate) fn in_place<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)

@@ -266,7 +266,11 @@ pub mod source {
     }
 
     #[doc(hidden)]
-    pub fn __open<T: Source>(config: Vec<(String, String)>, task: u32, tasks: u32) -> Result<(), Error> {
+    pub fn __open<T: Source>(
+        config: Vec<(String, String)>,
+        task: u32,
+        tasks: u32,
+    ) -> Result<(), Error> {
         let t = T::open(&Config::new(config), task, tasks)?;
         STATE.with(|s| *s.borrow_mut() = Some(Box::new(t)));
         Ok(())

@@ -4,7 +4,9 @@
 //! the last committed record.
 
 use serde_json::json;
-use sluice_plugin_sdk::source::{Config, ConfigField, Error, Level, Record, Source, committed_offset, log};
+use sluice_plugin_sdk::source::{
+    Config, ConfigField, Error, Level, Record, Source, committed_offset, log,
+};
 
 struct Counter {
     topic: String,
@@ -19,7 +21,11 @@ impl Source for Counter {
     fn spec() -> Vec<ConfigField> {
         vec![
             ConfigField::new("topic", "string", "Topic the numbers go to.").required(),
-            ConfigField::new("count", "int", "Numbers over all tasks; unset means without end."),
+            ConfigField::new(
+                "count",
+                "int",
+                "Numbers over all tasks; unset means without end.",
+            ),
             ConfigField::new("batch_size", "int", "Most records one poll returns.").default("100"),
         ]
     }
@@ -31,11 +37,17 @@ impl Source for Counter {
             .and_then(|o| serde_json::from_str::<serde_json::Value>(&o).ok())
             .and_then(|o| o["next"].as_u64())
             .unwrap_or(u64::from(task));
-        log(Level::Info, &format!("counter task {task}/{tasks} starts at {next}"));
+        log(
+            Level::Info,
+            &format!("counter task {task}/{tasks} starts at {next}"),
+        );
         Ok(Self {
             topic: config.get("topic").unwrap_or_default().to_owned(),
             count: config.parse("count").map_err(Error::Config)?,
-            batch: config.parse("batch_size").map_err(Error::Config)?.unwrap_or(100),
+            batch: config
+                .parse("batch_size")
+                .map_err(Error::Config)?
+                .unwrap_or(100),
             task,
             tasks: tasks.max(1),
             next,

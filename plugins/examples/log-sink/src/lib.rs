@@ -19,7 +19,10 @@ fn text(bytes: &Option<Vec<u8>>) -> Value {
 
 impl Sink for LogSink {
     fn spec() -> Vec<ConfigField> {
-        vec![ConfigField::new("prefix", "string", "Text that starts every line.").default("\"record\"")]
+        vec![
+            ConfigField::new("prefix", "string", "Text that starts every line.")
+                .default("\"record\""),
+        ]
     }
 
     fn open(config: &Config, _task: u32) -> Result<Self, Error> {

@@ -14,10 +14,16 @@ struct Misbehave {
 impl Transform for Misbehave {
     fn spec() -> Vec<ConfigField> {
         vec![
-            ConfigField::new("mode", "string", "none, loop, alloc, trap, file or socket.").required(),
-            ConfigField::new("path", "string", "File the `file` mode opens.").default("\"/etc/hostname\""),
-            ConfigField::new("address", "string", "Address the `socket` mode connects to.")
-                .default("\"127.0.0.1:9\""),
+            ConfigField::new("mode", "string", "none, loop, alloc, trap, file or socket.")
+                .required(),
+            ConfigField::new("path", "string", "File the `file` mode opens.")
+                .default("\"/etc/hostname\""),
+            ConfigField::new(
+                "address",
+                "string",
+                "Address the `socket` mode connects to.",
+            )
+            .default("\"127.0.0.1:9\""),
         ]
     }
 

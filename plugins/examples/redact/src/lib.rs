@@ -13,7 +13,12 @@ struct Redact {
 impl Transform for Redact {
     fn spec() -> Vec<ConfigField> {
         vec![
-            ConfigField::new("fields", "list", "Top-level fields of the value to replace.").required(),
+            ConfigField::new(
+                "fields",
+                "list",
+                "Top-level fields of the value to replace.",
+            )
+            .required(),
             ConfigField::new("replacement", "string", "What string fields become.").default("\"\""),
         ]
     }
