@@ -209,14 +209,15 @@ async fn misbehaving_plugins_fail_only_their_own_task_with_the_reason_in_its_sta
             &format!("the {mode} task FAILED"),
             Duration::from_secs(60),
             || async {
-                let (code, status) = call(
-                    reqwest::Method::GET,
-                    &format!("{url}/connectors/{name}/status"),
-                    None,
-                )
-                .await;
+                // Until the worker serves REST, requests fail: keep waiting.
+                let status: Value = reqwest::get(format!("{url}/connectors/{name}/status"))
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
                 let task = &status["tasks"][0];
-                (code == 200 && task["state"] == "FAILED")
+                (task["state"] == "FAILED")
                     .then(|| task["trace"].as_str().unwrap_or_default().to_owned())
             },
         )
