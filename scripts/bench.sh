@@ -2,6 +2,7 @@
 # Benchmarks: Sluice against the raw baseline on this machine, in one run, printing the ratio.
 #   scripts/bench.sh cdc [--rows N] [--output json]
 #   scripts/bench.sh cluster [--runs N] [--output json]
+#   scripts/bench.sh wasm [--records N] [--runs N] [--schemas] [--output json]
 #   scripts/bench.sh s3 [--records N] [--value-size B] [--format json|parquet|bytes] [--output json]
 source "$(dirname "$0")/lib.sh"
 ensure_cargo

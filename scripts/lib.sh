@@ -45,3 +45,11 @@ ensure_build_deps() {
   log "installing ${missing[*]}"
   apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
 }
+
+# The WebAssembly target the example plugins build for.
+ensure_wasm_target() {
+  ensure_cargo
+  rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 && return
+  log "installing the wasm32-wasip2 target (rustup)"
+  rustup target add wasm32-wasip2 >&2
+}

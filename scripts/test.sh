@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing (the nisshi broker, the s3s-fs server, a Python venv
-# with a third-party Kafka Connect REST client; all cached under ~/.cache/sluice),
+# with a third-party Kafka Connect REST client, the wasm32-wasip2 target and the example plugins;
+# all cached under ~/.cache/sluice),
 # then runs every test of the workspace. Tests start their own broker; nothing needs to be running.
 source "$(dirname "$0")/lib.sh"
 ensure_cargo
@@ -10,5 +11,8 @@ log "broker: $("$SLUICE_ROOT/scripts/install-broker.sh")"
 log "s3 server: $("$SLUICE_ROOT/scripts/install-s3.sh")"
 log "python clients: $("$SLUICE_ROOT/scripts/install-pytools.sh")"
 cd "$SLUICE_ROOT"
+SLUICE_TEST_PLUGINS="$("$SLUICE_ROOT/scripts/build-plugins.sh")"
+export SLUICE_TEST_PLUGINS
+log "plugins: $SLUICE_TEST_PLUGINS"
 log "cargo test --workspace (target dir $CARGO_TARGET_DIR)"
 cargo test --workspace --locked "$@"

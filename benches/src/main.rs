@@ -2,6 +2,7 @@
 //!
 //!   scripts/bench.sh cdc [--rows N] [--output json]
 //!   scripts/bench.sh cluster [--runs N] [--output json]
+//!   scripts/bench.sh wasm [--records N] [--runs N] [--schemas] [--output json]
 //!   scripts/bench.sh s3 [--records N] [--value-size B] [--format json|parquet|bytes] [--output json]
 //!
 //! `cdc`: N rows are inserted (transactions of 10,000) into a table with two logical replication
@@ -11,10 +12,13 @@
 //! printed both for streaming (first to last event in the topic) and including start-up.
 //!
 //! `s3`: see [`s3`]: archive MB/s against raw consume and raw PUT of the same bytes.
+//!
+//! `wasm`: see [`wasm`]: records/s through a WASM transform against the built-in equivalent.
 
 mod s3;
 
 mod cluster;
+mod wasm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -61,6 +65,17 @@ enum Bench {
         format: String,
         #[arg(long, default_value_t = 100_000)]
         flush_size: u64,
+    },
+    /// WASM transform: datagen -> redact plugin -> topic, against datagen -> MaskField -> topic.
+    Wasm {
+        #[arg(long, default_value_t = 500_000)]
+        records: u64,
+        /// Timed runs of each, alternating; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// JSON with schemas (the WASM result is fitted back to the datagen schema).
+        #[arg(long)]
+        schemas: bool,
     },
 }
 
@@ -394,6 +409,27 @@ fn stream_with_sluice(
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.bench {
+        Bench::Wasm {
+            records,
+            runs,
+            schemas,
+        } => {
+            let work =
+                std::env::temp_dir().join(format!("sluice-bench-wasm-{}", std::process::id()));
+            std::fs::create_dir_all(&work)?;
+            let sluice = std::env::current_exe()?
+                .parent()
+                .context("exe dir")?
+                .join("sluice");
+            let options = wasm::Options {
+                records,
+                runs: runs.max(1),
+                schemas,
+            };
+            let result = wasm::bench(&options, cli.output, &sluice, &work);
+            let _ = std::fs::remove_dir_all(&work);
+            result
+        }
         Bench::Cdc { rows } => cdc(rows, cli.output),
         Bench::Cluster { runs } => cluster::cluster(runs, cli.output),
         Bench::S3 {

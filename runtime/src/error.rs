@@ -74,4 +74,10 @@ impl TaskError {
     pub(crate) fn connector(stage: &'static str) -> impl FnOnce(ConnectorError) -> Self {
         move |source| Self::Connector { stage, source }
     }
+
+    /// A failure no error policy may tolerate: a WASM transform that trapped, hit a limit or
+    /// failed fatally (its instance is gone).
+    pub(crate) fn is_fatal(&self) -> bool {
+        matches!(self, Self::Transform { source, .. } if source.kind() == sluice_connector_api::ErrorKind::Fatal)
+    }
 }

@@ -64,9 +64,10 @@ pub async fn run_standalone(
     if !duplicates.is_empty() {
         return Err(Error::Config(duplicates));
     }
+    let registry = registry::with_plugins(worker.plugins_dir.as_deref());
     run(
         worker,
-        registry::builtin(),
+        registry,
         herder::Mode::Standalone { pipelines },
         cancel,
     )

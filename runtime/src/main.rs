@@ -84,6 +84,9 @@ enum Command {
     Validate {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        /// A directory of WebAssembly plugins to validate against (as a worker's `plugins_dir`).
+        #[arg(long)]
+        plugins_dir: Option<PathBuf>,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -91,6 +94,9 @@ enum Command {
     Plugins {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        /// Also list the WebAssembly plugins of this directory (as a worker's `plugins_dir`).
+        #[arg(long)]
+        plugins_dir: Option<PathBuf>,
     },
     /// Print the configuration reference (Markdown) generated from the config specs.
     Docs,
@@ -109,10 +115,10 @@ fn main() -> ExitCode {
 fn try_main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     init_tracing(cli.log_format, &cli.log)?;
-    let registry = sluice::registry::builtin();
+    let registry = |dir: Option<&Path>| sluice::registry::with_plugins(dir);
     match cli.command {
-        Command::Run { worker, pipelines } => run(&registry, &worker, &pipelines),
-        Command::Worker { worker } => run_worker(registry, &worker),
+        Command::Run { worker, pipelines } => run(&worker, &pipelines),
+        Command::Worker { worker } => run_worker(&worker),
         Command::Connectors {
             url,
             output,
@@ -125,13 +131,20 @@ fn try_main() -> anyhow::Result<ExitCode> {
             emit(&text);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { output, files } => Ok(validate(&registry, output, &files)),
-        Command::Plugins { output } => {
-            plugins(&registry, output);
+        Command::Validate {
+            output,
+            plugins_dir,
+            files,
+        } => Ok(validate(&registry(plugins_dir.as_deref()), output, &files)),
+        Command::Plugins {
+            output,
+            plugins_dir,
+        } => {
+            plugins(&registry(plugins_dir.as_deref()), output);
             Ok(ExitCode::SUCCESS)
         }
         Command::Docs => {
-            emit(&sluice::reference::markdown(&registry));
+            emit(&sluice::reference::markdown(&sluice::registry::builtin()));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -151,8 +164,9 @@ fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_worker(registry: Registry, worker: &Path) -> anyhow::Result<ExitCode> {
+fn run_worker(worker: &Path) -> anyhow::Result<ExitCode> {
     let worker = sluice::config::load_worker(worker)?;
+    let registry = sluice::registry::with_plugins(worker.plugins_dir.as_deref());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -165,8 +179,9 @@ fn run_worker(registry: Registry, worker: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(registry: &Registry, worker: &Path, pipelines: &[PathBuf]) -> anyhow::Result<ExitCode> {
+fn run(worker: &Path, pipelines: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let worker = sluice::config::load_worker(worker)?;
+    let registry = &sluice::registry::with_plugins(worker.plugins_dir.as_deref());
     let mut all = Vec::new();
     for path in pipelines {
         all.extend(sluice::config::load_pipelines(path, registry)?);

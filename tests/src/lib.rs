@@ -5,11 +5,13 @@
 //!   it dies with the process.
 //! - [`Sluice`] runs `sluice run` as a child process, so tests can SIGKILL it.
 //! - [`kafka`] creates topics, produces and reads whole topics back.
+//! - [`plugins`] builds the example WebAssembly plugins.
 //! - [`s3`] starts s3s-fs servers (and stops/restarts them for outages) and reads archives back.
 
 pub mod broker;
 pub mod cluster;
 pub mod kafka;
+pub mod plugins;
 pub mod postgres;
 mod process;
 pub mod s3;

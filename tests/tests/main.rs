@@ -11,3 +11,4 @@ mod reference_docs;
 mod s3_archive;
 mod transforms;
 mod validate_cli;
+mod wasm;

@@ -35,7 +35,7 @@ mod value;
 
 pub use error::{ConnectorError, ErrorKind, Result};
 pub use record::{Header, SinkRecord, SourceOffset, SourcePartition, SourceRecord, TopicPartition};
-pub use registry::{ConnectorKind, Plugin, Registry, SinkPlugin, SourcePlugin};
+pub use registry::{ConnectorKind, Plugin, PluginResolver, Registry, SinkPlugin, SourcePlugin};
 pub use schema::{Field, Schema, SchemaBuilder, SchemaError, SchemaRef, SchemaType, logical};
 pub use sink::{SinkConnector, SinkTask, SinkTaskContext};
 pub use source::{OffsetReader, SourceConnector, SourceTask, SourceTaskContext};

@@ -4,7 +4,7 @@
 //! accepted too; dotted connector field names map to their snake_case form.
 
 use serde_json::{Map, Value as Json, json};
-use sluice_connector_api::{FieldError, Registry};
+use sluice_connector_api::{FieldError, Plugin, Registry};
 
 use super::pipeline::{Pipeline, validate_pipeline};
 use super::provider::resolve_providers;
@@ -34,6 +34,16 @@ impl Renames {
     }
 }
 
+/// The connector type of a flat config (`connector.class`), resolved with the config itself so
+/// `wasm` finds the component its `plugin` key names. `None` when unknown or not loadable.
+pub(crate) fn plugin_of(flat: &Map<String, Json>, registry: &Registry) -> Option<Plugin> {
+    let name = flat
+        .get("connector.class")
+        .or_else(|| flat.get("connector"))
+        .and_then(Json::as_str)?;
+    registry.lookup(name, flat).and_then(Result::ok)
+}
+
 /// The pipeline-file shape of a flat config, and where each key went.
 fn to_pipeline_shape(
     name: &str,
@@ -46,13 +56,7 @@ fn to_pipeline_shape(
     let mut key_converter = Map::new();
     let mut value_converter = Map::new();
     let mut errors = Map::new();
-    let connector_type = flat
-        .get("connector.class")
-        .or_else(|| flat.get("connector"))
-        .and_then(Json::as_str);
-    let spec = connector_type
-        .and_then(|t| registry.get(t))
-        .map(|p| p.spec());
+    let spec = plugin_of(flat, registry).map(|p| p.spec());
     out.insert("name".into(), json!(name));
     for (key, value) in flat {
         if super::pipeline::is_transform_key(key) {
@@ -204,12 +208,7 @@ pub fn pipeline_from_flat(
 
 /// A copy of a flat config with secret fields (as the connector type declares them) masked.
 pub fn mask_flat(flat: &Map<String, Json>, registry: &Registry) -> Map<String, Json> {
-    let spec = flat
-        .get("connector.class")
-        .or_else(|| flat.get("connector"))
-        .and_then(Json::as_str)
-        .and_then(|t| registry.get(t))
-        .map(|p| p.spec());
+    let spec = plugin_of(flat, registry).map(|p| p.spec());
     let Some(spec) = spec else {
         return flat.clone();
     };

@@ -7,6 +7,7 @@ mod pipeline;
 mod provider;
 mod worker;
 
+pub(crate) use connect::plugin_of;
 pub use connect::{
     flat_from_pipeline, flat_from_pipeline_settings, flat_from_settings, mask_flat,
     pipeline_from_flat,

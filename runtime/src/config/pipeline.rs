@@ -133,9 +133,17 @@ pub(crate) fn validate_pipeline(
         .validate(value)
         .map_err(|e| errors.extend(e))
         .ok();
+    let raw_config = match value.get("config") {
+        Some(Json::Object(raw)) => raw.clone(),
+        _ => Map::new(),
+    };
     let plugin = match value.get("connector").and_then(Json::as_str) {
-        Some(name) => match registry.get(name) {
-            Some(plugin) => Some(plugin.clone()),
+        Some(name) => match registry.lookup(name, &raw_config) {
+            Some(Ok(plugin)) => Some(plugin),
+            Some(Err(problems)) => {
+                errors.extend(problems.into_iter().map(|e| e.under("config")));
+                None
+            }
             None => {
                 errors.push(FieldError::new(
                     "connector",

@@ -45,6 +45,9 @@ pub struct WorkerConfig {
     pub cluster: ClusterSettings,
     /// The REST API.
     pub rest: RestSettings,
+    /// A directory of WebAssembly plugins (`*.wasm`), each registered at start under its file
+    /// name without `.wasm`.
+    pub plugins_dir: Option<PathBuf>,
 }
 
 /// Distributed mode (`sluice worker`): the group and its internal topics. Durations in ms.
@@ -175,6 +178,11 @@ pub fn worker_spec() -> ConfigSpec {
             FieldKind::Object(converter_spec()),
             json!({"type": "json", "schemas": true}),
             "Default value converter.",
+        )
+        .maybe(
+            "plugins_dir",
+            FieldKind::String,
+            "Directory of WebAssembly plugins (*.wasm), registered at start under their file names without .wasm.",
         )
         .optional(
             "kafka",

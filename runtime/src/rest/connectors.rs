@@ -95,15 +95,10 @@ fn state_name(state: RunState) -> String {
 }
 
 fn connector_type(api: &Api, props: &Map<String, Value>) -> &'static str {
-    props
-        .get("connector.class")
-        .or_else(|| props.get("connector"))
-        .and_then(Value::as_str)
-        .and_then(|t| api.cluster.registry().get(t))
-        .map_or("unknown", |p| match p {
-            Plugin::Source(_) => "source",
-            Plugin::Sink(_) => "sink",
-        })
+    crate::config::plugin_of(props, api.cluster.registry()).map_or("unknown", |p| match p {
+        Plugin::Source(_) => "source",
+        Plugin::Sink(_) => "sink",
+    })
 }
 
 fn props<'a>(state: &'a ConfigState, name: &str) -> Result<&'a Map<String, Value>, ApiError> {
@@ -488,12 +483,7 @@ pub(crate) async fn tasks(
 ) -> Result<Json<Value>, ApiError> {
     let state = api.cluster.configs.snapshot();
     let props = props(&state, &name)?;
-    let spec = props
-        .get("connector.class")
-        .or_else(|| props.get("connector"))
-        .and_then(Value::as_str)
-        .and_then(|t| api.cluster.registry().get(t))
-        .map(|p| p.spec());
+    let spec = crate::config::plugin_of(props, api.cluster.registry()).map(|p| p.spec());
     let tasks: Vec<Value> = state
         .tasks
         .get(&name)

@@ -28,11 +28,7 @@ fn kind(api: &Api, name: &str) -> Result<(Kind, TargetState, u32), ApiError> {
         .connectors
         .get(name)
         .ok_or_else(|| ApiError::not_found(name))?;
-    let plugin = props
-        .get("connector.class")
-        .or_else(|| props.get("connector"))
-        .and_then(Value::as_str)
-        .and_then(|t| api.cluster.registry().get(t))
+    let plugin = crate::config::plugin_of(props, api.cluster.registry())
         .ok_or_else(|| ApiError::internal(format!("connector {name} has an unknown type")))?;
     let kind = match plugin {
         Plugin::Source(_) => Kind::Source,

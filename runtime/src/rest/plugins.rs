@@ -130,12 +130,13 @@ pub(crate) async fn config_definition(
     State(api): State<Api>,
     Path(kind): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let plugin = plugin(&api, &kind)?;
+    let spec = match api.cluster.registry().resolver(&kind) {
+        Some(resolver) => resolver.spec(),
+        None => plugin(&api, &kind)?.spec(),
+    };
     let mut defs = runtime_definitions();
     defs.extend(
-        plugin
-            .spec()
-            .fields
+        spec.fields
             .iter()
             .enumerate()
             .map(|(i, f)| definition(f, i + 1)),
@@ -148,7 +149,18 @@ pub(crate) async fn validate(
     Path(kind): Path<String>,
     Body(body): Body<Map<String, Value>>,
 ) -> Result<Json<Value>, ApiError> {
-    let plugin = plugin(&api, &kind)?;
+    // `wasm` has no fixed spec: it is the spec of the component the config's `plugin` names
+    // (the resolver's own fields when that cannot be loaded; the errors say why).
+    let (plugin_name, spec) = match api.cluster.registry().resolver(&kind) {
+        Some(resolver) => match resolver.resolve(&body) {
+            Ok(plugin) => (kind.clone(), plugin.spec()),
+            Err(_) => (kind.clone(), resolver.spec()),
+        },
+        None => {
+            let plugin = plugin(&api, &kind)?;
+            (plugin.name().to_owned(), plugin.spec())
+        }
+    };
     let mut flat = body.clone();
     if !flat.contains_key("connector.class") && !flat.contains_key("connector") {
         flat.insert("connector.class".into(), json!(kind));
@@ -161,7 +173,6 @@ pub(crate) async fn validate(
     let errors = pipeline_from_flat(&name, &flat, api.cluster.registry())
         .err()
         .unwrap_or_default();
-    let spec = plugin.spec();
     let errors_for = |key: &str| -> Vec<String> {
         errors
             .iter()
@@ -215,7 +226,7 @@ pub(crate) async fn validate(
         }
     }
     Ok(Json(json!({
-        "name": plugin.name(),
+        "name": plugin_name,
         "error_count": errors.len(),
         "groups": ["Common", "Connector"],
         "configs": configs,

@@ -137,7 +137,8 @@ impl ErrorHandler {
     /// which case it is logged and dead-lettered as configured before this returns, so the
     /// caller may move past it.
     pub(crate) async fn handle(&self, failed: Failed) -> Result<(), TaskError> {
-        if self.policy.tolerance == Tolerance::None {
+        // A plugin that trapped or hit a limit fails the task whatever the policy.
+        if self.policy.tolerance == Tolerance::None || failed.error.is_fatal() {
             return Err(failed.error);
         }
         self.skipped

@@ -32,6 +32,19 @@ struct Ack {
 
 type Pending = Pin<Box<dyn Future<Output = Ack> + Send>>;
 
+/// A polled record after the transform chain, before its outcome is settled.
+enum Through {
+    /// No transforms: the record as polled.
+    Plain(SourceRecord),
+    Transformed {
+        result: Result<Option<TransformRecord>, crate::transform::TransformError>,
+        topic: String,
+        partition: SourcePartition,
+        offset: SourceOffset,
+        original: Option<SourceRecord>,
+    },
+}
+
 /// What the transform chain made of a record.
 enum Transformed {
     Keep(SourceRecord),
@@ -160,8 +173,8 @@ impl SourceTaskRunner {
         in_flight: &mut FuturesOrdered<Pending>,
         acked: &mut Acked,
     ) -> Result<(), TaskError> {
-        for record in records {
-            let mut record = match self.transform(record).await? {
+        for through in self.transform_all(records) {
+            let mut record = match self.settle(through).await? {
                 Transformed::Keep(record) => record,
                 Transformed::Skip(partition, offset) => {
                     // Dropped (a filter) or skipped (tolerated error): its position still
@@ -268,21 +281,51 @@ impl SourceTaskRunner {
         Ok(())
     }
 
-    /// Runs the transform chain; a failure goes to the error policy.
-    async fn transform(&self, record: SourceRecord) -> Result<Transformed, TaskError> {
+    /// Runs a polled batch through the transform chain at once (a WASM transform is one call
+    /// per batch); failures are settled one by one, in order, by [`Self::settle`].
+    fn transform_all(&self, records: Vec<SourceRecord>) -> Vec<Through> {
         if self.transforms.is_empty() {
-            return Ok(Transformed::Keep(record));
+            return records.into_iter().map(Through::Plain).collect();
         }
-        // The original is kept only when a dead-letter copy may be needed.
-        let original = self
-            .errors
-            .policy
-            .dlq_topic
-            .as_ref()
-            .map(|_| record.clone());
-        let (transformable, partition, offset) = TransformRecord::from_source(record);
-        let topic = transformable.topic.clone();
-        match self.transforms.apply(transformable) {
+        let keep_original = self.errors.policy.dlq_topic.is_some();
+        let mut meta = Vec::with_capacity(records.len());
+        let mut batch = Vec::with_capacity(records.len());
+        for record in records {
+            // The original is kept only when a dead-letter copy may be needed.
+            let original = keep_original.then(|| record.clone());
+            let (transformable, partition, offset) = TransformRecord::from_source(record);
+            meta.push((transformable.topic.clone(), partition, offset, original));
+            batch.push(transformable);
+        }
+        self.transforms
+            .apply_batch(batch)
+            .into_iter()
+            .zip(meta)
+            .map(
+                |(result, (topic, partition, offset, original))| Through::Transformed {
+                    result,
+                    topic,
+                    partition,
+                    offset,
+                    original,
+                },
+            )
+            .collect()
+    }
+
+    /// The outcome of the chain for one record; a failure goes to the error policy.
+    async fn settle(&self, through: Through) -> Result<Transformed, TaskError> {
+        let (result, topic, partition, offset, original) = match through {
+            Through::Plain(record) => return Ok(Transformed::Keep(record)),
+            Through::Transformed {
+                result,
+                topic,
+                partition,
+                offset,
+                original,
+            } => (result, topic, partition, offset, original),
+        };
+        match result {
             Ok(Some(out)) => Ok(Transformed::Keep(out.into_source(partition, offset))),
             Ok(None) => Ok(Transformed::Skip(partition, offset)),
             Err(e) => {

@@ -10,6 +10,15 @@ use super::{TransformError, TransformRecord};
 pub trait Transform: Send + Sync {
     /// The transformed record, or `None` when the record is dropped (Filter, or a CDC delete).
     fn apply(&self, record: TransformRecord) -> Result<Option<TransformRecord>, TransformError>;
+
+    /// A batch, one result per record in order. Transforms with a per-call cost (WASM plugins)
+    /// override this; the default applies [`Self::apply`] to each record.
+    fn apply_batch(
+        &self,
+        records: Vec<TransformRecord>,
+    ) -> Vec<Result<Option<TransformRecord>, TransformError>> {
+        records.into_iter().map(|r| self.apply(r)).collect()
+    }
 }
 
 /// A condition on a record, named in the `predicates:` list and referenced by steps.
@@ -76,6 +85,42 @@ impl Chain {
             }
         }
         Ok(Some(record))
+    }
+
+    /// Runs a batch through every step, each step seeing all the records still alive that its
+    /// predicate selects at once. Same results, in order, as [`Self::apply`] on each record.
+    pub fn apply_batch(
+        &self,
+        records: Vec<TransformRecord>,
+    ) -> Vec<Result<Option<TransformRecord>, TransformError>> {
+        let mut states: Vec<Result<Option<TransformRecord>, TransformError>> =
+            records.into_iter().map(|r| Ok(Some(r))).collect();
+        for step in &self.steps {
+            let mut picked = Vec::new();
+            let mut batch = Vec::new();
+            for (i, state) in states.iter_mut().enumerate() {
+                let Ok(Some(record)) = state else { continue };
+                if let Some(predicate) = &step.predicate
+                    && predicate.test(record) == step.negate
+                {
+                    continue;
+                }
+                if let Ok(Some(record)) = std::mem::replace(state, Ok(None)) {
+                    picked.push(i);
+                    batch.push(record);
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            for (i, result) in picked.into_iter().zip(step.transform.apply_batch(batch)) {
+                states[i] = result.map_err(|source| TransformError::Step {
+                    step: step.name.clone(),
+                    source: Box::new(source),
+                });
+            }
+        }
+        states
     }
 }
 

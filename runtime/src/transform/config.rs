@@ -475,8 +475,27 @@ fn build(
         if negate && predicate_name.is_none() {
             props.error("negate", "negate needs a predicate");
         }
+        let type_name = type_of(entry, &mut errors);
+        if let Some(t) = type_name
+            .as_deref()
+            .filter(|t| super::wasm::is_wasm_type(t))
+        {
+            // A WASM plugin checks its own properties (its spec); the chain's are read above.
+            errors.extend(under(props.finish(false), &entry.path));
+            match super::wasm::build(t, &entry.props) {
+                Ok(transform) if errors.is_empty() => steps.push(Step {
+                    name: entry.name.clone(),
+                    transform,
+                    predicate,
+                    negate,
+                }),
+                Ok(_) => {}
+                Err(problems) => errors.extend(under(problems, &entry.path)),
+            }
+            continue;
+        }
         let mut known_type = false;
-        let transform = type_of(entry, &mut errors).and_then(|t| match resolve_transform(&t) {
+        let transform = type_name.and_then(|t| match resolve_transform(&t) {
             Ok((kind, side)) => {
                 known_type = true;
                 (kind.build)(&props, side)

@@ -46,6 +46,9 @@ pub enum TransformError {
         transform: &'static str,
         message: String,
     },
+    /// A WebAssembly transform plugin failed: it returned an error, trapped, or hit a limit.
+    #[error("{message}")]
+    Plugin { kind: ErrorKind, message: String },
     /// A step of a chain failed; names the step as configured.
     #[error("transform `{step}` failed: {source}")]
     Step {
@@ -57,9 +60,14 @@ pub enum TransformError {
 
 impl TransformError {
     /// Transforms fail on the data of one record: other records may still pass, so this is a
-    /// data error (dead-letter queue or task failure, as the runtime's policy says).
+    /// data error (dead-letter queue or task failure, as the runtime's policy says). A plugin
+    /// that trapped, hit a limit or failed fatally is fatal: the task fails whatever the policy.
     pub fn kind(&self) -> ErrorKind {
-        ErrorKind::Data
+        match self {
+            Self::Plugin { kind, .. } => *kind,
+            Self::Step { source, .. } => source.kind(),
+            _ => ErrorKind::Data,
+        }
     }
 
     pub(crate) fn record(transform: &'static str, message: impl Into<String>) -> Self {

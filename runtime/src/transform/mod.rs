@@ -43,6 +43,7 @@ mod record;
 mod replace;
 mod route;
 mod timestamp;
+mod wasm;
 
 #[cfg(test)]
 mod testing;

@@ -1,0 +1,335 @@
+//! WebAssembly transform plugins as chain steps: `type: wasm` with `plugin: <path>`, or the name
+//! of a transform plugin from the worker's `plugins_dir`.
+//!
+//! Records cross as schemaless JSON (Kafka Connect's JsonConverter with schemas off). A key or
+//! value the plugin returns unchanged (same bytes) keeps its original value and schema. A changed
+//! one is read back as schemaless JSON and, when the record had a schema, fitted to it: if every
+//! field still has a value of the schema's type (strings for decimals, numbers for timestamps,
+//! as they were written), the schema is kept; otherwise the result is schemaless.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde_json::{Map, Value as Json};
+use sluice_connector_api::{
+    ConnectorConfig, Decimal, ErrorKind, FieldError, Header, Schema, SchemaRef, SchemaType, Struct,
+    Value, logical,
+};
+use sluice_wasm::{LoadedPlugin, PluginHeader, PluginRecord, WasmTransform};
+
+use super::{Transform, TransformError, TransformRecord};
+
+/// The transform type that names its component with `plugin`.
+pub(crate) const WASM_TYPE: &str = "wasm";
+
+/// Keys of a transform entry that belong to the chain, not to the plugin.
+const CHAIN_KEYS: &[&str] = &["type", "predicate", "negate"];
+
+/// The plugin a transform type names: `wasm` (with `plugin`), or a registered plugin's name.
+/// `None` when the type is not a WASM transform.
+pub(crate) fn is_wasm_type(type_name: &str) -> bool {
+    type_name == WASM_TYPE || sluice_wasm::named_transform(type_name).is_some()
+}
+
+/// Builds the step; errors are relative to the transform entry (`plugin`, `fields`, ...).
+pub(crate) fn build(
+    type_name: &str,
+    props: &Map<String, Json>,
+) -> Result<Box<dyn Transform>, Vec<FieldError>> {
+    let config: Map<String, Json> = props
+        .iter()
+        .filter(|(k, _)| !CHAIN_KEYS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let (plugin, with_path): (Arc<LoadedPlugin>, bool) = if type_name == WASM_TYPE {
+        let Some(path) = config.get(sluice_wasm::PLUGIN_FIELD).and_then(Json::as_str) else {
+            return Err(vec![FieldError::new(
+                sluice_wasm::PLUGIN_FIELD,
+                "missing required field; expected the path of a WebAssembly component (.wasm)",
+            )]);
+        };
+        let plugin = sluice_wasm::load(path.as_ref())
+            .map_err(|e| vec![FieldError::new(sluice_wasm::PLUGIN_FIELD, e.to_string())])?;
+        (plugin, true)
+    } else {
+        match sluice_wasm::named_transform(type_name) {
+            Some(plugin) => (plugin, false),
+            None => return Err(vec![FieldError::new("type", "not a WASM transform")]),
+        }
+    };
+    if plugin.kind() != sluice_wasm::PluginKind::Transform {
+        return Err(vec![FieldError::new(
+            if with_path {
+                sluice_wasm::PLUGIN_FIELD
+            } else {
+                "type"
+            },
+            format!(
+                "plugin {} is a {} plugin; a transform needs a transform plugin",
+                plugin.name(),
+                plugin.kind().as_str()
+            ),
+        )]);
+    }
+    let config: ConnectorConfig = plugin.spec().config_spec(with_path).validate(&config)?;
+    let inner = WasmTransform::new(plugin, &config, "").map_err(|e| {
+        vec![FieldError::new(
+            if with_path {
+                sluice_wasm::PLUGIN_FIELD
+            } else {
+                "type"
+            },
+            e.to_string(),
+        )]
+    })?;
+    Ok(Box::new(WasmStep { inner }))
+}
+
+struct WasmStep {
+    inner: WasmTransform,
+}
+
+fn plugin_error(e: &sluice_wasm::WasmError) -> TransformError {
+    TransformError::Plugin {
+        kind: e.kind(),
+        message: e.to_string(),
+    }
+}
+
+impl Transform for WasmStep {
+    fn apply(&self, record: TransformRecord) -> Result<Option<TransformRecord>, TransformError> {
+        self.apply_batch(vec![record]).pop().unwrap_or_else(|| {
+            Err(TransformError::record(
+                "wasm",
+                "the plugin returned nothing",
+            ))
+        })
+    }
+
+    fn apply_batch(
+        &self,
+        records: Vec<TransformRecord>,
+    ) -> Vec<Result<Option<TransformRecord>, TransformError>> {
+        let sent: Vec<PluginRecord> = records.iter().map(to_plugin).collect();
+        match self.inner.apply(&sent) {
+            Ok(results) => records
+                .into_iter()
+                .zip(sent)
+                .zip(results)
+                .map(|((original, sent), out)| Ok(out.map(|out| from_plugin(out, &sent, original))))
+                .collect(),
+            // A data error names no record: try them one by one so only the bad ones fail.
+            Err(e) if e.kind() == ErrorKind::Data && records.len() > 1 => {
+                records.into_iter().map(|r| self.apply(r)).collect()
+            }
+            Err(e) => records.iter().map(|_| Err(plugin_error(&e))).collect(),
+        }
+    }
+}
+
+fn to_plugin(record: &TransformRecord) -> PluginRecord {
+    PluginRecord {
+        topic: record.topic.clone(),
+        partition: record.partition,
+        offset: record.kafka_offset,
+        key: sluice_wasm::encode_value(&record.key),
+        value: sluice_wasm::encode_value(&record.value),
+        headers: record
+            .headers
+            .iter()
+            .map(|h| PluginHeader {
+                key: h.key.clone(),
+                value: h.value.clone(),
+            })
+            .collect(),
+        timestamp: record.timestamp,
+        source_partition: None,
+        source_offset: None,
+    }
+}
+
+/// The plugin's output as a record; unchanged keys and values keep their value and schema.
+fn from_plugin(
+    out: PluginRecord,
+    sent: &PluginRecord,
+    original: TransformRecord,
+) -> TransformRecord {
+    let (key_schema, key) = if out.key == sent.key {
+        (original.key_schema, original.key)
+    } else {
+        fitted(original.key_schema, out.key.as_deref())
+    };
+    let (value_schema, value) = if out.value == sent.value {
+        (original.value_schema, original.value)
+    } else {
+        fitted(original.value_schema, out.value.as_deref())
+    };
+    TransformRecord {
+        topic: out.topic,
+        partition: out.partition,
+        key_schema,
+        key,
+        value_schema,
+        value,
+        headers: out
+            .headers
+            .into_iter()
+            .map(|h| Header {
+                key: h.key,
+                value: h.value,
+            })
+            .collect(),
+        timestamp: out.timestamp,
+        kafka_offset: original.kafka_offset,
+    }
+}
+
+/// A changed key or value, with the original schema when it still fits.
+fn fitted(schema: Option<SchemaRef>, bytes: Option<&[u8]>) -> (Option<SchemaRef>, Value) {
+    let plain = sluice_wasm::decode_value(bytes);
+    let Some(schema) = schema else {
+        return (None, plain);
+    };
+    let json = bytes.and_then(|b| serde_json::from_slice::<Json>(b).ok());
+    match json
+        .as_ref()
+        .map_or(Some(Value::Null), |j| conform(&schema, j))
+    {
+        Some(value) if schema.validate_value(&value).is_ok() => (Some(schema), value),
+        _ => (None, plain),
+    }
+}
+
+/// `json` (as `Value::to_plain_json` writes it) read with `schema`; `None` when it does not fit.
+fn conform(schema: &Schema, json: &Json) -> Option<Value> {
+    if json.is_null() {
+        return schema.optional.then_some(Value::Null);
+    }
+    if schema.is_logical(logical::DECIMAL) {
+        let scale = schema.decimal_scale()?;
+        let text = match json {
+            Json::String(s) => s.clone(),
+            Json::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        let d = Decimal::parse(&text)?;
+        return (d.scale == scale).then_some(Value::Decimal(d));
+    }
+    if schema.is_logical(logical::TIMESTAMP) {
+        return json.as_i64().map(Value::Timestamp);
+    }
+    if schema.is_logical(logical::DATE) {
+        return json
+            .as_i64()
+            .and_then(|v| i32::try_from(v).ok())
+            .map(Value::Date);
+    }
+    if schema.is_logical(logical::TIME) {
+        return json
+            .as_i64()
+            .and_then(|v| i32::try_from(v).ok())
+            .map(Value::Time);
+    }
+    Some(match schema.kind {
+        SchemaType::Int8 => Value::Int8(i8::try_from(json.as_i64()?).ok()?),
+        SchemaType::Int16 => Value::Int16(i16::try_from(json.as_i64()?).ok()?),
+        SchemaType::Int32 => Value::Int32(i32::try_from(json.as_i64()?).ok()?),
+        SchemaType::Int64 => Value::Int64(json.as_i64()?),
+        SchemaType::Float32 => Value::Float32(json.as_f64()? as f32),
+        SchemaType::Float64 => Value::Float64(json.as_f64()?),
+        SchemaType::Boolean => Value::Boolean(json.as_bool()?),
+        SchemaType::String => Value::String(json.as_str()?.to_owned()),
+        SchemaType::Bytes => Value::Bytes(
+            base64::engine::general_purpose::STANDARD
+                .decode(json.as_str()?)
+                .ok()?,
+        ),
+        SchemaType::Array => {
+            let items = schema.value_schema.as_ref()?;
+            Value::Array(
+                json.as_array()?
+                    .iter()
+                    .map(|j| conform(items, j))
+                    .collect::<Option<_>>()?,
+            )
+        }
+        SchemaType::Map => {
+            let keys = schema.key_schema.as_ref()?;
+            let values = schema.value_schema.as_ref()?;
+            match json {
+                Json::Object(map) if keys.kind == SchemaType::String => Value::Map(
+                    map.iter()
+                        .map(|(k, v)| Some((Value::String(k.clone()), conform(values, v)?)))
+                        .collect::<Option<_>>()?,
+                ),
+                Json::Array(pairs) => Value::Map(
+                    pairs
+                        .iter()
+                        .map(|p| {
+                            let p = p.as_array()?;
+                            Some((conform(keys, p.first()?)?, conform(values, p.get(1)?)?))
+                        })
+                        .collect::<Option<_>>()?,
+                ),
+                _ => return None,
+            }
+        }
+        SchemaType::Struct => {
+            let object = json.as_object()?;
+            // Every field of the output must be in the schema, and every schema field present
+            // (or optional).
+            if object.keys().any(|k| schema.field(k).is_none()) {
+                return None;
+            }
+            let mut out = Struct::with_capacity(schema.fields.len());
+            for field in &schema.fields {
+                let value = match object.get(&field.name) {
+                    Some(j) => conform(&field.schema, j)?,
+                    None if field.schema.optional => Value::Null,
+                    None => return None,
+                };
+                out.push(field.name.clone(), value);
+            }
+            Value::Struct(out)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema() -> SchemaRef {
+        Arc::new(
+            Schema::struct_builder()
+                .field("seq", Schema::int64())
+                .field("name", Schema::string().optional())
+                .field("amount", Schema::decimal(2))
+                .field("created", Schema::timestamp())
+                .build(),
+        )
+    }
+
+    #[test]
+    fn a_compatible_result_keeps_the_schema() {
+        let out = json!({"seq": 7, "name": "***", "amount": "12.34", "created": 1000});
+        let (s, v) = fitted(Some(schema()), Some(out.to_string().as_bytes()));
+        assert!(s.is_some());
+        let v = v.as_struct().unwrap().clone();
+        assert_eq!(v.get("name"), Some(&Value::from("***")));
+        assert_eq!(
+            v.get("amount"),
+            Some(&Value::Decimal(Decimal::parse("12.34").unwrap()))
+        );
+        assert_eq!(v.get("created"), Some(&Value::Timestamp(1000)));
+    }
+
+    #[test]
+    fn an_incompatible_result_is_schemaless() {
+        let out = json!({"seq": 7, "extra": true, "amount": "1.00", "created": 1});
+        let (s, v) = fitted(Some(schema()), Some(out.to_string().as_bytes()));
+        assert!(s.is_none());
+        assert!(matches!(v, Value::Map(_)));
+    }
+}
