@@ -41,7 +41,7 @@ enum Through {
         topic: String,
         partition: SourcePartition,
         offset: SourceOffset,
-        original: Option<SourceRecord>,
+        original: Option<Box<SourceRecord>>,
     },
 }
 
@@ -292,7 +292,7 @@ impl SourceTaskRunner {
         let mut batch = Vec::with_capacity(records.len());
         for record in records {
             // The original is kept only when a dead-letter copy may be needed.
-            let original = keep_original.then(|| record.clone());
+            let original = keep_original.then(|| Box::new(record.clone()));
             let (transformable, partition, offset) = TransformRecord::from_source(record);
             meta.push((transformable.topic.clone(), partition, offset, original));
             batch.push(transformable);
