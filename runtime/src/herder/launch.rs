@@ -11,7 +11,8 @@ use crate::error::TaskError;
 use crate::kafka;
 use crate::storage::OffsetStore;
 use crate::task::{
-    ErrorHandler, RETRY_START, SinkTaskRunner, SourceTaskRunner, TopicReport, TopicTracker,
+    AckWindow, ErrorHandler, RETRY_START, SinkTaskRunner, SourceTaskRunner, TopicReport,
+    TopicTracker,
 };
 
 /// A started connector instance.
@@ -89,7 +90,9 @@ pub(crate) fn task_run(
     let shutdown_timeout = Duration::from_millis(worker.shutdown_timeout);
     match &pipeline.plugin {
         Plugin::Source(plugin) => {
-            let producer = kafka::source_producer(worker, &format!("sluice-{name}-{id}"))?;
+            let acks = Arc::new(AckWindow::default());
+            let producer =
+                kafka::source_producer(worker, &format!("sluice-{name}-{id}"), acks.clone())?;
             let errors = error_handler(worker, pipeline, id, skipped.clone())?;
             let runner = SourceTaskRunner {
                 connector: name,
@@ -97,6 +100,7 @@ pub(crate) fn task_run(
                 task: plugin.task(),
                 config,
                 producer,
+                acks,
                 key_converter,
                 value_converter,
                 offsets: offsets.clone(),
@@ -149,7 +153,7 @@ fn error_handler(
     let name = &pipeline.settings.name;
     let policy = pipeline.settings.errors.clone();
     let dlq = match &policy.dlq_topic {
-        Some(_) => Some(kafka::source_producer(
+        Some(_) => Some(kafka::dlq_producer(
             worker,
             &format!("sluice-{name}-{id}-dlq"),
         )?),

@@ -6,6 +6,7 @@ mod consumer;
 pub(crate) mod group_offsets;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
@@ -14,6 +15,7 @@ use serde_json::Value as Json;
 use tracing::warn;
 
 use crate::config::WorkerConfig;
+use crate::task::{AckContext, AckWindow, SourceProducer};
 
 pub(crate) use consumer::{RebalanceEvent, SinkConsumer, sink_consumer};
 
@@ -51,15 +53,34 @@ fn enforce(config: &mut ClientConfig, guarantees: &[(&str, &str)]) {
     }
 }
 
-/// An idempotent producer with `acks=all` for one source task.
-pub(crate) fn source_producer(
-    worker: &WorkerConfig,
-    client_id: &str,
-) -> Result<FutureProducer, KafkaError> {
+/// Settings of an idempotent producer with `acks=all`, for a source task or a dead-letter queue.
+fn producer_config(worker: &WorkerConfig, client_id: &str) -> ClientConfig {
     let mut config = base_config(worker, &worker.producer, client_id);
     if config.get("linger.ms").is_none() {
         config.set("linger.ms", "5");
     }
+    // Java's partitioner (murmur2 of the key bytes), so a key lands in the partition Kafka
+    // Connect and every Java producer would choose, e.g. for co-partitioned joins downstream.
+    if config.get("partitioner").is_none() {
+        config.set("partitioner", "murmur2_random");
+    }
     enforce(&mut config, PRODUCER_GUARANTEES);
-    config.create()
+    config
+}
+
+/// The producer of one source task: each delivery settles its record in `window`.
+pub(crate) fn source_producer(
+    worker: &WorkerConfig,
+    client_id: &str,
+    window: Arc<AckWindow>,
+) -> Result<SourceProducer, KafkaError> {
+    producer_config(worker, client_id).create_with_context(AckContext { window })
+}
+
+/// A producer for dead-letter records, awaited one at a time.
+pub(crate) fn dlq_producer(
+    worker: &WorkerConfig,
+    client_id: &str,
+) -> Result<FutureProducer, KafkaError> {
+    producer_config(worker, client_id).create()
 }

@@ -1,13 +1,10 @@
-use std::future::Future;
-use std::pin::Pin;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::stream::{FuturesOrdered, StreamExt};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer};
 use sluice_connector_api::{
     ConnectorConfig, SourceOffset, SourcePartition, SourceRecord, SourceTask, SourceTaskContext,
 };
@@ -15,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::acks::{AckWindow, SourceProducer};
 use super::offsets::ConnectorOffsets;
 use super::{Failed, Stage};
 use crate::convert::Converter;
@@ -22,15 +20,19 @@ use crate::error::TaskError;
 use crate::storage::OffsetStore;
 use crate::transform::TransformRecord;
 
-/// A record sent to Kafka whose acknowledgement is awaited, with the source position it covers.
-struct Ack {
-    result: Result<(), KafkaError>,
+/// A record sent to Kafka (or skipped) whose acknowledgement is awaited, with the source
+/// position it covers.
+struct Sent {
     topic: String,
     partition: SourcePartition,
     offset: SourceOffset,
 }
 
-type Pending = Pin<Box<dyn Future<Output = Ack> + Send>>;
+/// Records not yet acknowledged, in send order; their outcomes arrive in the [`AckWindow`].
+struct InFlight {
+    window: Arc<AckWindow>,
+    sent: VecDeque<Sent>,
+}
 
 /// A polled record after the transform chain, before its outcome is settled.
 enum Through {
@@ -61,7 +63,9 @@ pub(crate) struct SourceTaskRunner {
     pub(crate) task_id: u32,
     pub(crate) task: Box<dyn SourceTask>,
     pub(crate) config: ConnectorConfig,
-    pub(crate) producer: FutureProducer,
+    pub(crate) producer: SourceProducer,
+    /// Where the producer's deliveries are settled.
+    pub(crate) acks: Arc<AckWindow>,
     pub(crate) key_converter: Arc<dyn Converter>,
     pub(crate) value_converter: Arc<dyn Converter>,
     pub(crate) offsets: Arc<dyn OffsetStore>,
@@ -108,20 +112,16 @@ impl SourceTaskRunner {
     }
 
     async fn copy(&mut self, cancel: &CancellationToken) -> Result<(), TaskError> {
-        let mut in_flight: FuturesOrdered<Pending> = FuturesOrdered::new();
+        let mut in_flight = InFlight {
+            window: self.acks.clone(),
+            sent: VecDeque::new(),
+        };
         let mut acked = Acked::default();
         let mut last_flush = Instant::now();
         let outcome = loop {
-            // Acknowledgements arrive in send order (FuturesOrdered), so an offset is only taken
-            // once every record before it was acknowledged too.
-            let mut failed = None;
-            while let Some(Some(ack)) = in_flight.next().now_or_never() {
-                if let Err(e) = acked.take(ack) {
-                    failed = Some(e);
-                    break;
-                }
-            }
-            if let Some(e) = failed {
+            // Acknowledgements are taken in send order, so an offset is only taken once every
+            // record before it was acknowledged too.
+            if let Err(e) = in_flight.collect(&mut acked) {
                 break Err(e);
             }
             if let Err(e) = self.hold_at_bound(&mut in_flight, &mut acked).await {
@@ -155,14 +155,12 @@ impl SourceTaskRunner {
     /// Waits for acknowledgements while as many records as allowed are unacknowledged.
     async fn hold_at_bound(
         &self,
-        in_flight: &mut FuturesOrdered<Pending>,
+        in_flight: &mut InFlight,
         acked: &mut Acked,
     ) -> Result<(), TaskError> {
-        while in_flight.len() >= self.max_in_flight {
-            match in_flight.next().await {
-                Some(ack) => acked.take(ack)?,
-                None => break,
-            }
+        while in_flight.sent.len() >= self.max_in_flight {
+            in_flight.window.wait().await;
+            in_flight.collect(acked)?;
         }
         Ok(())
     }
@@ -170,21 +168,22 @@ impl SourceTaskRunner {
     async fn send_all(
         &self,
         records: Vec<SourceRecord>,
-        in_flight: &mut FuturesOrdered<Pending>,
+        in_flight: &mut InFlight,
         acked: &mut Acked,
     ) -> Result<(), TaskError> {
+        // The topic last reported as used: most batches write to one topic.
+        let mut noted: Option<String> = None;
         for through in self.transform_all(records) {
             let mut record = match self.settle(through).await? {
                 Transformed::Keep(record) => record,
                 Transformed::Skip(partition, offset) => {
                     // Dropped (a filter) or skipped (tolerated error): its position still
                     // advances, in order with the records around it.
-                    in_flight.push_back(Box::pin(std::future::ready(Ack {
-                        result: Ok(()),
+                    in_flight.skip(Sent {
                         topic: String::new(),
                         partition,
                         offset,
-                    })));
+                    });
                     continue;
                 }
             };
@@ -204,13 +203,11 @@ impl SourceTaskRunner {
                     };
                     self.errors.handle(failed).await?;
                     // Skipped: its position still advances, in order with the records around it.
-                    let ack = Ack {
-                        result: Ok(()),
+                    in_flight.skip(Sent {
                         topic: std::mem::take(&mut record.topic),
                         partition: std::mem::take(&mut record.source_partition),
                         offset: std::mem::take(&mut record.source_offset),
-                    };
-                    in_flight.push_back(Box::pin(std::future::ready(ack)));
+                    });
                     continue;
                 }
             };
@@ -226,50 +223,36 @@ impl SourceTaskRunner {
                     },
                 )
             });
+            let seq = in_flight.open();
+            let mut out: BaseRecord<'_, [u8], [u8], usize> =
+                BaseRecord::with_opaque_to(&record.topic, seq);
+            if let Some(headers) = headers {
+                out = out.headers(headers);
+            }
+            if let Some(key) = &key {
+                out = out.key(key.as_slice());
+            }
+            if let Some(value) = &value {
+                out = out.payload(value.as_slice());
+            }
+            if let Some(partition) = record.partition {
+                out = out.partition(partition);
+            }
+            if let Some(ts) = record.timestamp {
+                out = out.timestamp(ts);
+            }
             loop {
-                let mut out = FutureRecord::to(&record.topic);
-                if let Some(headers) = &headers {
-                    out = out.headers(headers.clone());
-                }
-                if let Some(key) = &key {
-                    out = out.key(key);
-                }
-                if let Some(value) = &value {
-                    out = out.payload(value);
-                }
-                if let Some(partition) = record.partition {
-                    out = out.partition(partition);
-                }
-                if let Some(ts) = record.timestamp {
-                    out = out.timestamp(ts);
-                }
-                match self.producer.send_result(out) {
-                    Ok(delivery) => {
-                        self.topics.note(&record.topic);
-                        // The record is sent: its position moves into the acknowledgement.
-                        let topic = std::mem::take(&mut record.topic);
-                        let partition = std::mem::take(&mut record.source_partition);
-                        let offset = std::mem::take(&mut record.source_offset);
-                        in_flight.push_back(Box::pin(delivery.map(move |result| Ack {
-                            result: match result {
-                                Ok(Ok(_)) => Ok(()),
-                                Ok(Err((e, _))) => Err(e),
-                                Err(_canceled) => Err(KafkaError::Canceled),
-                            },
-                            topic,
-                            partition,
-                            offset,
-                        })));
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                match self.producer.send(out) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         // librdkafka's queue is full: wait for an acknowledgement to free room.
-                        match in_flight.next().await {
-                            Some(ack) => acked.take(ack)?,
-                            None => tokio::time::sleep(Duration::from_millis(10)).await,
-                        }
+                        out = back;
+                        in_flight.window.wait().await;
+                        in_flight.collect(acked)?;
                     }
                     Err((e, _)) => {
+                        // Settled as failed, so nothing sent after it is ever taken as stored.
+                        in_flight.window.settle(seq, Err(e.clone()));
                         return Err(TaskError::Delivery {
                             topic: record.topic.clone(),
                             source: e,
@@ -277,6 +260,16 @@ impl SourceTaskRunner {
                     }
                 }
             }
+            if noted.as_deref() != Some(record.topic.as_str()) {
+                self.topics.note(&record.topic);
+                noted = Some(record.topic.clone());
+            }
+            // The record is sent: its position moves into the acknowledgement.
+            in_flight.sent.push_back(Sent {
+                topic: std::mem::take(&mut record.topic),
+                partition: std::mem::take(&mut record.source_partition),
+                offset: std::mem::take(&mut record.source_offset),
+            });
         }
         Ok(())
     }
@@ -404,16 +397,19 @@ impl SourceTaskRunner {
     }
 
     /// On stop or failure: waits (within the shutdown timeout) for records already sent.
-    async fn drain(&self, in_flight: &mut FuturesOrdered<Pending>, acked: &mut Acked) {
-        if in_flight.is_empty() {
+    async fn drain(&self, in_flight: &mut InFlight, acked: &mut Acked) {
+        if in_flight.sent.is_empty() {
             return;
         }
-        let waiting = in_flight.len();
+        let waiting = in_flight.sent.len();
         let drained = tokio::time::timeout(self.shutdown_timeout, async {
-            while let Some(ack) = in_flight.next().await {
-                if acked.take(ack).is_err() {
+            while !in_flight.sent.is_empty() {
+                if in_flight.collect(acked).is_err() {
                     // Offsets after a failed record must not be stored.
                     return;
+                }
+                if !in_flight.sent.is_empty() {
+                    in_flight.window.wait().await;
                 }
             }
         })
@@ -425,22 +421,47 @@ impl SourceTaskRunner {
     }
 }
 
+impl InFlight {
+    /// Registers a record about to be sent; returns its delivery opaque. The caller pushes its
+    /// position to `sent` once the send is accepted.
+    fn open(&mut self) -> usize {
+        self.window.open()
+    }
+
+    /// A record that is not produced: its position advances in order with the records around it.
+    fn skip(&mut self, sent: Sent) {
+        self.window.open_done();
+        self.sent.push_back(sent);
+    }
+
+    /// Moves the positions of records acknowledged in order into `acked`.
+    fn collect(&mut self, acked: &mut Acked) -> Result<(), TaskError> {
+        let settled = self.window.take_settled();
+        for sent in self.sent.drain(..settled.done) {
+            acked.take(sent);
+        }
+        match settled.failed {
+            None => Ok(()),
+            Some(source) => {
+                let topic = self.sent.pop_front().map(|s| s.topic).unwrap_or_default();
+                acked.poisoned = true;
+                Err(TaskError::Delivery { topic, source })
+            }
+        }
+    }
+}
+
 impl Acked {
-    fn take(&mut self, ack: Ack) -> Result<(), TaskError> {
+    fn take(&mut self, sent: Sent) {
         if self.poisoned {
-            return Ok(());
+            return;
         }
-        if let Err(source) = ack.result {
-            self.poisoned = true;
-            return Err(TaskError::Delivery {
-                topic: ack.topic,
-                source,
-            });
+        // Records of one partition usually come in runs: check the last one first, and
+        // compare in order (the usual clone of one map) before the order-insensitive `==`.
+        let same = |p: &SourcePartition| p.iter().eq(sent.partition.iter()) || *p == sent.partition;
+        match self.latest.iter_mut().rev().find(|(p, _)| same(p)) {
+            Some(slot) => slot.1 = sent.offset,
+            None => self.latest.push((sent.partition, sent.offset)),
         }
-        match self.latest.iter_mut().find(|(p, _)| *p == ack.partition) {
-            Some(slot) => slot.1 = ack.offset,
-            None => self.latest.push((ack.partition, ack.offset)),
-        }
-        Ok(())
     }
 }
