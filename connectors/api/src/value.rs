@@ -147,6 +147,13 @@ impl Value {
         }
     }
 
+    /// The bytes of [`Self::to_plain_json`] written straight from the value, without building
+    /// a JSON tree first (the same text, except that a map with repeated string keys keeps
+    /// every entry).
+    pub fn to_plain_json_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&PlainJson(self)).unwrap_or_default()
+    }
+
     pub fn as_struct(&self) -> Option<&Struct> {
         match self {
             Self::Struct(s) => Some(s),
@@ -467,6 +474,39 @@ impl fmt::Display for Decimal {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn plain_json_bytes_equal_the_json_tree_text() {
+        use super::{Decimal, Struct, Value};
+        let values = [
+            Value::Null,
+            Value::Boolean(true),
+            Value::Int8(-3),
+            Value::Int64(i64::MAX),
+            Value::Float32(12.34),
+            Value::Float64(f64::NAN),
+            Value::Float64(1e300),
+            Value::Float64(2.0),
+            Value::from("quote \" back \\ ctl \u{1} é \u{2028}"),
+            Value::Bytes(vec![0, 255, 7]),
+            Value::Decimal(Decimal::parse("-12.340").unwrap()),
+            Value::Timestamp(1_700_000_000_000),
+            Value::Array(vec![Value::Int32(1), Value::Null]),
+            Value::Map(vec![(Value::from("a"), Value::Int32(1))]),
+            Value::Map(vec![(Value::Int32(1), Value::from("x"))]),
+            Value::Struct(Struct::new().with("id", 7i64).with(
+                "nested",
+                Value::Struct(Struct::new().with("x", Value::Null)),
+            )),
+        ];
+        for value in values {
+            assert_eq!(
+                String::from_utf8(value.to_plain_json_bytes()).unwrap(),
+                value.to_plain_json().to_string(),
+                "{value:?}"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]
@@ -497,5 +537,60 @@ mod tests {
         s.put("a", 2i32);
         assert_eq!(s.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(s.get("a"), Some(&Value::Int32(2)));
+    }
+}
+
+/// Serializes a [`Value`] as [`Value::to_plain_json`] renders it.
+struct PlainJson<'a>(&'a Value);
+
+impl serde::Serialize for PlainJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Null => serializer.serialize_unit(),
+            Value::Boolean(v) => serializer.serialize_bool(*v),
+            Value::Int8(v) => serializer.serialize_i8(*v),
+            Value::Int16(v) => serializer.serialize_i16(*v),
+            Value::Int32(v) | Value::Date(v) | Value::Time(v) => serializer.serialize_i32(*v),
+            Value::Int64(v) | Value::Timestamp(v) => serializer.serialize_i64(*v),
+            Value::Float32(v) => serializer.serialize_f64(f64::from(*v)),
+            Value::Float64(v) => serializer.serialize_f64(*v),
+            Value::String(v) => serializer.serialize_str(v),
+            Value::Bytes(v) => {
+                serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+            }
+            Value::Decimal(d) => serializer.collect_str(d),
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&PlainJson(item))?;
+                }
+                seq.end()
+            }
+            Value::Map(entries) if entries.iter().all(|(k, _)| matches!(k, Value::String(_))) => {
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    if let Value::String(k) = k {
+                        map.serialize_entry(k, &PlainJson(v))?;
+                    }
+                }
+                map.end()
+            }
+            Value::Map(entries) => {
+                let mut seq = serializer.serialize_seq(Some(entries.len()))?;
+                for (k, v) in entries {
+                    seq.serialize_element(&[PlainJson(k), PlainJson(v)])?;
+                }
+                seq.end()
+            }
+            Value::Struct(s) => {
+                let mut map = serializer.serialize_map(Some(s.len()))?;
+                for (k, v) in s.iter() {
+                    map.serialize_entry(k, &PlainJson(v))?;
+                }
+                map.end()
+            }
+        }
     }
 }

@@ -17,7 +17,7 @@ pub fn encode_value(value: &Value) -> Option<Vec<u8>> {
     match value {
         Value::Null => None,
         Value::Bytes(b) => Some(b.clone()),
-        other => Some(other.to_plain_json().to_string().into_bytes()),
+        other => Some(other.to_plain_json_bytes()),
     }
 }
 

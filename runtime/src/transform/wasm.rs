@@ -184,20 +184,27 @@ fn from_plugin(
     }
 }
 
-/// A changed key or value, with the original schema when it still fits.
+/// A changed key or value, with the original schema when it still fits. The bytes are parsed
+/// once; `conform` builds the value from its schema, so what it returns is valid for it.
 fn fitted(schema: Option<SchemaRef>, bytes: Option<&[u8]>) -> (Option<SchemaRef>, Value) {
-    let plain = sluice_wasm::decode_value(bytes);
-    let Some(schema) = schema else {
-        return (None, plain);
+    let Some(bytes) = bytes else {
+        return match schema {
+            Some(schema) if schema.optional || schema.default.is_some() => {
+                (Some(schema), Value::Null)
+            }
+            _ => (None, Value::Null),
+        };
     };
-    let json = bytes.and_then(|b| serde_json::from_slice::<Json>(b).ok());
-    match json
-        .as_ref()
-        .map_or(Some(Value::Null), |j| conform(&schema, j))
+    let Ok(json) = serde_json::from_slice::<Json>(bytes) else {
+        // Not JSON: a string or raw bytes, without a schema.
+        return (None, sluice_wasm::decode_value(Some(bytes)));
+    };
+    if let Some(schema) = schema
+        && let Some(value) = conform(&schema, &json)
     {
-        Some(value) if schema.validate_value(&value).is_ok() => (Some(schema), value),
-        _ => (None, plain),
+        return (Some(schema), value);
     }
+    (None, Value::from_plain_json(&json))
 }
 
 /// `json` (as `Value::to_plain_json` writes it) read with `schema`; `None` when it does not fit.
