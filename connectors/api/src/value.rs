@@ -472,6 +472,61 @@ impl fmt::Display for Decimal {
     }
 }
 
+/// Serializes a [`Value`] as [`Value::to_plain_json`] renders it.
+struct PlainJson<'a>(&'a Value);
+
+impl serde::Serialize for PlainJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Null => serializer.serialize_unit(),
+            Value::Boolean(v) => serializer.serialize_bool(*v),
+            Value::Int8(v) => serializer.serialize_i8(*v),
+            Value::Int16(v) => serializer.serialize_i16(*v),
+            Value::Int32(v) | Value::Date(v) | Value::Time(v) => serializer.serialize_i32(*v),
+            Value::Int64(v) | Value::Timestamp(v) => serializer.serialize_i64(*v),
+            Value::Float32(v) => serializer.serialize_f64(f64::from(*v)),
+            Value::Float64(v) => serializer.serialize_f64(*v),
+            Value::String(v) => serializer.serialize_str(v),
+            Value::Bytes(v) => {
+                serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+            }
+            Value::Decimal(d) => serializer.collect_str(d),
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&PlainJson(item))?;
+                }
+                seq.end()
+            }
+            Value::Map(entries) if entries.iter().all(|(k, _)| matches!(k, Value::String(_))) => {
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    if let Value::String(k) = k {
+                        map.serialize_entry(k, &PlainJson(v))?;
+                    }
+                }
+                map.end()
+            }
+            Value::Map(entries) => {
+                let mut seq = serializer.serialize_seq(Some(entries.len()))?;
+                for (k, v) in entries {
+                    seq.serialize_element(&[PlainJson(k), PlainJson(v)])?;
+                }
+                seq.end()
+            }
+            Value::Struct(s) => {
+                let mut map = serializer.serialize_map(Some(s.len()))?;
+                for (k, v) in s.iter() {
+                    map.serialize_entry(k, &PlainJson(v))?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -537,60 +592,5 @@ mod tests {
         s.put("a", 2i32);
         assert_eq!(s.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(s.get("a"), Some(&Value::Int32(2)));
-    }
-}
-
-/// Serializes a [`Value`] as [`Value::to_plain_json`] renders it.
-struct PlainJson<'a>(&'a Value);
-
-impl serde::Serialize for PlainJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use base64::Engine as _;
-        use serde::ser::{SerializeMap, SerializeSeq};
-        match self.0 {
-            Value::Null => serializer.serialize_unit(),
-            Value::Boolean(v) => serializer.serialize_bool(*v),
-            Value::Int8(v) => serializer.serialize_i8(*v),
-            Value::Int16(v) => serializer.serialize_i16(*v),
-            Value::Int32(v) | Value::Date(v) | Value::Time(v) => serializer.serialize_i32(*v),
-            Value::Int64(v) | Value::Timestamp(v) => serializer.serialize_i64(*v),
-            Value::Float32(v) => serializer.serialize_f64(f64::from(*v)),
-            Value::Float64(v) => serializer.serialize_f64(*v),
-            Value::String(v) => serializer.serialize_str(v),
-            Value::Bytes(v) => {
-                serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
-            }
-            Value::Decimal(d) => serializer.collect_str(d),
-            Value::Array(items) => {
-                let mut seq = serializer.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(&PlainJson(item))?;
-                }
-                seq.end()
-            }
-            Value::Map(entries) if entries.iter().all(|(k, _)| matches!(k, Value::String(_))) => {
-                let mut map = serializer.serialize_map(Some(entries.len()))?;
-                for (k, v) in entries {
-                    if let Value::String(k) = k {
-                        map.serialize_entry(k, &PlainJson(v))?;
-                    }
-                }
-                map.end()
-            }
-            Value::Map(entries) => {
-                let mut seq = serializer.serialize_seq(Some(entries.len()))?;
-                for (k, v) in entries {
-                    seq.serialize_element(&[PlainJson(k), PlainJson(v)])?;
-                }
-                seq.end()
-            }
-            Value::Struct(s) => {
-                let mut map = serializer.serialize_map(Some(s.len()))?;
-                for (k, v) in s.iter() {
-                    map.serialize_entry(k, &PlainJson(v))?;
-                }
-                map.end()
-            }
-        }
     }
 }
