@@ -37,7 +37,7 @@ pub use error::{ConnectorError, ErrorKind, Result};
 pub use record::{Header, SinkRecord, SourceOffset, SourcePartition, SourceRecord, TopicPartition};
 pub use registry::{ConnectorKind, Plugin, PluginResolver, Registry, SinkPlugin, SourcePlugin};
 pub use schema::{Field, Schema, SchemaBuilder, SchemaError, SchemaRef, SchemaType, logical};
-pub use sink::{SinkConnector, SinkTask, SinkTaskContext};
+pub use sink::{ErrantRecordReporter, SinkConnector, SinkTask, SinkTaskContext};
 pub use source::{OffsetReader, SourceConnector, SourceTask, SourceTaskContext};
 pub use spec::{ConfigField, ConfigSpec, ConnectorConfig, FieldError, FieldKind, MASK, Validator};
 pub use value::{Decimal, FieldName, Struct, Value};

@@ -1,18 +1,60 @@
 //! Sink connectors: Kafka topics -> an external system.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
 
-use crate::error::Result;
+use crate::error::{ConnectorError, Result};
 use crate::record::{SinkRecord, TopicPartition};
 use crate::spec::ConnectorConfig;
 
 /// What the runtime gives a sink task at start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SinkTaskContext {
     pub connector: String,
     pub task_id: u32,
+    /// Where the task reports records it cannot write (Kafka Connect's
+    /// `SinkTaskContext.errantRecordReporter()`); `None` when the host offers none, in which case
+    /// such a record must fail the task.
+    pub errant_records: Option<Arc<dyn ErrantRecordReporter>>,
+    /// Cancelled when the runtime stops the task. A `put` or `flush` that waits on the
+    /// destination (a full buffer behind an endpoint that keeps refusing) ends its wait then with
+    /// a [`Retriable`](crate::ErrorKind::Retriable) error; the runtime commits only what `flush`
+    /// reports and stops.
+    pub cancel: CancellationToken,
+}
+
+impl fmt::Debug for SinkTaskContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SinkTaskContext")
+            .field("connector", &self.connector)
+            .field("task_id", &self.task_id)
+            .field("errant_records", &self.errant_records.is_some())
+            .field("cancelled", &self.cancel.is_cancelled())
+            .finish()
+    }
+}
+
+/// Takes the records a sink task cannot write (the destination rejected them for good, e.g. an
+/// HTTP 400) and applies the pipeline's `errors` policy to each, as the runtime does for records
+/// that fail conversion or transformation (Kafka Connect's `ErrantRecordReporter`, stage
+/// `TASK_PUT`): with `tolerance: all` the record is skipped, logged if asked and written to the
+/// dead-letter topic when one is configured; with `tolerance: none` it is refused.
+///
+/// Contract:
+/// - `Ok` comes back only once the record is dealt with for good (its dead-letter copy is
+///   acknowledged by Kafka): from then on the sink may count it as handled and let its offset be
+///   committed.
+/// - `Err` means the record may not be skipped (`tolerance: none`: the error given, returned as
+///   it is; or the dead-letter write failed). The sink must not let the record's offset be
+///   committed and fails, returning the error from `put` or `flush`.
+/// - It may be called from any task the sink spawns, concurrently.
+#[async_trait]
+pub trait ErrantRecordReporter: Send + Sync {
+    async fn report(&self, record: &SinkRecord, error: ConnectorError) -> Result<()>;
 }
 
 /// A configured sink connector; it splits its work into task configs.
@@ -35,6 +77,8 @@ pub trait SinkConnector: Send + Sync {
 /// - Delivery is at least once: after a crash or rebalance, records after the last committed
 ///   Kafka offset are delivered again, so sinks must tolerate duplicates unless they say otherwise.
 /// - Records of one topic partition arrive in offset order. Methods are never called concurrently.
+/// - Records the destination refuses for good may be handed to
+///   [`SinkTaskContext::errant_records`] one by one instead of failing the whole task.
 /// - `put` may buffer. `flush` receives, per partition, the offset of the next record to be read
 ///   (last delivered + 1) and returns the offsets that are durable downstream and may be committed
 ///   to Kafka; a sink that holds data back (an S3 file not yet rotated) returns less.

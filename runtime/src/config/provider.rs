@@ -1,6 +1,8 @@
 //! Config providers: `${env:NAME}`, `${env:NAME:-default}` and `${file:path:key}` inside string
 //! values, resolved when a file is loaded. A `file:` provider reads `key=value` lines (Java
 //! properties style, `#` comments) or, for `.yaml`/`.yml`/`.json` files, a top-level key.
+//! `${name}` without a provider prefix is left as it is, for connectors' own templates
+//! (http-sink's `${topic}`).
 
 use std::collections::HashMap;
 
@@ -59,6 +61,11 @@ fn expand(text: &str, files: &mut HashMap<String, FileData>) -> Result<String, S
 }
 
 fn lookup(reference: &str, files: &mut HashMap<String, FileData>) -> Result<String, String> {
+    // Not a provider reference (those are `provider:...`): a connector's own placeholder, such
+    // as http-sink's `${topic}` in a URL template, kept for the connector.
+    if !reference.contains(':') {
+        return Ok(format!("${{{reference}}}"));
+    }
     if let Some(var) = reference.strip_prefix("env:") {
         let (name, default) = match var.split_once(":-") {
             Some((name, default)) => (name, Some(default)),
@@ -136,11 +143,13 @@ mod tests {
             "c": ["${env:SLUICE_TEST_SURELY_UNSET:-fallback}"],
             "d": {"e": "${env:SLUICE_TEST_SURELY_UNSET}"},
             "f": format!("${{file:{}:missing}}", props.display()),
+            "g": "http://h/${topic}/${key}",
         });
         let errors = resolve_providers(&mut value);
         assert_eq!(value["a"], json!(home));
         assert_eq!(value["b"], json!("pw=s3cret"));
         assert_eq!(value["c"][0], json!("fallback"));
+        assert_eq!(value["g"], json!("http://h/${topic}/${key}"));
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["d.e", "f"]);
         assert!(

@@ -121,7 +121,7 @@ pub(crate) fn task_run(
             let topics = subscribed;
             let (consumer, rebalances) =
                 kafka::sink_consumer(worker, &name, &format!("sluice-{name}-{id}"))?;
-            let errors = error_handler(worker, pipeline, id, skipped.clone())?;
+            let errors = Arc::new(error_handler(worker, pipeline, id, skipped.clone())?);
             let runner = SinkTaskRunner {
                 connector: name,
                 task_id: id,

@@ -3,15 +3,20 @@
 //! logging it when asked and writing it to the dead-letter topic when one is configured, with
 //! headers naming where it came from and what went wrong (`__connect.errors.*`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use serde_json::json;
-use sluice_connector_api::{ConfigSpec, FieldKind, Header, Validator};
+use sluice_connector_api::{
+    ConfigSpec, ConnectorError, ErrantRecordReporter, ErrorKind, FieldKind, Header,
+    Result as ConnectorResult, SinkRecord, Validator, Value,
+};
 use tracing::warn;
 
+use crate::convert::Converter;
 use crate::error::TaskError;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -35,7 +40,8 @@ pub struct ErrorPolicy {
     pub log: bool,
     /// With `log`: include the record's key and value (never for secrets' sake by default).
     pub log_include_messages: bool,
-    /// Sinks: the dead-letter topic for records that cannot be converted or transformed.
+    /// Sinks: the dead-letter topic for records that cannot be converted, transformed or written
+    /// (those the sink task reports).
     pub dlq_topic: Option<String>,
     /// Add `__connect.errors.*` headers to dead-letter records.
     pub dlq_context_headers: bool,
@@ -77,7 +83,7 @@ pub fn errors_spec() -> ConfigSpec {
         .maybe(
             "dlq_topic",
             FieldKind::String,
-            "Sinks: dead-letter topic for records that cannot be converted or transformed.",
+            "Sinks: dead-letter topic for records that cannot be converted or transformed, or that the sink reports it cannot write (stage TASK_PUT).",
         )
         .check(Validator::NonEmpty)
         .optional(
@@ -94,6 +100,8 @@ pub(crate) enum Stage {
     KeyConverter,
     ValueConverter,
     Transformation,
+    /// The sink task refused the record ([`SinkReporter`]).
+    TaskPut,
 }
 
 impl Stage {
@@ -102,6 +110,7 @@ impl Stage {
             Stage::KeyConverter => "KEY_CONVERTER",
             Stage::ValueConverter => "VALUE_CONVERTER",
             Stage::Transformation => "TRANSFORMATION",
+            Stage::TaskPut => "TASK_PUT",
         }
     }
 }
@@ -219,6 +228,62 @@ impl ErrorHandler {
                 topic: topic.clone(),
                 source,
             })
+    }
+}
+
+/// The runtime's [`ErrantRecordReporter`] for a sink task: records the task refuses go through
+/// the same error policy and dead-letter topic as records that fail conversion, with stage
+/// `TASK_PUT`. The dead-letter copy is the record as the task saw it (after transforms), encoded
+/// again with the connector's converters, as Kafka Connect does for records it re-serializes.
+pub(crate) struct SinkReporter {
+    pub errors: Arc<ErrorHandler>,
+    pub key_converter: Arc<dyn Converter>,
+    pub value_converter: Arc<dyn Converter>,
+}
+
+#[async_trait::async_trait]
+impl ErrantRecordReporter for SinkReporter {
+    async fn report(&self, record: &SinkRecord, error: ConnectorError) -> ConnectorResult<()> {
+        // Refused as it is: the task fails with the sink's own reason.
+        if self.errors.policy.tolerance == Tolerance::None {
+            return Err(error);
+        }
+        // A value the converter cannot write again still reaches the dead-letter topic, as
+        // plain JSON.
+        let encode = |converter: &Arc<dyn Converter>, schema, value: &Value| {
+            converter
+                .encode_shared(schema, value)
+                .unwrap_or_else(|_| Some(value.to_plain_json().to_string().into_bytes()))
+        };
+        let failed = Failed {
+            stage: Stage::TaskPut,
+            error: TaskError::Connector {
+                stage: "put",
+                source: error,
+            },
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            key: encode(&self.key_converter, record.key_schema.as_ref(), &record.key),
+            value: encode(
+                &self.value_converter,
+                record.value_schema.as_ref(),
+                &record.value,
+            ),
+            headers: record.headers.clone(),
+            timestamp: record.timestamp,
+        };
+        let location = format!(
+            "{}-{} offset {}",
+            record.topic, record.partition, record.offset
+        );
+        self.errors.handle(failed).await.map_err(|e| {
+            ConnectorError::with_source(
+                ErrorKind::Fatal,
+                format!("cannot dead-letter the record at {location}: {e}"),
+                e,
+            )
+        })
     }
 }
 

@@ -9,7 +9,7 @@ mod source;
 mod topics;
 
 pub(crate) use acks::{AckContext, AckWindow, SourceProducer};
-pub(crate) use errors::{ErrorHandler, Failed, Stage};
+pub(crate) use errors::{ErrorHandler, Failed, SinkReporter, Stage};
 pub use errors::{ErrorPolicy, Tolerance, errors_spec};
 pub(crate) use sink::{RETRY_START, SinkTaskRunner};
 pub(crate) use source::SourceTaskRunner;

@@ -32,7 +32,7 @@ pub(crate) struct SinkTaskRunner {
     pub(crate) flush_interval: Duration,
     pub(crate) batch_size: usize,
     /// The pipeline's `errors` policy: tolerance, logging, dead-letter topic.
-    pub(crate) errors: super::ErrorHandler,
+    pub(crate) errors: Arc<super::ErrorHandler>,
     /// Wait before the next retry of a batch whose `put` failed for a transient reason.
     pub(crate) retry_delay: Duration,
     /// The connector's transform chain (often empty).
@@ -54,6 +54,12 @@ impl SinkTaskRunner {
         let ctx = SinkTaskContext {
             connector: self.connector.clone(),
             task_id: self.task_id,
+            errant_records: Some(Arc::new(super::SinkReporter {
+                errors: self.errors.clone(),
+                key_converter: self.key_converter.clone(),
+                value_converter: self.value_converter.clone(),
+            })),
+            cancel: cancel.child_token(),
         };
         self.task
             .start(ctx, &self.config)
