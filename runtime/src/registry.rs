@@ -10,6 +10,7 @@ pub fn builtin() -> Registry {
     let mut registry = Registry::new();
     sluice_connector_datagen::register(&mut registry);
     sluice_connector_file::register(&mut registry);
+    sluice_connector_http::register(&mut registry);
     sluice_connector_postgres::register(&mut registry);
     sluice_connector_s3::register(&mut registry);
     sluice_wasm::register(&mut registry, None);

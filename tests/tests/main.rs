@@ -5,6 +5,7 @@ mod datagen_pipeline;
 mod errors;
 mod file_sink_crash;
 mod file_source_crash;
+mod http_sink;
 mod json_golden;
 mod postgres_cdc;
 mod reference_docs;
