@@ -419,3 +419,61 @@ async fn an_outage_then_recovery_loses_nothing_and_offsets_reach_the_end() {
         BTreeSet::from(["application/x-ndjson".to_owned()])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_tolerance_a_rejected_record_fails_the_task_with_the_reason_and_no_secret() {
+    const TOTAL: usize = 600;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let topic = unique("http-none");
+    kafka::create_topic(&topic, 1).await;
+    // One marked record: id 407, at offset 407 of the only partition.
+    let produced: Vec<(String, String)> = records(TOTAL, 5, 0)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (k, v))| {
+            if i == 407 {
+                let mut value: Json = serde_json::from_str(&v).unwrap();
+                value["note"] = Json::from(MARKER);
+                (k, value.to_string())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    kafka::produce(&kafka::producer(), &topic, produced).await;
+    let server = TestServer::start("127.0.0.1:0".parse().unwrap(), Behaviour::default());
+    let name = format!("{topic}-sink");
+    let worker = write_worker(dir.path(), "");
+    let pipeline = write_pipeline(
+        dir.path(),
+        &format!(
+            "name: {name}\nconnector: http-sink\nconfig:\n  topics: [{topic}]\n  url: http://{}/ingest/${{topic}}?api_key=qu3ry-s3cret\n  \
+             batch_format: json_array\n  batch_max_records: 25\n  auth_type: basic\n  auth_username: app\n  auth_password: pa55word\n\
+             key_converter: {{type: string}}\nvalue_converter: {{type: json, schemas: false}}\n",
+            server.addr
+        ),
+    );
+    let mut sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
+    assert!(
+        !sluice.wait_exit(Duration::from_secs(120)),
+        "standalone exits with an error once its only task failed"
+    );
+    let log = sluice.log_text();
+    let failure = log
+        .lines()
+        .find(|l| l.contains("HTTP 400"))
+        .unwrap_or_else(|| panic!("no HTTP 400 in the log:\n{log}"));
+    assert!(
+        failure.contains(&format!("POST http://{}/ingest/{topic}", server.addr)),
+        "{failure}"
+    );
+    assert!(failure.contains("offset 407"), "{failure}");
+    assert!(failure.contains("record refused: contains"), "{failure}");
+    for secret in ["pa55word", "qu3ry-s3cret", "YXBwOnBhNTV3b3Jk"] {
+        assert!(!log.contains(secret), "{secret} leaked into the log");
+    }
+    // Nothing at or after the rejected record was committed; the server never got it.
+    let committed = kafka::committed(&format!("connect-{name}"), &topic, 1);
+    assert!(committed.get(&0).is_none_or(|o| *o <= 407), "{committed:?}");
+    assert!(!server.distinct_ids().contains(&407));
+}
