@@ -41,6 +41,13 @@ pub enum TaskError {
         #[source]
         source: ConnectorError,
     },
+    #[error("{stage} kept failing for {waited:?}, longer than errors.retry_timeout: {source}")]
+    RetriesExhausted {
+        stage: &'static str,
+        waited: std::time::Duration,
+        #[source]
+        source: ConnectorError,
+    },
     #[error("cannot convert the {part} of {location}: {source}")]
     Convert {
         part: &'static str,

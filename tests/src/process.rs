@@ -25,6 +25,24 @@ pub fn sluice_bin() -> &'static Path {
         if profile_dir.file_name().is_some_and(|p| p == "release") {
             build.arg("--release");
         }
+        // Cargo's per-package variables for this test crate are watched by some build scripts
+        // (ring's): passed on, they would make this build recompile those crates every run.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_MANIFEST_")
+                || key.starts_with("CARGO_BIN_")
+                || matches!(
+                    &*key,
+                    "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "OUT_DIR"
+                )
+            {
+                build.env_remove(&*key);
+            }
+        }
         let status = build
             .current_dir(crate::repo_root())
             .env("CARGO_TARGET_DIR", target_dir)

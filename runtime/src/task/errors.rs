@@ -32,7 +32,8 @@ pub enum Tolerance {
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct ErrorPolicy {
     pub tolerance: Tolerance,
-    /// How long a failing record operation is retried (ms); 0 retries nothing.
+    /// How long a failing record operation is retried (ms); 0 retries nothing, except a sink's
+    /// transiently refused `put`, which is then retried until the task stops.
     pub retry_timeout: u64,
     /// Longest wait between retries (ms).
     pub retry_delay_max: u64,
@@ -60,7 +61,7 @@ pub fn errors_spec() -> ConfigSpec {
             "retry_timeout",
             FieldKind::Duration,
             0,
-            "How long a failed record operation is retried before it counts as failed.",
+            "How long a failed record operation is retried before it counts as failed. For a sink's put refused for a transient reason: how long before the task fails (0: retry until stopped, as Kafka Connect does).",
         )
         .optional(
             "retry_delay_max",

@@ -72,10 +72,13 @@ impl SinkTaskRunner {
         let outcome = self.copy(&cancel, &mut positions).await;
         // On a clean stop, and after a failure, commit what the task has made durable.
         let flushed = match &outcome {
-            Err(TaskError::Connector {
-                stage: "put" | "flush",
-                ..
-            }) => Ok(()),
+            Err(
+                TaskError::Connector {
+                    stage: "put" | "flush",
+                    ..
+                }
+                | TaskError::RetriesExhausted { .. },
+            ) => Ok(()),
             _ => self.flush_and_commit(&mut positions).await,
         };
         let assigned: Vec<TopicPartition> = positions.consumed.keys().cloned().collect();
@@ -103,6 +106,8 @@ impl SinkTaskRunner {
     ) -> Result<(), TaskError> {
         let mut flush_tick = tokio::time::interval(self.flush_interval);
         flush_tick.tick().await;
+        // When the current run of transient `put` failures began.
+        let mut failing_since: Option<tokio::time::Instant> = None;
         loop {
             let batch = tokio::select! {
                 biased;
@@ -188,7 +193,18 @@ impl SinkTaskRunner {
                     Ok(()) => {}
                     Err(e) if e.kind() == ErrorKind::Retriable => {
                         // The destination refuses for now: read the batch again and retry,
-                        // waiting longer each time (Kafka Connect's RetriableException).
+                        // waiting longer each time (Kafka Connect's RetriableException). With
+                        // `errors.retry_timeout` set, the task fails once it has kept failing
+                        // that long; without, it retries until stopped, as Kafka Connect does.
+                        let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                        let limit = self.errors.policy.retry_timeout;
+                        if limit > 0 && since.elapsed() >= Duration::from_millis(limit) {
+                            return Err(TaskError::RetriesExhausted {
+                                stage: "put",
+                                waited: since.elapsed(),
+                                source: e,
+                            });
+                        }
                         warn!(connector = %self.connector, task = self.task_id, error = %e, delay = ?self.retry_delay, "put failed; retrying the batch");
                         rewind(self.consumer.clone(), &spans).await?;
                         tokio::select! {
@@ -201,6 +217,7 @@ impl SinkTaskRunner {
                     Err(e) => return Err(TaskError::connector("put")(e)),
                 }
             }
+            failing_since = None;
             self.retry_delay = RETRY_START;
             positions.consumed.extend(
                 spans
