@@ -2,11 +2,11 @@
 //! field) and the typed struct the task parses it into.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Deserialize;
+pub use sluice_connector_api::Secret;
 use sluice_connector_api::{ConfigSpec, FieldKind, Validator};
 
 use crate::template::UrlTemplate;
@@ -18,23 +18,6 @@ pub(crate) const DEFAULT_MAX_IN_FLIGHT: i64 = 4;
 pub(crate) const DEFAULT_RETRY_BACKOFF_MS: i64 = 100;
 pub(crate) const DEFAULT_RETRY_MAX_BACKOFF_MS: i64 = 10_000;
 pub(crate) const DEFAULT_REQUEST_TIMEOUT_MS: i64 = 30_000;
-
-/// A secret string: deserializes like a string, never prints its value.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(sluice_connector_api::MASK)
-    }
-}
 
 /// The HTTP method of every request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

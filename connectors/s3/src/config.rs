@@ -2,9 +2,9 @@
 //! every error) and the typed structs the tasks parse them into.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::Deserialize;
+pub use sluice_connector_api::Secret;
 use sluice_connector_api::{ConfigSpec, FieldKind, Validator};
 
 pub(crate) const DEFAULT_REGION: &str = "us-east-1";
@@ -19,23 +19,6 @@ pub(crate) const DEFAULT_RETRY_MAX_BACKOFF_MS: i64 = 10_000;
 pub(crate) const DEFAULT_PATH_FORMAT: &str = "'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH";
 pub(crate) const DEFAULT_POLL_INTERVAL_MS: i64 = 5_000;
 pub(crate) const DEFAULT_SOURCE_BATCH: i64 = 1_000;
-
-/// A secret string: deserializes like a string, never prints its value.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[hidden]")
-    }
-}
 
 /// Where the archive lives and how to reach it; shared by the sink and the source.
 #[derive(Debug, Clone, Deserialize)]
