@@ -20,11 +20,6 @@ pub fn bootstrap() -> &'static str {
     })
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
-}
-
 fn nisshi_path() -> PathBuf {
     let script = crate::repo_root().join("scripts/install-broker.sh");
     let out = Command::new("bash")
@@ -40,7 +35,7 @@ fn nisshi_path() -> PathBuf {
 /// (tied to the spawning thread) fires only when the test process ends.
 fn start() -> String {
     let bin = nisshi_path();
-    let port = free_port();
+    let port = crate::free_port();
     let address = format!("127.0.0.1:{port}");
     let dir = crate::service_dir("sluice-test-broker");
     let (tx, rx) = std::sync::mpsc::channel();

@@ -60,11 +60,6 @@ pub struct Cluster {
     pub settings: String,
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
-}
-
 impl Cluster {
     /// Starts `n` workers. `settings` are extra lines for the `cluster:` block.
     pub fn start(n: usize, settings: &str) -> Self {
@@ -84,7 +79,7 @@ impl Cluster {
     pub fn add_worker(&mut self) -> usize {
         let index = self.workers.len();
         let name = format!("worker-{index}");
-        let port = free_port();
+        let port = crate::free_port();
         let file = self.dir.path().join(format!("{name}.yaml"));
         let group = &self.group;
         std::fs::write(

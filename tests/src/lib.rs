@@ -76,6 +76,12 @@ pub fn write_worker(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
+/// A loopback port that was free a moment ago (for a REST API or a broker).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
 /// Polls `check` every 100 ms until it returns `Some`, or panics with `what` after `limit`.
 /// A bound on waiting, not a timing assertion: the tests assert on data.
 pub fn wait_for<T>(

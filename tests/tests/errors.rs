@@ -7,7 +7,8 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use sluice_tests::{Sluice, bootstrap, kafka, unique, wait_for, write_worker};
+use sluice_tests::cluster::wait_async;
+use sluice_tests::{Sluice, bootstrap, free_port, kafka, unique, wait_for, write_worker};
 
 const TOTAL: usize = 10_000;
 const BAD: usize = 37;
@@ -106,7 +107,8 @@ async fn tolerated_bad_records_go_to_the_dead_letter_topic_with_their_context() 
     kafka::create_topic(&dlq, 1).await;
     let bad = produce_with_bad(&topic).await;
     let name = format!("{topic}-sink");
-    let worker = write_worker(dir.path(), "");
+    let port = free_port();
+    let worker = write_worker(dir.path(), &format!("rest:\n  listen: 127.0.0.1:{port}\n"));
     let pipeline = pipeline(
         dir.path(),
         &name,
@@ -121,6 +123,24 @@ async fn tolerated_bad_records_go_to_the_dead_letter_topic_with_their_context() 
         let dead = read_with_headers(&dlq);
         (dead.len() >= BAD).then_some(dead)
     });
+    // The task's status counts what it skipped (refreshed every few seconds).
+    let status_url = format!("http://127.0.0.1:{port}/connectors/{name}/status");
+    let counted = wait_async(
+        "the skipped count in the status",
+        Duration::from_secs(60),
+        || async {
+            let status: serde_json::Value =
+                reqwest::get(&status_url).await.ok()?.json().await.ok()?;
+            let n = status["tasks"][0]["errors"]["records_skipped"].as_u64()?;
+            (n >= BAD as u64).then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(
+        counted["tasks"][0]["errors"]["records_skipped"], BAD as u64,
+        "{counted}"
+    );
+    assert_eq!(counted["tasks"][0]["state"], "RUNNING", "{counted}");
     assert!(sluice.terminate(), "sluice did not stop cleanly");
 
     let written = lines(dir.path());

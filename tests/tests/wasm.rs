@@ -7,15 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sluice_tests::cluster::{call, wait_async};
-use sluice_tests::{Sluice, kafka, plugins, unique, wait_for, write_worker};
-
-/// A loopback port that was free a moment ago, for the REST API.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+use sluice_tests::{Sluice, free_port, kafka, plugins, unique, wait_for, write_worker};
 
 /// The JSON documents the log-sink plugin wrote to the worker's log after `prefix`.
 fn logged(log: &str, prefix: &str) -> Vec<Value> {

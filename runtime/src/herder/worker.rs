@@ -177,7 +177,17 @@ impl Cluster {
             trace,
             worker_id: self.worker_id().to_owned(),
             generation: self.membership().generation,
+            records_skipped: None,
         }
+    }
+
+    /// The skipped-record count of a task run here, if it ran here.
+    fn skipped_of(&self, id: &TaskId) -> Option<u64> {
+        self.skipped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
     }
 }
 
@@ -364,7 +374,10 @@ pub async fn run_herder(
             }
             _ = poke_rx.recv() => reconciler.reconcile().await,
             // A periodic look, so anything a lost message left undone is picked up again.
-            _ = resync.tick() => reconciler.reconcile().await,
+            _ = resync.tick() => {
+                reconciler.reconcile().await;
+                reconciler.publish_error_counts().await;
+            }
             _ = check.tick(), if standalone => {
                 if every_task_failed(&cluster) {
                     break Err(Error::AllTasksFailed);
@@ -579,6 +592,31 @@ impl Reconciler {
                     m.leader_url = None;
                 }
                 self.stop_all().await;
+            }
+        }
+    }
+
+    /// Puts the skipped-record counts of tasks run here into their statuses, where they changed.
+    async fn publish_error_counts(&self) {
+        let ids: Vec<TaskId> = self
+            .cluster
+            .skipped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for id in ids {
+            let Some(n) = self.cluster.skipped_of(&id) else {
+                continue;
+            };
+            let result = self
+                .cluster
+                .status
+                .put_task_skipped(&id, self.cluster.worker_id(), n)
+                .await;
+            if let Err(e) = result {
+                warn!(task = %id, error = %e, "cannot write task status");
             }
         }
     }

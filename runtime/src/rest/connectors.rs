@@ -130,6 +130,10 @@ fn status_entry(status: Option<Status>) -> Map<String, Value> {
             if let Some(trace) = s.trace {
                 entry.insert("trace".into(), json!(trace));
             }
+            // Not in Kafka Connect's status (it has JMX for this); clients ignore extra fields.
+            if let Some(skipped) = s.records_skipped {
+                entry.insert("errors".into(), json!({"records_skipped": skipped}));
+            }
         }
         None => {
             entry.insert("state".into(), json!(RunState::Unassigned));

@@ -32,6 +32,10 @@ pub struct Status {
     pub trace: Option<String>,
     pub worker_id: String,
     pub generation: i32,
+    /// Tasks: records skipped under `errors.tolerance: all` so far (dead-lettered when a topic
+    /// is set); refreshed every few seconds while the count changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_skipped: Option<u64>,
 }
 
 /// Whether `new` may replace `current`: a state written by another worker in an older
@@ -110,6 +114,8 @@ impl StatusState {
 pub struct StatusStore {
     log: Arc<dyn Log>,
     state: Arc<Mutex<StatusState>>,
+    /// Task status writes go to the topic in the order they change the local state.
+    task_writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl StatusStore {
@@ -124,6 +130,7 @@ impl StatusStore {
         let store = Self {
             log: Arc::new(log),
             state,
+            task_writes: Arc::default(),
         };
         store.log.read_to_end().await?;
         Ok(store)
@@ -135,6 +142,7 @@ impl StatusStore {
         Self {
             log: Arc::new(MemoryLog::new(apply)),
             state,
+            task_writes: Arc::default(),
         }
     }
 
@@ -191,25 +199,63 @@ impl StatusStore {
             .await
     }
 
-    pub async fn put_task(&self, id: &TaskId, status: Status) -> Result<(), StorageError> {
-        let bytes = serde_json::to_vec(&status).unwrap_or_default();
-        {
+    pub async fn put_task(&self, id: &TaskId, mut status: Status) -> Result<(), StorageError> {
+        let _ordered = self.task_writes.lock().await;
+        let bytes = {
             let mut state = self.lock();
-            if !supersedes(&status, state.tasks.get(id)) {
+            let current = state.tasks.get(id);
+            if !supersedes(&status, current) {
                 return Ok(());
             }
+            // A state change on the same worker keeps the task's error count.
+            if let Some(current) = current.filter(|c| c.worker_id == status.worker_id) {
+                status.records_skipped = status.records_skipped.or(current.records_skipped);
+            }
+            let bytes = serde_json::to_vec(&status).unwrap_or_default();
             state.tasks.insert(id.clone(), status);
-        }
+            bytes
+        };
+        self.append_task(id, &bytes).await
+    }
+
+    /// Sets the skipped-record count in a task's current status, when `worker_id` wrote it and
+    /// the count changed.
+    pub async fn put_task_skipped(
+        &self,
+        id: &TaskId,
+        worker_id: &str,
+        skipped: u64,
+    ) -> Result<(), StorageError> {
+        let _ordered = self.task_writes.lock().await;
+        let bytes = {
+            let mut state = self.lock();
+            let Some(status) = state.tasks.get_mut(id) else {
+                return Ok(());
+            };
+            if status.worker_id != worker_id
+                || status.state == RunState::Unassigned
+                || status.records_skipped.unwrap_or(0) == skipped
+            {
+                return Ok(());
+            }
+            status.records_skipped = Some(skipped);
+            serde_json::to_vec(&*status).unwrap_or_default()
+        };
+        self.append_task(id, &bytes).await
+    }
+
+    async fn append_task(&self, id: &TaskId, bytes: &[u8]) -> Result<(), StorageError> {
         self.log
             .append(
                 &format!("status-task-{}-{}", id.connector, id.task),
-                Some(&bytes),
+                Some(bytes),
                 false,
             )
             .await
     }
 
     pub async fn delete_task(&self, id: &TaskId) -> Result<(), StorageError> {
+        let _ordered = self.task_writes.lock().await;
         self.lock().tasks.remove(id);
         self.log
             .append(
