@@ -80,10 +80,19 @@ pub(crate) fn value_to_key(p: &Props, _: Side) -> Option<Box<dyn Transform>> {
     }))
 }
 
-/// ExtractField: the key or value becomes one of its fields.
+/// ExtractField: the key or value becomes one of its fields; with `field.syntax.version: V2`
+/// (KIP-821) `field` is a dotted path into nested structs or maps (`` `a.b` `` for a name with
+/// dots). A missing or null step gives null.
 struct ExtractField {
     side: Side,
-    field: String,
+    /// The path; one step with the default syntax V1.
+    path: Vec<String>,
+}
+
+impl ExtractField {
+    fn display(&self) -> String {
+        self.path.join(".")
+    }
 }
 
 impl Transform for ExtractField {
@@ -96,30 +105,44 @@ impl Transform for ExtractField {
         let (schema, value) = match schema {
             Some(schema) => {
                 super::part::require_struct_schema(NAME, self.side, &schema)?;
-                let field = schema
-                    .field(&self.field)
-                    .ok_or_else(|| missing(NAME, &self.field, self.side))?;
-                let field_schema = field.schema.clone();
-                let value = if value.is_null() {
-                    Value::Null
-                } else {
-                    struct_get(
-                        &require_struct(NAME, self.side, &schema, value)?,
-                        &self.field,
-                    )
-                    .clone()
-                };
-                (Some(field_schema), value)
+                // The schema of the last step; every step before it must be a struct.
+                let mut field_schema = schema.clone();
+                for (i, step) in self.path.iter().enumerate() {
+                    if i > 0 && field_schema.kind != sluice_connector_api::SchemaType::Struct {
+                        return Err(missing(NAME, &self.display(), self.side));
+                    }
+                    field_schema = field_schema
+                        .field(step)
+                        .ok_or_else(|| missing(NAME, &self.display(), self.side))?
+                        .schema
+                        .clone();
+                }
+                let mut current = value;
+                for step in &self.path {
+                    current = match current {
+                        Value::Struct(s) => struct_get(&s, step).clone(),
+                        Value::Null => Value::Null,
+                        other => {
+                            require_struct(NAME, self.side, &schema, other)?;
+                            Value::Null
+                        }
+                    };
+                }
+                (Some(field_schema), current)
             }
             None if value.is_null() => (None, Value::Null),
             None => {
-                let entries = require_map(NAME, self.side, value)?;
-                (
-                    None,
-                    map_get(&entries, &self.field)
-                        .cloned()
-                        .unwrap_or(Value::Null),
-                )
+                let mut current = Value::Map(require_map(NAME, self.side, value)?);
+                for step in &self.path {
+                    current = match &current {
+                        Value::Map(entries) => {
+                            map_get(entries, step).cloned().unwrap_or(Value::Null)
+                        }
+                        Value::Struct(s) => s.get(step).cloned().unwrap_or(Value::Null),
+                        _ => Value::Null,
+                    };
+                }
+                (None, current)
             }
         };
         self.side.set(&mut record, schema, value);
@@ -127,14 +150,75 @@ impl Transform for ExtractField {
     }
 }
 
+/// Splits a KIP-821 (V2) field path: dots separate steps; a step in backticks may hold dots,
+/// and `\`` is a backtick inside it.
+fn parse_path_v2(path: &str) -> Result<Vec<String>, String> {
+    let mut steps = Vec::new();
+    let mut chars = path.chars().peekable();
+    loop {
+        let mut step = String::new();
+        if chars.peek() == Some(&'`') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('\\') if chars.peek() == Some(&'`') => {
+                        chars.next();
+                        step.push('`');
+                    }
+                    Some('`') => break,
+                    Some(c) => step.push(c),
+                    None => return Err(format!("unclosed backtick in `{path}`")),
+                }
+            }
+            match chars.next() {
+                None => {
+                    steps.push(step);
+                    return Ok(steps);
+                }
+                Some('.') => {}
+                Some(c) => {
+                    return Err(format!(
+                        "`{c}` after a closing backtick in `{path}`; expected `.` or the end"
+                    ));
+                }
+            }
+        } else {
+            loop {
+                match chars.next() {
+                    Some('.') => break,
+                    Some(c) => step.push(c),
+                    None => {
+                        if step.is_empty() {
+                            return Err(format!("empty step in `{path}`"));
+                        }
+                        steps.push(step);
+                        return Ok(steps);
+                    }
+                }
+            }
+        }
+        if step.is_empty() {
+            return Err(format!("empty step in `{path}`"));
+        }
+        steps.push(step);
+    }
+}
+
 pub(crate) fn extract_field(p: &Props, side: Side) -> Option<Box<dyn Transform>> {
     let field = p.required("field");
-    // V2 (dotted paths into nested structs, KIP-821) is not supported yet; V1 is the default.
-    p.one_of("field.syntax.version", &["V1"], Some("V1"));
-    Some(Box::new(ExtractField {
-        side,
-        field: field?,
-    }))
+    let syntax = p.one_of("field.syntax.version", &["V1", "V2"], Some("V1"));
+    let field = field?;
+    let path = match syntax.as_deref() {
+        Some("V2") => match parse_path_v2(&field) {
+            Ok(path) => path,
+            Err(message) => {
+                p.error("field", message);
+                return None;
+            }
+        },
+        _ => vec![field],
+    };
+    Some(Box::new(ExtractField { side, path }))
 }
 
 /// HoistField: wraps the key or value in a struct (or map) with one field.
@@ -357,12 +441,83 @@ mod tests {
             "ExtractField: field `nope` is not in the value schema"
         );
         let errors = config_errors(
-            json!({"type": "ExtractField$Value", "field": "a.b", "field.syntax.version": "V2"}),
+            json!({"type": "ExtractField$Value", "field": "a", "field.syntax.version": "V3"}),
         );
         assert_eq!(
             errors[0].to_string(),
-            "transforms.t.field.syntax.version: expected one of V1, got `V2`"
+            "transforms.t.field.syntax.version: expected one of V1, V2, got `V3`"
         );
+        let errors = config_errors(
+            json!({"type": "ExtractField$Value", "field": "a..b", "field.syntax.version": "V2"}),
+        );
+        assert_eq!(
+            errors[0].to_string(),
+            "transforms.t.field: empty step in `a..b`"
+        );
+    }
+
+    #[test]
+    fn extract_field_v2_follows_nested_paths() {
+        let inner = Arc::new(
+            Schema::struct_builder()
+                .field("city", Schema::string())
+                .field("a.b", Schema::int32())
+                .build(),
+        );
+        let outer = Arc::new(
+            Schema::struct_builder()
+                .field("id", Schema::int64())
+                .field_ref("address", inner.clone())
+                .build(),
+        );
+        let value = Value::Struct(Struct::new().with("id", 1i64).with(
+            "address",
+            Value::Struct(Struct::new().with("city", "Oslo").with("a.b", 5i32)),
+        ));
+        let city = chain(
+            json!({"type": "ExtractField$Value", "field": "address.city", "field.syntax.version": "V2"}),
+        );
+        let out = apply(&city, record(Some(outer.clone()), value.clone()));
+        assert_eq!(out.value, Value::from("Oslo"));
+        assert_eq!(*out.value_schema.unwrap(), Schema::string());
+        let dotted = chain(
+            json!({"type": "ExtractField$Value", "field": "address.`a.b`", "field.syntax.version": "V2"}),
+        );
+        assert_eq!(
+            apply(&dotted, record(Some(outer.clone()), value)).value,
+            Value::Int32(5)
+        );
+        // A null step gives null; a path not in the schema is an error naming it.
+        let null_address =
+            Value::Struct(Struct::new().with("id", 1i64).with("address", Value::Null));
+        assert_eq!(
+            apply(&city, record(Some(outer.clone()), null_address)).value,
+            Value::Null
+        );
+        let wrong = chain(
+            json!({"type": "ExtractField$Value", "field": "address.zip", "field.syntax.version": "V2"}),
+        );
+        let v = Value::Struct(Struct::new().with("id", 1i64).with("address", Value::Null));
+        assert_eq!(
+            apply_err(&wrong, record(Some(outer), v)),
+            "ExtractField: field `address.zip` is not in the value schema"
+        );
+        // Schemaless: nested maps, missing steps give null.
+        let nested = map(&[("address", map(&[("city", Value::from("Rome"))]))]);
+        assert_eq!(
+            apply(&city, record(None, nested.clone())).value,
+            Value::from("Rome")
+        );
+        assert_eq!(apply(&wrong, record(None, nested)).value, Value::Null);
+    }
+
+    #[test]
+    fn v2_paths_split_on_dots_outside_backticks() {
+        assert_eq!(super::parse_path_v2("a.b").unwrap(), ["a", "b"]);
+        assert_eq!(super::parse_path_v2("`a.b`.c").unwrap(), ["a.b", "c"]);
+        assert_eq!(super::parse_path_v2("`x\\`y`").unwrap(), ["x`y"]);
+        assert!(super::parse_path_v2("`open").is_err());
+        assert!(super::parse_path_v2("a.").is_err());
     }
 
     #[test]
