@@ -44,6 +44,7 @@ mod replace;
 mod route;
 mod timestamp;
 mod wasm;
+mod wasm_fit;
 
 #[cfg(test)]
 mod testing;

@@ -9,12 +9,8 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
 use serde_json::{Map, Value as Json};
-use sluice_connector_api::{
-    ConnectorConfig, Decimal, ErrorKind, FieldError, Header, Schema, SchemaRef, SchemaType, Struct,
-    Value, logical,
-};
+use sluice_connector_api::{ConnectorConfig, ErrorKind, FieldError, Header, SchemaRef, Value};
 use sluice_wasm::{LoadedPlugin, PluginHeader, PluginRecord, WasmTransform};
 
 use super::{Transform, TransformError, TransformRecord};
@@ -184,8 +180,8 @@ fn from_plugin(
     }
 }
 
-/// A changed key or value, with the original schema when it still fits. The bytes are parsed
-/// once; `conform` builds the value from its schema, so what it returns is valid for it.
+/// A changed key or value, with the original schema when it still fits (read straight into a
+/// value of that schema, see [`super::wasm_fit`]); otherwise as schemaless JSON.
 fn fitted(schema: Option<SchemaRef>, bytes: Option<&[u8]>) -> (Option<SchemaRef>, Value) {
     let Some(bytes) = bytes else {
         return match schema {
@@ -195,117 +191,19 @@ fn fitted(schema: Option<SchemaRef>, bytes: Option<&[u8]>) -> (Option<SchemaRef>
             _ => (None, Value::Null),
         };
     };
-    let Ok(json) = serde_json::from_slice::<Json>(bytes) else {
-        // Not JSON: a string or raw bytes, without a schema.
-        return (None, sluice_wasm::decode_value(Some(bytes)));
-    };
     if let Some(schema) = schema
-        && let Some(value) = conform(&schema, &json)
+        && let Some(value) = super::wasm_fit::fit(&schema, bytes)
     {
         return (Some(schema), value);
     }
-    (None, Value::from_plain_json(&json))
-}
-
-/// `json` (as `Value::to_plain_json` writes it) read with `schema`; `None` when it does not fit.
-fn conform(schema: &Schema, json: &Json) -> Option<Value> {
-    if json.is_null() {
-        return schema.optional.then_some(Value::Null);
-    }
-    if schema.is_logical(logical::DECIMAL) {
-        let scale = schema.decimal_scale()?;
-        let text = match json {
-            Json::String(s) => s.clone(),
-            Json::Number(n) => n.to_string(),
-            _ => return None,
-        };
-        let d = Decimal::parse(&text)?;
-        return (d.scale == scale).then_some(Value::Decimal(d));
-    }
-    if schema.is_logical(logical::TIMESTAMP) {
-        return json.as_i64().map(Value::Timestamp);
-    }
-    if schema.is_logical(logical::DATE) {
-        return json
-            .as_i64()
-            .and_then(|v| i32::try_from(v).ok())
-            .map(Value::Date);
-    }
-    if schema.is_logical(logical::TIME) {
-        return json
-            .as_i64()
-            .and_then(|v| i32::try_from(v).ok())
-            .map(Value::Time);
-    }
-    Some(match schema.kind {
-        SchemaType::Int8 => Value::Int8(i8::try_from(json.as_i64()?).ok()?),
-        SchemaType::Int16 => Value::Int16(i16::try_from(json.as_i64()?).ok()?),
-        SchemaType::Int32 => Value::Int32(i32::try_from(json.as_i64()?).ok()?),
-        SchemaType::Int64 => Value::Int64(json.as_i64()?),
-        SchemaType::Float32 => Value::Float32(json.as_f64()? as f32),
-        SchemaType::Float64 => Value::Float64(json.as_f64()?),
-        SchemaType::Boolean => Value::Boolean(json.as_bool()?),
-        SchemaType::String => Value::String(json.as_str()?.to_owned()),
-        SchemaType::Bytes => Value::Bytes(
-            base64::engine::general_purpose::STANDARD
-                .decode(json.as_str()?)
-                .ok()?,
-        ),
-        SchemaType::Array => {
-            let items = schema.value_schema.as_ref()?;
-            Value::Array(
-                json.as_array()?
-                    .iter()
-                    .map(|j| conform(items, j))
-                    .collect::<Option<_>>()?,
-            )
-        }
-        SchemaType::Map => {
-            let keys = schema.key_schema.as_ref()?;
-            let values = schema.value_schema.as_ref()?;
-            match json {
-                Json::Object(map) if keys.kind == SchemaType::String => Value::Map(
-                    map.iter()
-                        .map(|(k, v)| Some((Value::String(k.clone()), conform(values, v)?)))
-                        .collect::<Option<_>>()?,
-                ),
-                Json::Array(pairs) => Value::Map(
-                    pairs
-                        .iter()
-                        .map(|p| {
-                            let p = p.as_array()?;
-                            Some((conform(keys, p.first()?)?, conform(values, p.get(1)?)?))
-                        })
-                        .collect::<Option<_>>()?,
-                ),
-                _ => return None,
-            }
-        }
-        SchemaType::Struct => {
-            let object = json.as_object()?;
-            // Every field of the output must be in the schema, and every schema field present
-            // (or optional).
-            if object.keys().any(|k| schema.field(k).is_none()) {
-                return None;
-            }
-            let mut out = Struct::with_capacity(schema.fields.len());
-            for field in &schema.fields {
-                let value = match object.get(&field.name) {
-                    Some(j) => conform(&field.schema, j)?,
-                    None if field.schema.optional => Value::Null,
-                    None => return None,
-                };
-                out.push(field.name.clone(), value);
-            }
-            Value::Struct(out)
-        }
-    })
+    (None, sluice_wasm::decode_value(Some(bytes)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use sluice_connector_api::{Decimal, Schema};
 
     fn schema() -> SchemaRef {
         Arc::new(
