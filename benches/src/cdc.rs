@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 
-use crate::{Output, Service, pg_bin, progress, psql, run, topic_size};
+use crate::{Output, Service, Timed, pg_bin, progress, psql, run, run_sluice_until, topic_size};
 
 pub(crate) fn bench(rows: u64, runs: usize, compression: &str, output: Output) -> Result<()> {
     let work = std::env::temp_dir().join(format!("sluice-bench-cdc-{}", std::process::id()));
@@ -109,10 +109,10 @@ fn bench_in(work: &Path, rows: u64, runs: usize, compression: &str, output: Outp
     }
 
     let raw_rate = median(baseline.iter().map(|d| rows as f64 / d.as_secs_f64()));
-    let summary = |runs: &[Run]| Summary {
+    let summary = |runs: &[Timed]| Summary {
         streaming: median(runs.iter().map(|r| r.streaming_rate(rows))),
-        incl_startup: median(runs.iter().map(|r| r.rate_incl_startup(rows))),
-        startup: median(runs.iter().map(|r| r.startup.as_secs_f64())),
+        incl_startup: median(runs.iter().map(|r| rows as f64 / r.total().as_secs_f64())),
+        startup: median(runs.iter().map(|r| r.startup().as_secs_f64())),
     };
     let with_schemas = summary(&with_schemas);
     let plain = summary(&plain);
@@ -181,27 +181,6 @@ struct Summary {
     startup: f64,
 }
 
-/// One timed Sluice run.
-struct Run {
-    /// From process start to the last event in the topic.
-    total: Duration,
-    /// From process start to the first event in the topic.
-    startup: Duration,
-    /// Events already in the topic when the first one was seen.
-    first_seen: u64,
-}
-
-impl Run {
-    fn rate_incl_startup(&self, rows: u64) -> f64 {
-        rows as f64 / self.total.as_secs_f64()
-    }
-
-    /// Rows per second between the first and the last event reaching the topic.
-    fn streaming_rate(&self, rows: u64) -> f64 {
-        (rows - self.first_seen) as f64 / (self.total - self.startup).as_secs_f64()
-    }
-}
-
 /// Runs `sluice run` with postgres-cdc on `slot` until the topic holds `rows` events.
 fn stream_with_sluice(
     work: &Path,
@@ -211,7 +190,7 @@ fn stream_with_sluice(
     slot: &str,
     schemas: bool,
     rows: u64,
-) -> Result<Run> {
+) -> Result<Timed> {
     progress(&format!(
         "sluice: postgres-cdc -> topic (JSON, schemas {schemas}), until the topic holds every row"
     ));
@@ -228,42 +207,13 @@ fn stream_with_sluice(
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()?;
-    let log = work.join(format!("{slot}.log"));
-    let started = Instant::now();
-    let mut child = Command::new(sluice)
-        .arg("run")
-        .arg(work.join("worker.yaml"))
-        .arg(&pipeline)
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()?;
-    let mut last_report = Instant::now();
-    let mut first: Option<(Duration, u64)> = None;
-    let total = loop {
-        let n = topic_size(&consumer, &topic);
-        if n > 0 && first.is_none() {
-            first = Some((started.elapsed(), n));
-        }
-        if n >= rows {
-            break started.elapsed();
-        }
-        if let Some(status) = child.try_wait()? {
-            bail!("sluice exited early ({status}); see {}", log.display());
-        }
-        if last_report.elapsed() > Duration::from_secs(2) {
-            progress(&format!("{n} / {rows} events in the topic"));
-            last_report = Instant::now();
-        }
-        if started.elapsed() > Duration::from_secs(900) {
-            bail!("gave up after 15 minutes with {n} of {rows} events");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    let (startup, first_seen) = first.unwrap_or((total, 0));
-    Ok(Run {
-        total,
-        startup,
-        first_seen,
-    })
+    run_sluice_until(
+        sluice,
+        &work.join("worker.yaml"),
+        &pipeline,
+        &work.join(format!("{slot}.log")),
+        rows,
+        "events in the topic",
+        || topic_size(&consumer, &topic),
+    )
 }

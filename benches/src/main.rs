@@ -19,7 +19,7 @@ mod wasm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -169,6 +169,86 @@ pub(crate) fn pg_bin(tool: &str) -> Result<PathBuf> {
     dirs.sort();
     dirs.pop()
         .with_context(|| format!("{tool} not found under /usr/lib/postgresql"))
+}
+
+/// When a timed `sluice run` started, first showed progress, and finished.
+pub(crate) struct Timed {
+    pub(crate) started: Instant,
+    /// The first time `done` was above zero, and its value then.
+    pub(crate) first: Option<(Instant, u64)>,
+    pub(crate) end: Instant,
+}
+
+impl Timed {
+    /// From start to the end.
+    pub(crate) fn total(&self) -> Duration {
+        self.end - self.started
+    }
+
+    /// From start to the first progress (the whole run when there was none before the end).
+    pub(crate) fn startup(&self) -> Duration {
+        self.first.map_or(self.total(), |(at, _)| at - self.started)
+    }
+
+    /// Items per second between the first progress and the end.
+    pub(crate) fn streaming_rate(&self, target: u64) -> f64 {
+        let (at, seen) = self.first.unwrap_or((self.started, 0));
+        (target - seen) as f64 / (self.end - at).as_secs_f64().max(1e-3)
+    }
+}
+
+/// Runs `sluice run <worker> <pipeline>` (stderr to `log`) until `done()` reaches `target`
+/// (`what` names the items in progress lines), then kills it.
+pub(crate) fn run_sluice_until(
+    sluice: &Path,
+    worker: &Path,
+    pipeline: &Path,
+    log: &Path,
+    target: u64,
+    what: &str,
+    mut done: impl FnMut() -> u64,
+) -> Result<Timed> {
+    let started = Instant::now();
+    let mut child = Command::new(sluice)
+        .arg("run")
+        .arg(worker)
+        .arg(pipeline)
+        .stderr(std::fs::File::create(log)?)
+        .spawn()?;
+    let mut first = None;
+    let mut last_report = Instant::now();
+    let outcome = loop {
+        let n = done();
+        if n > 0 && first.is_none() {
+            first = Some((Instant::now(), n));
+        }
+        if n >= target {
+            break Ok(Instant::now());
+        }
+        if let Some(status) = child.try_wait()? {
+            break Err(anyhow::anyhow!(
+                "sluice exited early ({status}); see {}",
+                log.display()
+            ));
+        }
+        if last_report.elapsed() > Duration::from_secs(2) {
+            progress(&format!("{n} / {target} {what}"));
+            last_report = Instant::now();
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            break Err(anyhow::anyhow!(
+                "gave up after 15 minutes with {n} of {target} {what}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(Timed {
+        started,
+        first,
+        end: outcome?,
+    })
 }
 
 pub(crate) fn topic_size(consumer: &BaseConsumer, topic: &str) -> u64 {

@@ -5,7 +5,6 @@
 //! with like; the raw PUT's own throughput in bytes uploaded is printed too.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -16,7 +15,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::{Output, Service, progress};
+use crate::{Output, Service, progress, run_sluice_until};
 
 const BUCKET: &str = "bench";
 const MB: f64 = 1_000_000.0;
@@ -207,41 +206,17 @@ pub(crate) fn run(options: &Options, output: Output, sluice: &Path, work: &Path)
         .set("group.id", "connect-archive")
         .set("enable.auto.commit", "false")
         .create()?;
-    let log = work.join("sluice.log");
-    let started = Instant::now();
-    let mut child = Command::new(sluice)
-        .arg("run")
-        .arg(work.join("worker.yaml"))
-        .arg(&pipeline)
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()?;
-    let mut first: Option<(Duration, u64)> = None;
-    let mut last_report = Instant::now();
-    let archive = loop {
-        let done = committed(&group, topic, partitions);
-        if done > 0 && first.is_none() {
-            first = Some((started.elapsed(), done));
-        }
-        if done >= records {
-            break started.elapsed();
-        }
-        if let Some(status) = child.try_wait()? {
-            bail!("sluice exited early ({status}); see {}", log.display());
-        }
-        if last_report.elapsed() > Duration::from_secs(2) {
-            progress(&format!(
-                "{done} / {records} records archived and committed"
-            ));
-            last_report = Instant::now();
-        }
-        if started.elapsed() > Duration::from_secs(900) {
-            bail!("gave up after 15 minutes with {done} of {records} records");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    let (startup, first_done) = first.unwrap_or((archive, 0));
+    let timed = run_sluice_until(
+        sluice,
+        &work.join("worker.yaml"),
+        &pipeline,
+        &work.join("sluice.log"),
+        records,
+        "records archived and committed",
+        || committed(&group, topic, partitions),
+    )?;
+    let (archive, startup) = (timed.total(), timed.startup());
+    let first_done = timed.first.map_or(0, |(_, n)| n);
 
     let objects = rt.block_on(list(&client, "topics/"))?;
     let archived_bytes: u64 = objects.iter().map(|(_, s)| s).sum();

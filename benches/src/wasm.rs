@@ -5,13 +5,12 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 
-use crate::{Output, Service, progress, repo, run, topic_size};
+use crate::{Output, Service, progress, repo, run, run_sluice_until, topic_size};
 
 pub(crate) struct Options {
     pub(crate) records: u64,
@@ -41,39 +40,17 @@ fn timed(
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()?;
-    let log = work.join(format!("{name}.log"));
-    let started = Instant::now();
-    let mut child = Command::new(sluice)
-        .arg("run")
-        .arg(work.join("worker.yaml"))
-        .arg(&pipeline)
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()?;
-    let mut first: Option<(Instant, u64)> = None;
-    let end = loop {
-        let n = topic_size(&consumer, &topic);
-        if n > 0 && first.is_none() {
-            first = Some((Instant::now(), n));
-        }
-        if n >= options.records {
-            break Instant::now();
-        }
-        if let Some(status) = child.try_wait()? {
-            bail!("sluice exited early ({status}); see {}", log.display());
-        }
-        if started.elapsed() > Duration::from_secs(900) {
-            bail!(
-                "gave up after 15 minutes with {n} of {} records",
-                options.records
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    let (first_at, first_seen) = first.context("no record seen")?;
-    let elapsed = (end - first_at).as_secs_f64().max(1e-3);
-    Ok((options.records - first_seen) as f64 / elapsed)
+    let timed = run_sluice_until(
+        sluice,
+        &work.join("worker.yaml"),
+        &pipeline,
+        &work.join(format!("{name}.log")),
+        options.records,
+        "records in the topic",
+        || topic_size(&consumer, &topic),
+    )?;
+    timed.first.context("no record seen")?;
+    Ok(timed.streaming_rate(options.records))
 }
 
 pub(crate) fn bench(options: &Options, output: Output, sluice: &Path, work: &Path) -> Result<()> {
