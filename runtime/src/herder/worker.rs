@@ -180,15 +180,6 @@ impl Cluster {
             records_skipped: None,
         }
     }
-
-    /// The skipped-record count of a task run here, if it ran here.
-    fn skipped_of(&self, id: &TaskId) -> Option<u64> {
-        self.skipped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
-    }
 }
 
 struct LeaderView(ConfigStore, Arc<Mutex<Option<Work>>>);
@@ -598,18 +589,7 @@ impl Reconciler {
 
     /// Puts the skipped-record counts of tasks run here into their statuses, where they changed.
     async fn publish_error_counts(&self) {
-        let ids: Vec<TaskId> = self
-            .cluster
-            .skipped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        for id in ids {
-            let Some(n) = self.cluster.skipped_of(&id) else {
-                continue;
-            };
+        for (id, n) in self.cluster.skipped_records() {
             let result = self
                 .cluster
                 .status
