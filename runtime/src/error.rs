@@ -82,6 +82,19 @@ impl TaskError {
         move |source| Self::Connector { stage, source }
     }
 
+    /// Whether restarting the task may help: not for a record it cannot handle under
+    /// `errors.tolerance: none` or a config mistake (it would fail the same way again).
+    pub(crate) fn is_restartable(&self) -> bool {
+        use sluice_connector_api::ErrorKind;
+        match self {
+            Self::Connector { source, .. } | Self::RetriesExhausted { source, .. } => {
+                !matches!(source.kind(), ErrorKind::Data | ErrorKind::Config)
+            }
+            Self::Delivery { .. } | Self::Kafka(_) | Self::Storage(_) | Self::Join(_) => true,
+            Self::Convert { .. } | Self::Transform { .. } | Self::Config(_) => false,
+        }
+    }
+
     /// A failure no error policy may tolerate: a WASM transform that trapped, hit a limit or
     /// failed fatally (its instance is gone).
     pub(crate) fn is_fatal(&self) -> bool {

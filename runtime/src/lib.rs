@@ -20,6 +20,8 @@ pub mod convert;
 mod error;
 pub mod herder;
 mod kafka;
+pub mod logging;
+pub mod metrics;
 pub mod reference;
 pub mod registry;
 pub mod rest;

@@ -1,11 +1,9 @@
 //! The `sluice` command: thin CLI over the library.
 
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use sluice::config::{ConfigFile, FileKind, Problem};
@@ -152,15 +150,11 @@ fn try_main() -> anyhow::Result<ExitCode> {
 
 fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .with_context(|| format!("invalid log filter `{filter}`"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let format = match format {
+        LogFormat::Text => sluice::logging::LogFormat::Text,
+        LogFormat::Json => sluice::logging::LogFormat::Json,
+    };
+    sluice::logging::init(format, &filter)?;
     Ok(())
 }
 

@@ -58,6 +58,8 @@ pub struct Cluster {
     pub group: String,
     pub workers: Vec<Worker>,
     pub settings: String,
+    /// Extra top-level lines of the worker file, for workers added from now on.
+    pub worker_extra: String,
 }
 
 impl Cluster {
@@ -68,6 +70,7 @@ impl Cluster {
             group: unique("cluster"),
             workers: Vec::new(),
             settings: settings.to_owned(),
+            worker_extra: String::new(),
         };
         for _ in 0..n {
             cluster.add_worker();
@@ -88,13 +91,14 @@ impl Cluster {
                 "bootstrap_servers: {}\noffset_flush_interval: 200ms\nshutdown_timeout: 20s\n\
                  cluster:\n  group_id: {group}\n  config_topic: {group}-configs\n  offsets_topic: {group}-offsets\n  \
                  status_topic: {group}-status\n  offsets_partitions: 5\n  heartbeat_interval: 1s\n  session_timeout: 6s\n  \
-                 scheduled_rebalance_max_delay: 3s\n{}\nrest:\n  listen: 127.0.0.1:{port}\n",
+                 scheduled_rebalance_max_delay: 3s\n{}\nrest:\n  listen: 127.0.0.1:{port}\n{}\n",
                 bootstrap(),
                 self.settings
                     .lines()
                     .map(|l| format!("  {l}"))
                     .collect::<Vec<_>>()
                     .join("\n"),
+                self.worker_extra,
             ),
         )
         .expect("write worker file");
@@ -138,7 +142,10 @@ impl Cluster {
                     .text()
                     .await
                     .ok()?;
-                if text.lines().any(|l| l == "sluice_is_leader 1") {
+                if text
+                    .lines()
+                    .any(|l| l.starts_with("sluice_worker_is_leader{") && l.ends_with(" 1"))
+                {
                     return Some(i);
                 }
             }

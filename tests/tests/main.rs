@@ -7,6 +7,7 @@ mod file_sink_crash;
 mod file_source_crash;
 mod http_sink;
 mod json_golden;
+mod operations;
 mod postgres_cdc;
 mod reference_docs;
 mod s3_archive;

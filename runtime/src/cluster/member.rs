@@ -65,6 +65,8 @@ pub enum MemberEvent {
         is_leader: bool,
         assignment: MemberAssignment,
     },
+    /// A rebalance began: this worker (re)joins the group.
+    Joining,
     /// This worker is no longer a member (fenced, or the coordinator was unreachable for longer
     /// than the session timeout): others may run its work now, so it must stop everything.
     Lost,
@@ -226,6 +228,7 @@ impl Member {
     }
 
     async fn join_and_sync(&mut self, conn: &mut Connection) -> Result<Duration, Interrupt> {
+        let _ = self.events.send(MemberEvent::Joining);
         // Owned: what the last assignment gave (perhaps not started yet) plus whatever still
         // runs here (revoked work being stopped): the leader must not hand either out.
         let mut metadata = self.local.borrow().clone();

@@ -48,6 +48,45 @@ pub struct WorkerConfig {
     /// A directory of WebAssembly plugins (`*.wasm`), each registered at start under its file
     /// name without `.wasm`.
     pub plugins_dir: Option<PathBuf>,
+    /// Automatic restarts of failed tasks.
+    pub task_restart: RestartSettings,
+}
+
+/// Automatic restarts of failed tasks (`task_restart`). Durations in ms.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct RestartSettings {
+    pub enabled: bool,
+    pub initial_backoff: u64,
+    pub max_backoff: u64,
+    pub max_restarts: u32,
+    pub reset_after: u64,
+}
+
+impl RestartSettings {
+    /// The wait before restart number `n` (1-based): doubling from the initial backoff, capped.
+    pub fn backoff(&self, n: u32) -> std::time::Duration {
+        let factor = 1u64 << n.saturating_sub(1).min(32);
+        std::time::Duration::from_millis(
+            self.initial_backoff
+                .saturating_mul(factor)
+                .min(self.max_backoff),
+        )
+    }
+}
+
+/// Spec of the `task_restart` block.
+pub fn restart_spec() -> ConfigSpec {
+    ConfigSpec::new()
+        .optional("enabled", FieldKind::Bool, true, "Restart a failed task by itself (a failure caused by a record under errors.tolerance none, or by a config mistake, is not restarted: it would fail the same way).")
+        .optional("initial_backoff", FieldKind::Duration, 1_000, "Wait before the first automatic restart; doubled for each further one.")
+        .check(Validator::min(1))
+        .optional("max_backoff", FieldKind::Duration, 60_000, "Longest wait between automatic restarts.")
+        .check(Validator::min(1))
+        .optional("max_restarts", FieldKind::Int, 10, "Crash-loop limit: after this many restarts in a row the task stays FAILED with the reason.")
+        .check(Validator::range(0, 1_000_000))
+        .optional("reset_after", FieldKind::Duration, 600_000, "A task that ran this long since its last restart starts counting its restarts from zero again.")
+        .check(Validator::min(1))
 }
 
 /// Distributed mode (`sluice worker`): the group and its internal topics. Durations in ms.
@@ -207,6 +246,12 @@ pub fn worker_spec() -> ConfigSpec {
             FieldKind::Object(cluster_spec()),
             json!({}),
             "Distributed mode (`sluice worker`): group and internal topics.",
+        )
+        .optional(
+            "task_restart",
+            FieldKind::Object(restart_spec()),
+            json!({}),
+            "Automatic restarts of failed tasks, with exponential backoff and a crash-loop limit.",
         )
         .optional(
             "rest",

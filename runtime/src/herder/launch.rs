@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Pipeline, WorkerConfig};
 use crate::error::TaskError;
 use crate::kafka;
+use crate::metrics::TaskMetrics;
 use crate::storage::OffsetStore;
 use crate::task::{
     AckWindow, ErrorHandler, RETRY_START, SinkTaskRunner, SourceTaskRunner, TopicReport,
@@ -54,8 +55,8 @@ pub(crate) async fn start_connector(
 pub(crate) struct TaskHooks {
     /// Called with each topic the task uses for the first time.
     pub topics: Option<TopicReport>,
-    /// Counts records skipped under `errors.tolerance: all`.
-    pub skipped: Arc<std::sync::atomic::AtomicU64>,
+    /// The task's counters.
+    pub metrics: Arc<TaskMetrics>,
 }
 
 /// The loop of one task, ready to run until the token is cancelled.
@@ -72,7 +73,7 @@ pub(crate) fn task_run(
     hooks: TaskHooks,
     cancel: CancellationToken,
 ) -> Result<TaskRun, TaskError> {
-    let TaskHooks { topics, skipped } = hooks;
+    let TaskHooks { topics, metrics } = hooks;
     let name = pipeline.settings.name.clone();
     let key_converter = pipeline
         .settings
@@ -93,7 +94,7 @@ pub(crate) fn task_run(
             let acks = Arc::new(AckWindow::default());
             let producer =
                 kafka::source_producer(worker, &format!("sluice-{name}-{id}"), acks.clone())?;
-            let errors = error_handler(worker, pipeline, id, skipped.clone())?;
+            let errors = error_handler(worker, pipeline, id, metrics.clone())?;
             let runner = SourceTaskRunner {
                 connector: name,
                 task_id: id,
@@ -110,6 +111,7 @@ pub(crate) fn task_run(
                 topics: TopicTracker::new(topics),
                 errors,
                 transforms: pipeline.transforms.clone(),
+                metrics,
             };
             Ok(Box::pin(runner.run(cancel)))
         }
@@ -119,9 +121,13 @@ pub(crate) fn task_run(
                 subscribed.iter().for_each(|t| report(t));
             }
             let topics = subscribed;
-            let (consumer, rebalances) =
-                kafka::sink_consumer(worker, &name, &format!("sluice-{name}-{id}"))?;
-            let errors = Arc::new(error_handler(worker, pipeline, id, skipped.clone())?);
+            let (consumer, rebalances) = kafka::sink_consumer(
+                worker,
+                &name,
+                &format!("sluice-{name}-{id}"),
+                metrics.sink_lag.clone(),
+            )?;
+            let errors = Arc::new(error_handler(worker, pipeline, id, metrics.clone())?);
             let runner = SinkTaskRunner {
                 connector: name,
                 task_id: id,
@@ -137,6 +143,7 @@ pub(crate) fn task_run(
                 errors,
                 retry_delay: RETRY_START,
                 transforms: pipeline.transforms.clone(),
+                metrics,
             };
             Ok(Box::pin(runner.run(cancel)))
         }
@@ -148,7 +155,7 @@ fn error_handler(
     worker: &WorkerConfig,
     pipeline: &Pipeline,
     id: u32,
-    skipped: Arc<std::sync::atomic::AtomicU64>,
+    metrics: Arc<TaskMetrics>,
 ) -> Result<ErrorHandler, TaskError> {
     let name = &pipeline.settings.name;
     let policy = pipeline.settings.errors.clone();
@@ -164,7 +171,7 @@ fn error_handler(
         connector: name.clone(),
         task_id: id,
         dlq,
-        skipped,
+        metrics,
     })
 }
 

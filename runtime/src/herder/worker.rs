@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use super::launch::{Started, TaskHooks, start_connector, task_run};
+use super::launch::{Started, TaskHooks, TaskRun, start_connector, task_run};
 use crate::cluster::{
     ClusterError, LeaderContext, Member, MemberAssignment, MemberCommand, MemberConfig,
     MemberEvent, MemberMetadata, TaskId, Work, configured_work,
@@ -25,7 +25,8 @@ use crate::cluster::{
 use crate::config::{
     Pipeline, WorkerConfig, flat_from_pipeline_settings, pipeline_from_flat, resolve_providers,
 };
-use crate::error::Error;
+use crate::error::{Error, TaskError};
+use crate::metrics::{Metrics, TaskMetrics};
 use crate::storage::{
     ConfigState, ConfigStore, FileOffsetStore, InternalTopic, OffsetStore, RestartRequest,
     RunState, Status, StatusStore, TargetState, TopicOffsetStore, ensure_internal_topics,
@@ -62,8 +63,10 @@ pub struct Cluster {
     poke: mpsc::Sender<()>,
     /// Serializes the leader's check-then-write changes of the config topic.
     writes: tokio::sync::Mutex<()>,
-    /// Records each task run here has skipped under `errors.tolerance: all` (for metrics).
-    skipped: Mutex<BTreeMap<TaskId, Arc<std::sync::atomic::AtomicU64>>>,
+    /// This worker's metrics, with the counters of each task it runs (or ran).
+    pub metrics: Metrics,
+    /// When the reconcile loop last went round (for the liveness check).
+    heartbeat: Mutex<std::time::Instant>,
 }
 
 impl Cluster {
@@ -75,9 +78,7 @@ impl Cluster {
     }
 
     pub fn worker_id(&self) -> &str {
-        self.url
-            .split_once("://")
-            .map_or(self.url.as_str(), |(_, rest)| rest)
+        worker_id_of(&self.url)
     }
 
     pub fn registry(&self) -> &Registry {
@@ -158,17 +159,44 @@ impl Cluster {
 
     /// Records skipped by each task this worker runs (or ran), under `errors.tolerance: all`.
     pub fn skipped_records(&self) -> Vec<(TaskId, u64)> {
-        self.skipped
+        self.metrics
+            .tasks()
+            .into_iter()
+            .map(|(id, m)| (id, m.skipped()))
+            .collect()
+    }
+
+    /// How long ago the worker's reconcile loop last went round (it does every few seconds).
+    pub fn since_heartbeat(&self) -> Duration {
+        self.heartbeat
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(id, n)| (id.clone(), n.load(std::sync::atomic::Ordering::Relaxed)))
-            .collect()
+            .elapsed()
+    }
+
+    fn beat(&self) {
+        *self.heartbeat.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
     }
 
     /// Wakes the reconcile loop.
     pub fn poke(&self) {
         let _ = self.poke.try_send(());
+    }
+
+    /// Writes a task's state with its restart count; a failed write is logged.
+    async fn put_task_state(
+        &self,
+        id: &TaskId,
+        state: RunState,
+        trace: Option<String>,
+        metrics: &TaskMetrics,
+    ) {
+        let mut status = self.status_of(state, trace);
+        let restarts = metrics.restart_count();
+        status.restarts = (restarts > 0).then_some(restarts);
+        if let Err(e) = self.status.put_task(id, status).await {
+            warn!(task = %id, error = %e, "cannot write task status");
+        }
     }
 
     fn status_of(&self, state: RunState, trace: Option<String>) -> Status {
@@ -178,6 +206,7 @@ impl Cluster {
             worker_id: self.worker_id().to_owned(),
             generation: self.membership().generation,
             records_skipped: None,
+            restarts: None,
         }
     }
 }
@@ -331,7 +360,8 @@ pub async fn run_herder(
         rejoin: rejoin_tx,
         poke: poke_tx,
         writes: tokio::sync::Mutex::new(()),
-        skipped: Mutex::new(BTreeMap::new()),
+        metrics: Metrics::new(worker_id_of(&url)),
+        heartbeat: Mutex::new(std::time::Instant::now()),
     });
     ready(cluster.clone());
 
@@ -375,6 +405,7 @@ pub async fn run_herder(
                 }
             }
         }
+        cluster.beat();
         // Standalone: once every pipeline given at start has started (or failed).
         if pending_initial && initial_settled(&cluster, &initial) {
             pending_initial = false;
@@ -506,16 +537,24 @@ fn every_task_failed(cluster: &Cluster) -> bool {
         let count = state.task_count(name);
         for task in 0..count {
             tasks += 1;
-            let failed = cluster
-                .status
-                .task(&TaskId::new(name.as_str(), task))
-                .is_some_and(|s| s.state == RunState::Failed);
+            let id = TaskId::new(name.as_str(), task);
+            let restarting = cluster.metrics.task(&id).is_restart_pending();
+            let failed = !restarting
+                && cluster
+                    .status
+                    .task(&id)
+                    .is_some_and(|s| s.state == RunState::Failed);
             if !failed {
                 return false;
             }
         }
     }
     tasks > 0
+}
+
+/// A worker's id: its REST URL without the scheme.
+fn worker_id_of(url: &str) -> &str {
+    url.split_once("://").map_or(url, |(_, rest)| rest)
 }
 
 fn sanitize(url: &str) -> String {
@@ -541,12 +580,14 @@ struct Reconciler {
 impl Reconciler {
     async fn on_member_event(&mut self, event: MemberEvent) {
         match event {
+            MemberEvent::Joining => self.cluster.metrics.rebalance_started(),
             MemberEvent::Assigned {
                 generation,
                 is_leader,
                 assignment,
                 ..
             } => {
+                self.cluster.metrics.rebalance_completed(generation);
                 if self.cluster.configs.snapshot().offset < assignment.config_offset
                     && let Err(e) = self.cluster.configs.read_to_end().await
                 {
@@ -654,6 +695,7 @@ impl Reconciler {
         for id in gone {
             let deconfigured = id.task >= state.task_count(&id.connector);
             self.stop_task(&id).await;
+            self.cluster.metrics.remove_task(&id);
             let result = if deconfigured {
                 self.cluster.status.delete_task(&id).await
             } else {
@@ -812,6 +854,7 @@ impl Reconciler {
                 match self.pipeline(name, props) {
                     Err(e) => {
                         error!(connector = %name, error = %e, "connector config is invalid");
+                        self.cluster.metrics.connector_start(true);
                         Some(self.cluster.status_of(RunState::Failed, Some(e)))
                     }
                     Ok(pipeline) => {
@@ -872,6 +915,7 @@ impl Reconciler {
             Ok((instance, tasks)) => {
                 running.instance = Some(instance);
                 info!(connector = %name, tasks = tasks.len(), "connector started");
+                self.cluster.metrics.connector_start(false);
                 let tasks = with_placeholders(&running.props, tasks);
                 let tasks: Vec<Map<String, Json>> = tasks.into_iter().map(|c| c.0).collect();
                 running.generated = Some(tasks.clone());
@@ -888,6 +932,7 @@ impl Reconciler {
             }
             Err(e) => {
                 error!(connector = %name, error = %e, "connector failed to start");
+                self.cluster.metrics.connector_start(true);
                 self.cluster.status_of(RunState::Failed, Some(e))
             }
         };
@@ -972,7 +1017,9 @@ impl Reconciler {
         let status = if paused {
             self.cluster.status_of(RunState::Paused, None)
         } else {
-            match self.spawn_task(id, props, config) {
+            let spawned = self.spawn_task(id, props, config);
+            self.cluster.metrics.task_start(spawned.is_err());
+            match spawned {
                 Ok(run) => {
                     running.run = Some(run);
                     self.cluster.status_of(RunState::Running, None)
@@ -996,7 +1043,6 @@ impl Reconciler {
         config: &Map<String, Json>,
     ) -> Result<(CancellationToken, JoinHandle<()>), String> {
         let pipeline = self.pipeline(&id.connector, props)?;
-        let offsets = self.cluster.offsets.clone();
         let cancel = CancellationToken::new();
         // Topics the task uses go to the status topic (active topics), written off the task's path.
         let (topic_tx, mut topic_rx) = mpsc::unbounded_channel::<String>();
@@ -1026,60 +1072,102 @@ impl Reconciler {
             Json::Object(map) => map,
             _ => Map::new(),
         };
-        let run = task_run(
-            &self.cluster.worker,
-            &pipeline,
-            id.task,
-            ConnectorConfig(resolved),
-            &offsets,
-            TaskHooks {
-                topics: Some(report),
-                skipped: self
-                    .cluster
-                    .skipped
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(id.clone())
-                    .or_default()
-                    .clone(),
-            },
-            cancel.clone(),
-        )
-        .map_err(|e| e.to_string())?;
+        let metrics = self.cluster.metrics.task(id);
+        let source = matches!(pipeline.plugin, sluice_connector_api::Plugin::Source(_));
+        // Builds the task's loop; again for each automatic restart.
+        let build = {
+            let (cluster, cancel, metrics) =
+                (self.cluster.clone(), cancel.clone(), metrics.clone());
+            let task = id.task;
+            move || {
+                task_run(
+                    &cluster.worker,
+                    &pipeline,
+                    task,
+                    ConnectorConfig(resolved.clone()),
+                    &cluster.offsets,
+                    TaskHooks {
+                        topics: Some(report.clone()),
+                        metrics: metrics.clone(),
+                    },
+                    cancel.clone(),
+                )
+                .map_err(|e| e.to_string())
+            }
+        };
+        let first = build()?;
         let cluster = self.cluster.clone();
         let task = id.clone();
-        let source = matches!(pipeline.plugin, sluice_connector_api::Plugin::Source(_));
+        let stop = cancel.clone();
         let span = info_span!("task", connector = %id.connector, task = id.task);
         let handle = tokio::spawn(
             async move {
-                // A source must start from the newest stored offsets (an offsets change made
-                // through another worker included), or it could skip or repeat data.
-                let ready = if source {
-                    cluster.offsets.read_to_end().await.map_err(|e| {
-                        format!("cannot read stored offsets to their end before starting: {e}")
-                    })
-                } else {
-                    Ok(())
-                };
-                let result = match ready {
-                    Ok(()) => {
-                        info!("task starting");
-                        run.await.map_err(|e| e.to_string())
+                let policy = cluster.worker.task_restart.clone();
+                let mut run = first;
+                // Automatic restarts since the task last ran for `reset_after`.
+                let mut in_a_row = 0u32;
+                loop {
+                    let began = std::time::Instant::now();
+                    let error = match run_task(&cluster, source, run).await {
+                        Ok(()) => {
+                            info!("task stopped");
+                            return;
+                        }
+                        Err(e) => e,
+                    };
+                    error!(error = %error, "task failed");
+                    if began.elapsed() >= Duration::from_millis(policy.reset_after) {
+                        in_a_row = 0;
                     }
-                    Err(e) => Err(e),
-                };
-                let status = match result {
-                    Ok(()) => {
-                        info!("task stopped");
+                    let restart = policy.enabled
+                        && error.is_restartable()
+                        && in_a_row < policy.max_restarts
+                        && !stop.is_cancelled();
+                    if !restart {
+                        let mut trace = error.to_string();
+                        if policy.enabled && error.is_restartable() && in_a_row > 0 {
+                            trace.push_str(&format!(
+                                "\n(gave up after {in_a_row} automatic restarts in a row: task_restart.max_restarts)"
+                            ));
+                        }
+                        cluster.put_task_state(&task, RunState::Failed, Some(trace), &metrics).await;
                         return;
                     }
-                    Err(e) => {
-                        error!(error = %e, "task failed");
-                        cluster.status_of(RunState::Failed, Some(e))
+                    in_a_row += 1;
+                    let delay = policy.backoff(in_a_row);
+                    metrics
+                        .restart_pending
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    let trace = format!(
+                        "{error}\n(automatic restart {in_a_row} of at most {} in {delay:?})",
+                        policy.max_restarts
+                    );
+                    cluster.put_task_state(&task, RunState::Failed, Some(trace), &metrics).await;
+                    warn!(restart = in_a_row, ?delay, "restarting the failed task after a backoff");
+                    let waited = tokio::select! {
+                        _ = stop.cancelled() => false,
+                        _ = tokio::time::sleep(delay) => true,
+                    };
+                    metrics
+                        .restart_pending
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                    if !waited {
+                        return;
                     }
-                };
-                if let Err(e) = cluster.status.put_task(&task, status).await {
-                    warn!(error = %e, "cannot write task status");
+                    metrics.restarts.inc();
+                    let rebuilt = build();
+                    cluster.metrics.task_start(rebuilt.is_err());
+                    match rebuilt {
+                        Ok(next) => {
+                            run = next;
+                            cluster.put_task_state(&task, RunState::Running, None, &metrics).await;
+                        }
+                        Err(e) => {
+                            error!(error = %e, "task failed to start");
+                            cluster.put_task_state(&task, RunState::Failed, Some(e), &metrics).await;
+                            return;
+                        }
+                    }
                 }
             }
             .instrument(span),
@@ -1189,6 +1277,17 @@ fn with_placeholders(
             config
         })
         .collect()
+}
+
+/// Runs a task's loop; a source first reads the stored offsets to their end.
+async fn run_task(cluster: &Cluster, source: bool, run: TaskRun) -> Result<(), TaskError> {
+    // A source must start from the newest stored offsets (an offsets change made through
+    // another worker included), or it could skip or repeat data.
+    if source {
+        cluster.offsets.read_to_end().await?;
+    }
+    info!("task starting");
+    run.await
 }
 
 /// Sends task configs to the leader's internal endpoint.

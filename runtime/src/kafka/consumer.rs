@@ -1,7 +1,9 @@
 use std::sync::mpsc;
 
+use prometheus_client::metrics::gauge::Gauge;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 use sluice_connector_api::TopicPartition;
 
@@ -19,6 +21,8 @@ pub(crate) enum RebalanceEvent {
 /// async methods cannot run).
 pub(crate) struct RebalanceForwarder {
     events: mpsc::Sender<RebalanceEvent>,
+    /// Where librdkafka's periodic statistics put the task's consumer lag.
+    lag: Gauge,
 }
 
 fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
@@ -28,7 +32,19 @@ fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
         .collect()
 }
 
-impl ClientContext for RebalanceForwarder {}
+impl ClientContext for RebalanceForwarder {
+    fn stats(&self, statistics: Statistics) {
+        // Partitions this consumer fetches (`none`: not assigned); -1 while unknown.
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|(partition, p)| **partition >= 0 && p.fetch_state != "none")
+            .map(|(_, p)| p.consumer_lag.max(0))
+            .sum();
+        self.lag.set(lag);
+    }
+}
 
 impl ConsumerContext for RebalanceForwarder {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -52,6 +68,7 @@ pub(crate) fn sink_consumer(
     worker: &WorkerConfig,
     connector: &str,
     client_id: &str,
+    lag: Gauge,
 ) -> Result<(SinkConsumer, mpsc::Receiver<RebalanceEvent>), KafkaError> {
     let mut config = base_config(worker, &worker.consumer, client_id);
     config.set("group.id", format!("connect-{connector}"));
@@ -62,6 +79,8 @@ pub(crate) fn sink_consumer(
         // happens each time a sink's `put` is slow for a moment (an upload): at the default
         // of 1 s the task then runs dry and waits (measured: S3 archive rate x1.8 at 10 ms).
         ("fetch.queue.backoff.ms", "10"),
+        // For the lag metric.
+        ("statistics.interval.ms", "5000"),
     ] {
         if config.get(key).is_none() {
             config.set(key, default);
@@ -69,6 +88,6 @@ pub(crate) fn sink_consumer(
     }
     enforce(&mut config, CONSUMER_GUARANTEES);
     let (tx, rx) = mpsc::channel();
-    let consumer = config.create_with_context(RebalanceForwarder { events: tx })?;
+    let consumer = config.create_with_context(RebalanceForwarder { events: tx, lag })?;
     Ok((consumer, rx))
 }

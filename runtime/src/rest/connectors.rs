@@ -22,78 +22,6 @@ pub(crate) async fn root(State(api): State<Api>) -> Json<Value> {
     }))
 }
 
-pub(crate) async fn health(State(api): State<Api>) -> Response {
-    if api.cluster.membership().leader_url.is_some() {
-        Json(json!({"status": "healthy", "message": "Worker has completed startup and is ready to handle requests."}))
-            .into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "starting", "message": "Worker is still joining the cluster."})),
-        )
-            .into_response()
-    }
-}
-
-pub(crate) async fn metrics(State(api): State<Api>) -> Response {
-    let state = api.cluster.configs.snapshot();
-    let membership = api.cluster.membership();
-    let mut out = String::new();
-    out.push_str("# HELP sluice_connectors Connectors configured in the cluster.\n# TYPE sluice_connectors gauge\n");
-    out.push_str(&format!("sluice_connectors {}\n", state.connectors.len()));
-    out.push_str("# HELP sluice_assigned_tasks Tasks assigned to this worker.\n# TYPE sluice_assigned_tasks gauge\n");
-    out.push_str(&format!(
-        "sluice_assigned_tasks {}\n",
-        membership.assigned.tasks.len()
-    ));
-    out.push_str("# HELP sluice_assigned_connectors Connectors assigned to this worker.\n# TYPE sluice_assigned_connectors gauge\n");
-    out.push_str(&format!(
-        "sluice_assigned_connectors {}\n",
-        membership.assigned.connectors.len()
-    ));
-    out.push_str("# HELP sluice_group_generation Current worker group generation.\n# TYPE sluice_group_generation gauge\n");
-    out.push_str(&format!(
-        "sluice_group_generation {}\n",
-        membership.generation
-    ));
-    out.push_str("# HELP sluice_is_leader 1 when this worker leads the group.\n# TYPE sluice_is_leader gauge\n");
-    out.push_str(&format!(
-        "sluice_is_leader {}\n",
-        u8::from(membership.is_leader)
-    ));
-    out.push_str("# HELP sluice_task_state Tasks by state, as this worker reads the status topic.\n# TYPE sluice_task_state gauge\n");
-    for name in state.connectors.keys() {
-        for (task, status) in api.cluster.status.tasks(name) {
-            out.push_str(&format!(
-                "sluice_task_state{{connector=\"{name}\",task=\"{task}\",state=\"{}\"}} 1\n",
-                state_name(status.state)
-            ));
-        }
-    }
-    out.push_str("# HELP sluice_task_records_skipped_total Records a task skipped under errors.tolerance=all (dead-lettered when a topic is set).\n# TYPE sluice_task_records_skipped_total counter\n");
-    for (id, n) in api.cluster.skipped_records() {
-        out.push_str(&format!(
-            "sluice_task_records_skipped_total{{connector=\"{}\",task=\"{}\"}} {n}\n",
-            id.connector, id.task
-        ));
-    }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        out,
-    )
-        .into_response()
-}
-
-fn state_name(state: RunState) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 fn connector_type(api: &Api, props: &Map<String, Value>) -> &'static str {
     crate::config::plugin_of(props, api.cluster.registry()).map_or("unknown", |p| match p {
         Plugin::Source(_) => "source",
@@ -133,6 +61,9 @@ fn status_entry(status: Option<Status>) -> Map<String, Value> {
             // Not in Kafka Connect's status (it has JMX for this); clients ignore extra fields.
             if let Some(skipped) = s.records_skipped {
                 entry.insert("errors".into(), json!({"records_skipped": skipped}));
+            }
+            if let Some(restarts) = s.restarts {
+                entry.insert("restarts".into(), json!(restarts));
             }
         }
         None => {

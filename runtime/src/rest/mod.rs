@@ -1,6 +1,7 @@
 //! The REST API, with Kafka Connect's paths, verbs, status codes and JSON shapes so existing
 //! Connect clients and UIs work unchanged. Writes go to the leader: a follower forwards them.
 
+mod admin;
 mod connectors;
 mod error;
 pub(crate) mod forward;
@@ -36,8 +37,14 @@ pub fn router(cluster: Arc<Cluster>, kafka_cluster_id: String) -> Router {
     };
     Router::new()
         .route("/", get(connectors::root))
-        .route("/health", get(connectors::health))
-        .route("/metrics", get(connectors::metrics))
+        .route("/health", get(admin::health))
+        .route("/health/live", get(admin::live))
+        .route("/metrics", get(admin::metrics))
+        .route("/admin/loggers", get(admin::loggers))
+        .route(
+            "/admin/loggers/{logger}",
+            get(admin::logger).put(admin::set_logger),
+        )
         .route(
             "/connectors",
             get(connectors::list).post(connectors::create),

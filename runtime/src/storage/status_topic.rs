@@ -36,6 +36,9 @@ pub struct Status {
     /// is set); refreshed every few seconds while the count changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records_skipped: Option<u64>,
+    /// Tasks: automatic restarts on this worker so far (absent before the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<u64>,
 }
 
 /// Whether `new` may replace `current`: a state written by another worker in an older
@@ -210,6 +213,7 @@ impl StatusStore {
             // A state change on the same worker keeps the task's error count.
             if let Some(current) = current.filter(|c| c.worker_id == status.worker_id) {
                 status.records_skipped = status.records_skipped.or(current.records_skipped);
+                status.restarts = status.restarts.or(current.restarts);
             }
             let bytes = serde_json::to_vec(&status).unwrap_or_default();
             state.tasks.insert(id.clone(), status);

@@ -138,8 +138,8 @@ pub(crate) struct ErrorHandler {
     pub task_id: u32,
     /// Present when the policy names a dead-letter topic.
     pub dlq: Option<FutureProducer>,
-    /// Records skipped so far (shared with the worker's metrics).
-    pub skipped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The task's counters (errors, skipped records, dead-letter requests).
+    pub metrics: Arc<crate::metrics::TaskMetrics>,
 }
 
 impl ErrorHandler {
@@ -148,11 +148,12 @@ impl ErrorHandler {
     /// caller may move past it.
     pub(crate) async fn handle(&self, failed: Failed) -> Result<(), TaskError> {
         // A plugin that trapped or hit a limit fails the task whatever the policy.
+        self.metrics.record_errors.inc();
         if self.policy.tolerance == Tolerance::None || failed.error.is_fatal() {
+            self.metrics.record_failures.inc();
             return Err(failed.error);
         }
-        self.skipped
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.records_skipped.inc();
         if self.policy.log {
             let location = format!(
                 "{}-{} offset {}",
@@ -221,11 +222,16 @@ impl ErrorHandler {
             record = record.timestamp(ts);
         }
         // Awaited: the record's offset may be committed only once the dead-letter copy is durable.
+        self.metrics.dlq_requests.inc();
         producer
             .send(record, Duration::from_secs(60))
             .await
             .map(drop)
-            .map_err(|(source, _)| TaskError::Delivery {
+            .map_err(|(source, _)| {
+                self.metrics.dlq_failures.inc();
+                source
+            })
+            .map_err(|source| TaskError::Delivery {
                 topic: topic.clone(),
                 source,
             })

@@ -37,6 +37,7 @@ pub(crate) struct SinkTaskRunner {
     pub(crate) retry_delay: Duration,
     /// The connector's transform chain (often empty).
     pub(crate) transforms: Arc<crate::transform::Chain>,
+    pub(crate) metrics: Arc<crate::metrics::TaskMetrics>,
 }
 
 /// First wait before a batch whose `put` failed for a transient reason is tried again.
@@ -146,6 +147,7 @@ impl SinkTaskRunner {
                     batch
                 }
             };
+            self.metrics.sink_read.inc_by(batch.len() as u64);
             let revoked = self.apply_rebalances(positions).await?;
             let mut records = Vec::with_capacity(batch.len());
             // Where each partition stands after this batch (records put and records skipped),
@@ -189,9 +191,18 @@ impl SinkTaskRunner {
             // Records before a bad one are still written, so the committed position stops right
             // at the bad record.
             if !records.is_empty() {
-                match self.task.put(records).await {
-                    Ok(()) => {}
+                let count = records.len() as u64;
+                let began = std::time::Instant::now();
+                let put = self.task.put(records).await;
+                self.metrics
+                    .sink_put_seconds
+                    .observe(began.elapsed().as_secs_f64());
+                match put {
+                    Ok(()) => {
+                        self.metrics.sink_sent.inc_by(count);
+                    }
                     Err(e) if e.kind() == ErrorKind::Retriable => {
+                        self.metrics.retries.inc();
                         // The destination refuses for now: read the batch again and retry,
                         // waiting longer each time (Kafka Connect's RetriableException). With
                         // `errors.retry_timeout` set, the task fails once it has kept failing
@@ -241,7 +252,9 @@ impl SinkTaskRunner {
         positions: &mut Positions,
     ) -> Result<HashSet<TopicPartition>, TaskError> {
         let mut revoked = HashSet::new();
+        let mut changed = false;
         while let Ok(event) = self.rebalances.try_recv() {
+            changed = true;
             match event {
                 RebalanceEvent::Assigned(partitions) => {
                     for tp in &partitions {
@@ -268,6 +281,10 @@ impl SinkTaskRunner {
                     revoked.extend(partitions);
                 }
             }
+        }
+        if changed {
+            let assigned = self.consumer.assignment().map_or(0, |list| list.count());
+            self.metrics.sink_partitions.set(assigned as i64);
         }
         Ok(revoked)
     }
@@ -372,7 +389,11 @@ impl SinkTaskRunner {
             return Ok(());
         }
         let consumer = self.consumer.clone();
-        tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await??;
+        let began = std::time::Instant::now();
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await?;
+        self.metrics.commit(began.elapsed(), committed.is_ok());
+        committed?;
         debug!(connector = %self.connector, task = self.task_id, partitions = advanced.len(), "sink offsets committed");
         positions.committed.extend(advanced);
         Ok(())

@@ -23,6 +23,8 @@ use crate::transform::TransformRecord;
 /// A record sent to Kafka (or skipped) whose acknowledgement is awaited, with the source
 /// position it covers.
 struct Sent {
+    /// False for a record that was dropped or skipped instead of produced.
+    produced: bool,
     topic: String,
     partition: SourcePartition,
     offset: SourceOffset,
@@ -32,6 +34,7 @@ struct Sent {
 struct InFlight {
     window: Arc<AckWindow>,
     sent: VecDeque<Sent>,
+    metrics: Arc<crate::metrics::TaskMetrics>,
 }
 
 /// A polled record after the transform chain, before its outcome is settled.
@@ -78,6 +81,7 @@ pub(crate) struct SourceTaskRunner {
     pub(crate) errors: super::ErrorHandler,
     /// The connector's transform chain (often empty).
     pub(crate) transforms: Arc<crate::transform::Chain>,
+    pub(crate) metrics: Arc<crate::metrics::TaskMetrics>,
 }
 
 /// Offsets whose records Kafka has acknowledged, in order, not yet stored.
@@ -115,6 +119,7 @@ impl SourceTaskRunner {
         let mut in_flight = InFlight {
             window: self.acks.clone(),
             sent: VecDeque::new(),
+            metrics: self.metrics.clone(),
         };
         let mut acked = Acked::default();
         let mut last_flush = Instant::now();
@@ -133,12 +138,17 @@ impl SourceTaskRunner {
                 }
                 last_flush = Instant::now();
             }
+            let polling = Instant::now();
             let records = tokio::select! {
                 biased;
                 // Stop requested: records polled from here on would only be produced again after restart.
                 _ = cancel.cancelled() => break Ok(()),
                 polled = self.task.poll() => match polled {
-                    Ok(records) => records,
+                    Ok(records) => {
+                        self.metrics.source_poll_seconds.observe(polling.elapsed().as_secs_f64());
+                        self.metrics.source_polled.inc_by(records.len() as u64);
+                        records
+                    }
                     Err(e) => break Err(TaskError::Connector { stage: "poll", source: e }),
                 },
             };
@@ -180,6 +190,7 @@ impl SourceTaskRunner {
                     // Dropped (a filter) or skipped (tolerated error): its position still
                     // advances, in order with the records around it.
                     in_flight.skip(Sent {
+                        produced: false,
                         topic: String::new(),
                         partition,
                         offset,
@@ -204,6 +215,7 @@ impl SourceTaskRunner {
                     self.errors.handle(failed).await?;
                     // Skipped: its position still advances, in order with the records around it.
                     in_flight.skip(Sent {
+                        produced: false,
                         topic: std::mem::take(&mut record.topic),
                         partition: std::mem::take(&mut record.source_partition),
                         offset: std::mem::take(&mut record.source_offset),
@@ -266,6 +278,7 @@ impl SourceTaskRunner {
             }
             // The record is sent: its position moves into the acknowledgement.
             in_flight.sent.push_back(Sent {
+                produced: true,
                 topic: std::mem::take(&mut record.topic),
                 partition: std::mem::take(&mut record.source_partition),
                 offset: std::mem::take(&mut record.source_offset),
@@ -388,7 +401,10 @@ impl SourceTaskRunner {
             return Ok(());
         }
         let offsets: Vec<(SourcePartition, SourceOffset)> = std::mem::take(&mut acked.latest);
-        self.offsets.put(&self.connector, &offsets).await?;
+        let began = Instant::now();
+        let stored = self.offsets.put(&self.connector, &offsets).await;
+        self.metrics.commit(began.elapsed(), stored.is_ok());
+        stored?;
         debug!(connector = %self.connector, task = self.task_id, partitions = offsets.len(), "source offsets stored");
         if let Err(e) = self.task.commit(&offsets).await {
             warn!(connector = %self.connector, task = self.task_id, error = %e, "task commit failed; it is called again at the next flush");
@@ -437,9 +453,13 @@ impl InFlight {
     /// Moves the positions of records acknowledged in order into `acked`.
     fn collect(&mut self, acked: &mut Acked) -> Result<(), TaskError> {
         let settled = self.window.take_settled();
+        let mut written = 0;
         for sent in self.sent.drain(..settled.done) {
+            written += u64::from(sent.produced);
             acked.take(sent);
         }
+        self.metrics.source_written.inc_by(written);
+        self.metrics.source_active.set(self.sent.len() as i64);
         match settled.failed {
             None => Ok(()),
             Some(source) => {
