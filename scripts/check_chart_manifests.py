@@ -9,6 +9,9 @@ Usage: check_chart_manifests.py <rendered.yaml> <out-dir>
   pods: an explicit env var, a key of the chart's Secret, or an existing Secret (envFrom).
 - The worker file and pipelines are written to <out-dir>/worker.yaml and pipelines.yaml, and the
   variables they need to <out-dir>/env (NAME=placeholder lines) for `sluice validate`.
+- For scripts/check-chart-runtime.sh: the environment the kubelet would give the worker container
+  (<out-dir>/pod.env; chart Secrets decoded, pod IP 127.0.0.1) and the pipelines Job's container
+  (<out-dir>/job.env), and the Job's shell script (<out-dir>/apply.sh).
 Exits non-zero with one line per problem.
 """
 
@@ -118,7 +121,36 @@ def main() -> int:
         for name in sorted(needed | {"SLUICE_ADVERTISED_URL"}):
             value = "http://10.0.0.1:8083" if name == "SLUICE_ADVERTISED_URL" else "placeholder"
             f.write(f"{name}={value}\n")
+    with open(os.path.join(out_dir, "pod.env"), "w") as f:
+        f.write(env_lines(container, chart_secrets))
+    for job in by_kind.get("Job", []):
+        job_container = job["spec"]["template"]["spec"]["containers"][0]
+        with open(os.path.join(out_dir, "job.env"), "w") as f:
+            f.write(env_lines(job_container, chart_secrets))
+        with open(os.path.join(out_dir, "apply.sh"), "w") as f:
+            f.write(job_container["args"][0])
     return fail(problems) if problems else 0
+
+
+def env_lines(container, chart_secrets) -> str:
+    """NAME=value lines as the kubelet would set them (fieldRefs for a pod on 127.0.0.1)."""
+    fields = {"metadata.name": "sluice-ci-0", "status.podIP": "127.0.0.1"}
+    env = {}
+    for src in container.get("envFrom", []):
+        secret = chart_secrets.get(src.get("secretRef", {}).get("name"))
+        for k, v in (secret or {}).get("data", {}).items():
+            env[k] = base64.b64decode(v).decode()
+    for e in container.get("env", []):
+        if "value" in e:
+            env[e["name"]] = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m[1], m[0]), e["value"])
+        elif "fieldRef" in e.get("valueFrom", {}):
+            env[e["name"]] = fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+        elif "secretKeyRef" in e.get("valueFrom", {}):
+            ref = e["valueFrom"]["secretKeyRef"]
+            data = chart_secrets.get(ref["name"], {}).get("data", {})
+            if ref["key"] in data:
+                env[e["name"]] = base64.b64decode(data[ref["key"]]).decode()
+    return "".join(f"{k}={v}\n" for k, v in env.items())
 
 
 def fail(problems) -> int:

@@ -15,7 +15,7 @@ cd "$SLUICE_ROOT"
 SLUICE_TEST_PLUGINS="$("$SLUICE_ROOT/scripts/build-plugins.sh")"
 export SLUICE_TEST_PLUGINS
 log "plugins: $SLUICE_TEST_PLUGINS"
-"$SLUICE_ROOT/scripts/check-chart.sh"         # helm lint/template/kubernetes-validate, ~3 s warm
+"$SLUICE_ROOT/scripts/check-chart.sh"         # lint, render, validate helm/sluice; ~8 s warm
 "$SLUICE_ROOT/scripts/check-image-layout.sh"  # the container image's tree runs `sluice --version`
 log "cargo test --workspace (target dir $CARGO_TARGET_DIR)"
 cargo test --workspace --locked "$@"
