@@ -2,8 +2,9 @@
 # Sluice container image: a distributed worker by default.
 #   docker build -t sluice:0.1.0 --build-arg GIT_COMMIT="$(git rev-parse --short HEAD)" .
 #   docker run --rm -e SLUICE_BOOTSTRAP_SERVERS=kafka:9092 -p 8083:8083 sluice:0.1.0
-# The runtime stage holds exactly the tree scripts/image-layout.sh assembles (the tests check that
-# tree without a Docker engine: scripts/check-image-layout.sh).
+# The runtime stage holds the tree scripts/image-layout.sh assembles (the tests check that tree
+# without a Docker engine: scripts/check-image-layout.sh); only its empty data dir is made here
+# instead, owned by the image's user.
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
 
