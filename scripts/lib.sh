@@ -53,3 +53,15 @@ ensure_wasm_target() {
   log "installing the wasm32-wasip2 target (rustup)"
   rustup target add wasm32-wasip2 >&2
 }
+
+# The debug build of the `sluice` binary, built when absent; prints its path.
+sluice_debug_binary() {
+  local binary="$CARGO_TARGET_DIR/debug/sluice"
+  if [ ! -x "$binary" ]; then
+    ensure_cargo
+    ensure_build_deps
+    log "building sluice (debug)"
+    (cd "$SLUICE_ROOT" && cargo build --locked -p sluice --bin sluice >&2)
+  fi
+  echo "$binary"
+}

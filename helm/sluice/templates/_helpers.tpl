@@ -1,0 +1,111 @@
+{{/* Names and labels. */}}
+{{- define "sluice.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "sluice.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The headless Service that gives StatefulSet workers their DNS names. */}}
+{{- define "sluice.peersName" -}}
+{{- printf "%s-peers" (include "sluice.fullname" . | trunc 57 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "sluice.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "sluice.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "sluice.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sluice.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Worker pods only (not the pipelines Job's pod). */}}
+{{- define "sluice.workerSelectorLabels" -}}
+{{ include "sluice.selectorLabels" . }}
+app.kubernetes.io/component: worker
+{{- end }}
+
+{{- define "sluice.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "sluice.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "sluice.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* The chart creates a Secret for secret.env (without secret.existingSecret) and for
+restAuth.token (without restAuth.existingSecret). */}}
+{{- define "sluice.chartSecretNeeded" -}}
+{{- if or (and .Values.secret.env (not .Values.secret.existingSecret)) (and .Values.restAuth.token (not .Values.restAuth.existingSecret)) }}true{{ end }}
+{{- end }}
+
+{{/* Secrets whose keys become worker environment variables. */}}
+{{- define "sluice.envFrom" -}}
+{{- with .Values.secret.existingSecret }}
+- secretRef:
+    name: {{ . }}
+{{- end }}
+{{- if include "sluice.chartSecretNeeded" . }}
+- secretRef:
+    name: {{ include "sluice.fullname" . }}
+{{- end }}
+{{- with .Values.extraEnvFrom }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Where SLUICE_TOKEN comes from: "name/key", or empty without a token. */}}
+{{- define "sluice.tokenRef" -}}
+{{- if .Values.restAuth.existingSecret }}
+{{- printf "%s/%s" .Values.restAuth.existingSecret .Values.restAuth.existingSecretKey }}
+{{- else if .Values.restAuth.token }}
+{{- printf "%s/SLUICE_TOKEN" (include "sluice.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "sluice.tokenEnv" -}}
+{{- with include "sluice.tokenRef" . }}
+- name: SLUICE_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ (split "/" .)._0 }}
+      key: {{ (split "/" .)._1 }}
+{{- end }}
+{{- end }}
+
+{{/* The worker file: values.worker with the cluster defaults and the chart-owned fields. */}}
+{{- define "sluice.workerFile" -}}
+{{- $name := include "sluice.fullname" . }}
+{{- $worker := deepCopy .Values.worker }}
+{{- $cluster := merge (deepCopy (default dict .Values.worker.cluster)) (dict
+      "group_id" $name
+      "config_topic" (printf "%s-configs" $name)
+      "offsets_topic" (printf "%s-offsets" $name)
+      "status_topic" (printf "%s-status" $name)) }}
+{{- $rest := merge (dict
+      "listen" (printf "0.0.0.0:%d" (int .Values.containerPort))
+      "advertised_url" "${env:SLUICE_ADVERTISED_URL}") (deepCopy (default dict .Values.worker.rest)) }}
+{{- $_ := set $worker "cluster" $cluster }}
+{{- $_ := set $worker "rest" $rest }}
+{{- $_ := set $worker "plugins_dir" "/usr/local/lib/sluice/plugins" }}
+{{- $_ := set $worker "offsets_file" "/var/lib/sluice/offsets.json" }}
+{{- toYaml $worker }}
+{{- end }}
