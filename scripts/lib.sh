@@ -54,14 +54,12 @@ ensure_wasm_target() {
   rustup target add wasm32-wasip2 >&2
 }
 
-# The debug build of the `sluice` binary, built when absent; prints its path.
+# The debug build of the `sluice` binary, brought up to date (the integration tests build the
+# same one, so this costs nothing extra); prints its path.
 sluice_debug_binary() {
-  local binary="$CARGO_TARGET_DIR/debug/sluice"
-  if [ ! -x "$binary" ]; then
-    ensure_cargo
-    ensure_build_deps
-    log "building sluice (debug)"
-    (cd "$SLUICE_ROOT" && cargo build --locked -p sluice --bin sluice >&2)
-  fi
-  echo "$binary"
+  ensure_cargo
+  ensure_build_deps
+  log "building sluice (debug)"
+  (cd "$SLUICE_ROOT" && cargo build --quiet --locked -p sluice --bin sluice >&2)
+  echo "$CARGO_TARGET_DIR/debug/sluice"
 }
