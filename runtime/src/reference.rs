@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use sluice_connector_api::{ConfigSpec, FieldKind, Registry};
 
-use crate::config::{cluster_spec, converter_spec, pipeline_spec, rest_spec, worker_spec};
+use crate::config::{
+    cluster_spec, converter_spec, pipeline_spec, rest_spec, restart_spec, worker_spec,
+};
 
 /// The short type name shown in docs and `sluice plugins`.
 pub fn kind_name(kind: &FieldKind) -> &'static str {
@@ -64,6 +66,8 @@ pub fn markdown(registry: &Registry) -> String {
     table(&mut out, &cluster_spec());
     out.push_str("### REST API (`rest`)\n\nServed by `sluice worker`; Kafka Connect's paths and JSON shapes.\n\n");
     table(&mut out, &rest_spec());
+    out.push_str("### Automatic task restarts (`task_restart`)\n\nA failed task restarts by itself with exponential backoff, up to a crash-loop limit.\n\n");
+    table(&mut out, &restart_spec());
     out.push_str("## Pipeline file\n\nOne connector per YAML document; several documents may share a file, separated by `---`.\n\n");
     table(&mut out, &pipeline_spec());
     out.push_str("## Converters (`key_converter`, `value_converter`)\n\n");

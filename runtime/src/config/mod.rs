@@ -16,8 +16,8 @@ pub use file::{ConfigFile, FileKind, Problem, load_yaml};
 pub use pipeline::{PipelineConfig, pipeline_spec};
 pub use provider::resolve_providers;
 pub use worker::{
-    ClusterSettings, RestSettings, WorkerConfig, cluster_spec, converter_spec, rest_spec,
-    worker_spec,
+    ClusterSettings, RestSettings, RestartSettings, WorkerConfig, cluster_spec, converter_spec,
+    rest_spec, restart_spec, worker_spec,
 };
 
 pub use pipeline::Pipeline;
