@@ -17,11 +17,13 @@ values="$chart/ci/pipelines-values.yaml"
 work="$(mktemp -d)"
 worker_pid=""
 cleanup() {
+  local status=$?
   # A throwaway worker on a memory broker: no clean stop needed (the http-sink's retries to an
   # unreachable endpoint would hold a SIGTERM stop for seconds).
-  [ -n "$worker_pid" ] && kill -9 "$worker_pid" 2>/dev/null && wait "$worker_pid" 2>/dev/null
+  if [ -n "$worker_pid" ]; then kill -9 "$worker_pid" 2>/dev/null || true; wait "$worker_pid" 2>/dev/null || true; fi
   "$SLUICE_ROOT/scripts/broker.sh" stop "$work/broker" || true
   rm -rf "$work"
+  exit "$status"
 }
 trap cleanup EXIT
 fail() { log "chart runtime check FAILED: $*"; exit 1; }
