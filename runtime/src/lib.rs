@@ -85,6 +85,12 @@ async fn run(
         listen: rest.listen.clone(),
         source,
     };
+    let security = if rest.enabled {
+        let distributed = matches!(mode, herder::Mode::Distributed);
+        Some(rest::Security::load(&rest, distributed)?)
+    } else {
+        None
+    };
     // Bound first, so a port of 0 gets its real number into the worker's URL (its id).
     let listener = if rest.enabled {
         Some(
@@ -112,10 +118,11 @@ async fn run(
         },
     );
     let serve = async {
-        let (Ok(cluster), Some(listener)) = (ready_rx.await, listener) else {
+        let (Ok(cluster), Some(listener), Some(security)) = (ready_rx.await, listener, security)
+        else {
             return Ok(());
         };
-        rest::serve(listener, cluster, rest_cancel.clone()).await
+        rest::serve(listener, cluster, security, rest_cancel.clone()).await
     };
     let (herder, served) = tokio::join!(
         async {
