@@ -26,6 +26,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    KafkaSecurity(#[from] crate::kafka::SecurityFailure),
     #[error("cannot serve the REST API: {0}")]
     RestSecurity(#[from] crate::rest::SecurityError),
     #[error("connector {connector} failed to start: {trace}")]

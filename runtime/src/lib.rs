@@ -28,6 +28,7 @@ pub mod task;
 pub mod transform;
 
 pub use error::{Error, TaskError};
+pub use kafka::SecurityFailure;
 
 use tokio_util::sync::CancellationToken;
 
@@ -91,6 +92,7 @@ async fn run(
     } else {
         None
     };
+    kafka::preflight::check(&worker).await?;
     // Bound first, so a port of 0 gets its real number into the worker's URL (its id).
     let listener = if rest.enabled {
         Some(

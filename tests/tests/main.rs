@@ -10,6 +10,7 @@ mod json_golden;
 mod postgres_cdc;
 mod reference_docs;
 mod s3_archive;
+mod security;
 mod transforms;
 mod validate_cli;
 mod wasm;
