@@ -81,7 +81,11 @@ impl Access {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
                 .context("the token holds characters an HTTP header cannot carry")?;
             value.set_sensitive(true);
-            builder = builder.default_headers([(reqwest::header::AUTHORIZATION, value)].into_iter().collect());
+            builder = builder.default_headers(
+                [(reqwest::header::AUTHORIZATION, value)]
+                    .into_iter()
+                    .collect(),
+            );
         }
         Ok(builder.build()?)
     }

@@ -3,7 +3,7 @@
 //! error: ...") instead of timing out later in some other client.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -14,6 +14,8 @@ use crate::config::WorkerConfig;
 
 /// How long the first metadata request may take.
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long to wait for librdkafka's reason after a failed request.
+const REASON_WAIT: Duration = Duration::from_secs(5);
 
 /// Why the worker cannot talk to Kafka securely.
 #[derive(Debug, thiserror::Error)]
@@ -36,20 +38,28 @@ pub enum SecurityFailure {
     Client(#[from] KafkaError),
 }
 
+type Seen = Arc<Mutex<Option<(RDKafkaErrorCode, String)>>>;
+
+fn lock(seen: &Seen) -> std::sync::MutexGuard<'_, Option<(RDKafkaErrorCode, String)>> {
+    seen.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Remembers the first authentication or TLS error librdkafka reports.
-struct Watch(Arc<Mutex<Option<(RDKafkaErrorCode, String)>>>);
+struct Watch(Seen);
 
 impl rdkafka::consumer::ConsumerContext for Watch {}
 
 impl ClientContext for Watch {
     fn error(&self, error: KafkaError, reason: &str) {
         let code = error.rdkafka_error_code();
-        if let Some(code @ (RDKafkaErrorCode::Authentication
-        | RDKafkaErrorCode::SaslAuthenticationFailed
-        | RDKafkaErrorCode::SSL)) = code
+        if let Some(
+            code @ (RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::SSL),
+        ) = code
         {
-            let mut seen = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            seen.get_or_insert_with(|| (code, reason.to_owned()));
+            lock(&self.0).get_or_insert_with(|| (code, reason.to_owned()));
         }
     }
 }
@@ -72,19 +82,23 @@ pub(crate) async fn check(worker: &WorkerConfig) -> Result<(), SecurityFailure> 
         config.set(key, value);
     }
     let seen = Arc::new(Mutex::new(None));
-    let consumer: BaseConsumer<Watch> =
-        config.create_with_context(Watch(Arc::clone(&seen)))?;
+    let consumer: BaseConsumer<Watch> = config.create_with_context(Watch(Arc::clone(&seen)))?;
+    let watched = Arc::clone(&seen);
     let fetched = tokio::task::spawn_blocking(move || {
-        consumer
-            .fetch_metadata(None, PREFLIGHT_TIMEOUT)
-            .map(|_| ())
+        let fetched = consumer.fetch_metadata(None, PREFLIGHT_TIMEOUT).map(|_| ());
+        // librdkafka queues the reason (an error event) separately: serve the queue a little
+        // so it reaches the context.
+        if fetched.is_err() {
+            let until = Instant::now() + REASON_WAIT;
+            while Instant::now() < until && lock(&watched).is_none() {
+                let _ = consumer.poll(Duration::from_millis(100));
+            }
+        }
+        fetched
     })
     .await
     .map_err(|_| KafkaError::Canceled)?;
-    let failure = seen
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take();
+    let failure = lock(&seen).take();
     match failure {
         Some((RDKafkaErrorCode::SSL, reason)) => Err(SecurityFailure::Tls {
             bootstrap: worker.bootstrap_servers.clone(),
