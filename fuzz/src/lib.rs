@@ -16,13 +16,49 @@ use rand::{RngExt as _, SeedableRng as _};
 
 /// Syntax fragments that reach parser corners faster than random bytes do.
 const TOKENS: &[&[u8]] = &[
-    b"{", b"}", b"[", b"]", b":", b",", b"\"", b"\n", b"\n- ", b"  ", b"${", b"${env:", b"}",
-    b"&a ", b"*a", b"!!binary ", b"---\n", b"? ", b"|\n", b"1e999", b"-0", b"null", b"true",
-    b"\\u0000", b"\\ud800", b"\"schema\":", b"\"payload\":", b"\"type\":\"struct\"",
-    b"\"fields\":[", b"\"optional\":true", b"\"name\":\"org.apache.kafka.connect.data.Decimal\"",
-    b"\"parameters\":{\"scale\":\"2\"}", b"\"type\":\"int64\"", b"\"type\":\"bytes\"",
-    b"\"type\":\"array\",\"items\":", b"\"type\":\"map\",\"keys\":", b"connector: ", b"config:",
-    b"transforms:", b"tasks: ", b"bootstrap_servers: ", b"rest:\n  ", b"9223372036854775808",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b":",
+    b",",
+    b"\"",
+    b"\n",
+    b"\n- ",
+    b"  ",
+    b"${",
+    b"${env:",
+    b"}",
+    b"&a ",
+    b"*a",
+    b"!!binary ",
+    b"---\n",
+    b"? ",
+    b"|\n",
+    b"1e999",
+    b"-0",
+    b"null",
+    b"true",
+    b"\\u0000",
+    b"\\ud800",
+    b"\"schema\":",
+    b"\"payload\":",
+    b"\"type\":\"struct\"",
+    b"\"fields\":[",
+    b"\"optional\":true",
+    b"\"name\":\"org.apache.kafka.connect.data.Decimal\"",
+    b"\"parameters\":{\"scale\":\"2\"}",
+    b"\"type\":\"int64\"",
+    b"\"type\":\"bytes\"",
+    b"\"type\":\"array\",\"items\":",
+    b"\"type\":\"map\",\"keys\":",
+    b"connector: ",
+    b"config:",
+    b"transforms:",
+    b"tasks: ",
+    b"bootstrap_servers: ",
+    b"rest:\n  ",
+    b"9223372036854775808",
 ];
 
 fn mutate(rng: &mut SmallRng, input: &mut Vec<u8>, corpus: &[Vec<u8>]) {
@@ -81,7 +117,7 @@ fn seeds(dir: &Path) -> Vec<Vec<u8>> {
 }
 
 /// Runs `target` as the command line says; exits 1 on a crash.
-pub fn main(name: &str, target: impl Fn(&[u8])) {
+pub fn main(name: &str, mut target: impl FnMut(&[u8])) {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     if args.first().map(String::as_str) == Some("--replay") {
@@ -121,7 +157,10 @@ pub fn main(name: &str, target: impl Fn(&[u8])) {
             let _ = std::fs::create_dir_all(&dir);
             let file = dir.join(format!("{name}-{seed}-{runs}.bin"));
             let _ = std::fs::write(&file, &input);
-            eprintln!("{name}: CRASH after {runs} inputs (seed {seed}): {message}\n  input saved to {}", file.display());
+            eprintln!(
+                "{name}: CRASH after {runs} inputs (seed {seed}): {message}\n  input saved to {}",
+                file.display()
+            );
             std::process::exit(1);
         }
     }

@@ -302,6 +302,39 @@ async fn rest_roles_rotation_basic_users_and_only_signed_forwarded_writes() {
     let (_, body) = send(&http, Method::GET, &leader_list, Some(&bearer(ADMIN)), None).await;
     assert_eq!(body, json!([topic.clone()]), "a forged write was applied");
 
+    // Input limits: an oversized body gets 413, malformed JSON a 400 naming line and column.
+    let huge = json!({"name": "huge", "config": {"connector.class": "datagen", "pad": "x".repeat(3 << 20)}});
+    let (status, _) = send(
+        &http,
+        Method::POST,
+        &leader_list,
+        Some(&bearer(ADMIN)),
+        Some(huge),
+    )
+    .await;
+    assert_eq!(status, 413);
+    let response = http
+        .post(&leader_list)
+        .header("authorization", bearer(ADMIN))
+        .header("content-type", "application/json")
+        .body("{\"name\": \"x\",\n \"config\": {oops}}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.expect("JSON error body");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("line 2 column"), "{body}");
+    let (status, body) = send(
+        &http,
+        Method::POST,
+        &leader_list,
+        Some(&bearer(ADMIN)),
+        Some(json!({"name": "bad/name", "config": datagen("t")})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+
     // The CLI: refused without a token, works with SLUICE_TOKEN, a read token cannot delete.
     let url = group.url(follower).to_owned();
     let (ok, text) = cli(&["--url", &url, "list"], &[]);

@@ -152,7 +152,7 @@ pub fn cluster_spec() -> ConfigSpec {
 pub fn rest_spec() -> ConfigSpec {
     ConfigSpec::new()
         .optional("enabled", FieldKind::Bool, true, "Serve the REST API.")
-        .optional("listen", FieldKind::String, "0.0.0.0:8083", "Address the REST API listens on, host:port.")
+        .optional("listen", FieldKind::String, "127.0.0.1:8083", "Address the REST API listens on, host:port. Loopback by default; another address needs `auth` or `allow_unauthenticated: true`.")
         .check(Validator::NonEmpty)
         .maybe("advertised_url", FieldKind::String, "URL other workers and clients use to reach this worker; http(s)://<host>:<port> of `listen` when unset.")
         .optional("allow_unauthenticated", FieldKind::Bool, false, "Serve a non-loopback `listen` address without authentication; without it such a worker refuses to start.")

@@ -128,11 +128,16 @@ fn parse_users(text: &str, origin: &str) -> Result<Users, AuthError> {
     Ok(out)
 }
 
+/// A file's modification time and size: a change in either means it was rewritten.
+type Stamp = Option<(SystemTime, u64)>;
+/// The stamp of the last read and what it parsed into.
+type Loaded<T> = (Stamp, Arc<T>);
+
 /// A file parsed into `T`, parsed again when it changes.
 struct Watched<T> {
     path: PathBuf,
     parse: fn(&str, &str) -> Result<T, AuthError>,
-    state: Mutex<(Option<(SystemTime, u64)>, Arc<T>)>,
+    state: Mutex<Loaded<T>>,
 }
 
 impl<T> Watched<T> {
@@ -178,14 +183,14 @@ impl<T> Watched<T> {
         Arc::clone(&self.lock().1)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<(SystemTime, u64)>, Arc<T>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Loaded<T>> {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
-fn stamp_of(metadata: &std::fs::Metadata) -> Option<(SystemTime, u64)> {
+fn stamp_of(metadata: &std::fs::Metadata) -> Stamp {
     Some((metadata.modified().ok()?, metadata.len()))
 }
 
