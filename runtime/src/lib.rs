@@ -92,6 +92,9 @@ async fn run(
     } else {
         None
     };
+    if matches!(mode, herder::Mode::Distributed) {
+        kafka::preflight::check_membership(&worker)?;
+    }
     kafka::preflight::check(&worker).await?;
     // Bound first, so a port of 0 gets its real number into the worker's URL (its id).
     let listener = if rest.enabled {

@@ -885,6 +885,15 @@ async fn a_worker_authenticates_with_sasl_scram_and_a_wrong_password_is_reported
     assert_eq!(end, 100);
     drop(good);
 
+    // Distributed mode cannot join a group over SASL yet, and says so at start.
+    let mut distributed = Sluice::worker(dir.path(), "sasl-worker", &worker(password));
+    assert!(!distributed.wait_exit(Duration::from_secs(60)));
+    let log = distributed.log_text();
+    assert!(
+        log.contains("not supported in distributed mode yet"),
+        "{log}"
+    );
+
     let mut bad = Sluice::run(dir.path(), &worker("wrong-password"), &[&pipeline]);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while bad.is_running() {

@@ -34,8 +34,32 @@ pub enum SecurityFailure {
          broker's certificate"
     )]
     Tls { bootstrap: String, reason: String },
+    #[error(
+        "security.protocol {0} is not supported in distributed mode yet: group membership speaks \
+         the Kafka protocol over plain TCP (librdkafka clients support it; `sluice run` works)"
+    )]
+    MembershipUnsupported(String),
     #[error("kafka client: {0}")]
     Client(#[from] KafkaError),
+}
+
+/// The worker's `security.protocol`, upper-cased (`PLAINTEXT` when unset).
+fn protocol(worker: &WorkerConfig) -> String {
+    worker
+        .kafka
+        .get("security.protocol")
+        .and_then(|v| v.as_str())
+        .unwrap_or("plaintext")
+        .to_ascii_uppercase()
+}
+
+/// Distributed mode's group membership (`cluster::protocol`) has no TLS or SASL yet: refuse
+/// such a worker at start rather than let it fail to join.
+pub(crate) fn check_membership(worker: &WorkerConfig) -> Result<(), SecurityFailure> {
+    match protocol(worker) {
+        p if p == "PLAINTEXT" => Ok(()),
+        p => Err(SecurityFailure::MembershipUnsupported(p)),
+    }
 }
 
 type Seen = Arc<Mutex<Option<(RDKafkaErrorCode, String)>>>;
@@ -67,12 +91,7 @@ impl ClientContext for Watch {
 /// Connects once when the worker's `kafka` settings use TLS or SASL; a plaintext worker
 /// skips the check (its behaviour is unchanged).
 pub(crate) async fn check(worker: &WorkerConfig) -> Result<(), SecurityFailure> {
-    let protocol = worker
-        .kafka
-        .get("security.protocol")
-        .and_then(|v| v.as_str())
-        .unwrap_or("plaintext")
-        .to_ascii_uppercase();
+    let protocol = protocol(worker);
     if protocol == "PLAINTEXT" {
         return Ok(());
     }
