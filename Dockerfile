@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Sluice container image: a distributed worker by default.
 #   docker build -t sluice:0.1.0 --build-arg GIT_COMMIT="$(git rev-parse --short HEAD)" .
-#   docker run --rm -e SLUICE_BOOTSTRAP_SERVERS=kafka:9092 -p 8083:8083 sluice:0.1.0
+#   docker run --rm -e SLUICE_BOOTSTRAP_SERVERS=kafka:9092 -e SLUICE_REST_ALLOW_UNAUTHENTICATED=true -p 8083:8083 sluice:0.1.0
 # The runtime stage holds the tree scripts/image-layout.sh assembles (the tests check that tree
 # without a Docker engine: scripts/check-image-layout.sh); only its empty data dir is made here
 # instead, owned by the image's user.
@@ -10,10 +10,11 @@ ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
 # libpq-dev: the Postgres replication connection (pg_walstream); pkg-config and zlib1g-dev: the
-# bundled librdkafka build (rdkafka's default features compile librdkafka from source with make).
+# bundled librdkafka build (rdkafka's default features compile librdkafka from source with make);
+# libssl-dev: librdkafka's TLS and SASL/SCRAM (rdkafka's `ssl` feature links the system OpenSSL).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libpq-dev pkg-config zlib1g-dev make \
+      libpq-dev libssl-dev pkg-config zlib1g-dev make \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -31,7 +32,7 @@ FROM debian:${DEBIAN_RELEASE}-slim
 # certificates for TLS to HTTP endpoints and object stores.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libpq5 zlib1g ca-certificates \
+      libpq5 libssl3 zlib1g ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 sluice \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/sluice --no-create-home \

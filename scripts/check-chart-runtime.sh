@@ -63,8 +63,14 @@ apply() {
 apply >"$work/apply1.txt" 2>&1 || { cat "$work/apply1.txt" >&2; fail "the Job's script failed"; }
 apply >"$work/apply2.txt" 2>&1 || { cat "$work/apply2.txt" >&2; fail "the Job's script failed on a second run (upgrade)"; }
 
-"$sluice" connectors --url "$url" --output json list >"$work/list.json"
-"$sluice" connectors --url "$url" --output json config orders-http >"$work/config.json"
+# The values give a REST token: the chart turns authentication on, and the Job's token works.
+if "$sluice" connectors --url "$url" list >/dev/null 2>&1; then
+  fail "the worker answered without a token"
+fi
+(load_env "$work/files/job.env"
+ "$sluice" connectors --url "$url" --output json list >"$work/list.json"
+ "$sluice" connectors --url "$url" --output json config orders-http >"$work/config.json") \
+  || fail "the Job's token was refused"
 "$python" - "$values" "$work/list.json" "$work/config.json" <<'PY' || fail "connectors do not match the values"
 import json, sys, yaml
 wanted = sorted(p["name"] for p in yaml.safe_load(open(sys.argv[1]))["pipelines"])

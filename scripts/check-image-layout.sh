@@ -27,8 +27,8 @@ for dir in usr/local/lib/sluice/plugins var/lib/sluice; do
 done
 
 # Libraries of debian:bookworm-slim itself (libc6, libgcc-s1) plus the packages the Dockerfile's
-# runtime stage installs (libpq5, zlib1g). A new one means the Dockerfile needs another package.
-allowed=" libc.so.6 libm.so.6 libgcc_s.so.1 ld-linux-x86-64.so.2 ld-linux-aarch64.so.1 libpthread.so.0 libdl.so.2 librt.so.1 libpq.so.5 libz.so.1 "
+# runtime stage installs (libpq5, libssl3, zlib1g). A new one means the Dockerfile needs another package.
+allowed=" libc.so.6 libm.so.6 libgcc_s.so.1 ld-linux-x86-64.so.2 ld-linux-aarch64.so.1 libpthread.so.0 libdl.so.2 librt.so.1 libpq.so.5 libssl.so.3 libcrypto.so.3 libz.so.1 "
 while read -r lib; do
   case "$allowed" in
     *" $lib "*) ;;

@@ -36,10 +36,13 @@ ensure_cargo() {
   command -v cargo >/dev/null 2>&1 || { log "cargo is required (rustup toolchain)"; exit 1; }
 }
 
-# C libraries the build links (libpq for the Postgres replication connection).
+# C libraries the build links (libpq for the Postgres replication connection, OpenSSL for
+# librdkafka).
 ensure_build_deps() {
   local missing=()
   dpkg -s libpq-dev >/dev/null 2>&1 || missing+=(libpq-dev)
+  # librdkafka with TLS and SASL/SCRAM (rdkafka feature `ssl`) links the system OpenSSL.
+  dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
   command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
   [ ${#missing[@]} -eq 0 ] && return
   log "installing ${missing[*]}"

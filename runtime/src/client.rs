@@ -47,6 +47,50 @@ pub enum ConnectorsCommand {
     Offsets { name: String },
 }
 
+/// How to reach and authenticate to a worker's REST API.
+pub struct Access {
+    /// `http://` or `https://` URL of a worker.
+    pub url: String,
+    /// Bearer token (`--token`, `SLUICE_TOKEN`).
+    pub token: Option<String>,
+    /// CA certificates trusted for an https URL, besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// A PEM file with a client certificate and key, for workers requiring mTLS.
+    pub client_cert: Option<PathBuf>,
+}
+
+impl Access {
+    fn http(&self) -> anyhow::Result<reqwest::Client> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &self.ca_file {
+            let pem =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{} holds no PEM certificates", path.display()))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        if let Some(path) = &self.client_cert {
+            let pem =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let identity = reqwest::Identity::from_pem(&pem).with_context(|| {
+                format!("{} must hold a PEM certificate and its key", path.display())
+            })?;
+            builder = builder.identity(identity);
+        }
+        if let Some(token) = &self.token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("the token holds characters an HTTP header cannot carry")?;
+            value.set_sensitive(true);
+            builder = builder.default_headers(
+                [(reqwest::header::AUTHORIZATION, value)]
+                    .into_iter()
+                    .collect(),
+            );
+        }
+        Ok(builder.build()?)
+    }
+}
+
 struct Client {
     base: String,
     http: reqwest::Client,
@@ -153,14 +197,14 @@ fn status_text(status: &Value) -> String {
 
 /// Runs one `sluice connectors` command; returns what to print.
 pub async fn run(
-    url: &str,
+    access: &Access,
     json_output: bool,
     command: ConnectorsCommand,
 ) -> anyhow::Result<String> {
     use reqwest::Method;
     let client = Client {
-        base: url.trim_end_matches('/').to_owned(),
-        http: reqwest::Client::new(),
+        base: access.url.trim_end_matches('/').to_owned(),
+        http: access.http()?,
     };
     let render = |value: Value, text: String| {
         if json_output {

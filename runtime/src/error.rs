@@ -26,6 +26,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    KafkaSecurity(#[from] crate::kafka::SecurityFailure),
+    #[error("cannot serve the REST API: {0}")]
+    RestSecurity(#[from] crate::rest::SecurityError),
     #[error("connector {connector} failed to start: {trace}")]
     ConnectorFailed { connector: String, trace: String },
     #[error("every task failed; see the errors above")]

@@ -30,6 +30,7 @@ pub mod task;
 pub mod transform;
 
 pub use error::{Error, TaskError};
+pub use kafka::SecurityFailure;
 
 use tokio_util::sync::CancellationToken;
 
@@ -87,6 +88,16 @@ async fn run(
         listen: rest.listen.clone(),
         source,
     };
+    let security = if rest.enabled {
+        let distributed = matches!(mode, herder::Mode::Distributed);
+        Some(rest::Security::load(&rest, distributed)?)
+    } else {
+        None
+    };
+    if matches!(mode, herder::Mode::Distributed) {
+        kafka::preflight::check_membership(&worker)?;
+    }
+    kafka::preflight::check(&worker).await?;
     // Bound first, so a port of 0 gets its real number into the worker's URL (its id).
     let listener = if rest.enabled {
         Some(
@@ -114,10 +125,11 @@ async fn run(
         },
     );
     let serve = async {
-        let (Ok(cluster), Some(listener)) = (ready_rx.await, listener) else {
+        let (Ok(cluster), Some(listener), Some(security)) = (ready_rx.await, listener, security)
+        else {
             return Ok(());
         };
-        rest::serve(listener, cluster, rest_cancel.clone()).await
+        rest::serve(listener, cluster, security, rest_cancel.clone()).await
     };
     let (herder, served) = tokio::join!(
         async {

@@ -73,6 +73,15 @@ enum Command {
         /// The worker's REST URL.
         #[arg(long, env = "SLUICE_URL", default_value = "http://localhost:8083")]
         url: String,
+        /// Bearer token for a worker with `rest.auth` (an `admin` token for changes).
+        #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// PEM CA certificates trusted for an https URL, in addition to the system's.
+        #[arg(long, env = "SLUICE_CA_FILE")]
+        ca_file: Option<PathBuf>,
+        /// PEM file holding a client certificate and its key, for a worker requiring mTLS.
+        #[arg(long, env = "SLUICE_CLIENT_CERT")]
+        client_cert: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
         #[command(subcommand)]
@@ -119,13 +128,22 @@ fn try_main() -> anyhow::Result<ExitCode> {
         Command::Worker { worker } => run_worker(&worker),
         Command::Connectors {
             url,
+            token,
+            ca_file,
+            client_cert,
             output,
             command,
         } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let text = runtime.block_on(client::run(&url, output == Output::Json, command))?;
+            let access = client::Access {
+                url,
+                token,
+                ca_file,
+                client_cert,
+            };
+            let text = runtime.block_on(client::run(&access, output == Output::Json, command))?;
             emit(&text);
             Ok(ExitCode::SUCCESS)
         }

@@ -11,6 +11,7 @@ mod operations;
 mod postgres_cdc;
 mod reference_docs;
 mod s3_archive;
+mod security;
 mod transforms;
 mod validate_cli;
 mod wasm;

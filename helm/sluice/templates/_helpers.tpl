@@ -91,6 +91,26 @@ restAuth.token (without restAuth.existingSecret). */}}
 {{- end }}
 {{- end }}
 
+{{/* Workers with a token: it is the admin credential of the REST API, and workers sign the writes
+they forward with SLUICE_WORKER_SECRET (from the chart's Secret, derived from the token and the
+release; or restAuth.existingSecretWorkerKey of the existing Secret). */}}
+{{- define "sluice.authEnv" -}}
+{{- if include "sluice.tokenRef" . }}
+- name: SLUICE_REST_TOKENS
+  value: "admin:$(SLUICE_TOKEN)"
+- name: SLUICE_WORKER_SECRET
+  valueFrom:
+    secretKeyRef:
+      {{- if .Values.restAuth.existingSecret }}
+      name: {{ .Values.restAuth.existingSecret }}
+      key: {{ .Values.restAuth.existingSecretWorkerKey }}
+      {{- else }}
+      name: {{ include "sluice.fullname" . }}
+      key: SLUICE_WORKER_SECRET
+      {{- end }}
+{{- end }}
+{{- end }}
+
 {{/* The worker file: values.worker with the cluster defaults and the chart-owned fields. */}}
 {{- define "sluice.workerFile" -}}
 {{- $name := include "sluice.fullname" . }}
@@ -103,6 +123,14 @@ restAuth.token (without restAuth.existingSecret). */}}
 {{- $rest := merge (dict
       "listen" (printf "0.0.0.0:%d" (int .Values.containerPort))
       "advertised_url" "${env:SLUICE_ADVERTISED_URL}") (deepCopy (default dict .Values.worker.rest)) }}
+{{- if include "sluice.tokenRef" . }}
+{{- $_ := set $rest "auth" (merge (deepCopy (default dict (get $rest "auth"))) (dict
+      "tokens_env" "SLUICE_REST_TOKENS"
+      "worker_secret" "${env:SLUICE_WORKER_SECRET}")) }}
+{{- else if not (hasKey $rest "auth") }}
+{{- /* No token: open to whatever reaches the pods, as Kafka Connect is; the worker logs a warning. */}}
+{{- $_ := set $rest "allow_unauthenticated" true }}
+{{- end }}
 {{- $_ := set $worker "cluster" $cluster }}
 {{- $_ := set $worker "rest" $rest }}
 {{- $_ := set $worker "plugins_dir" "/usr/local/lib/sluice/plugins" }}

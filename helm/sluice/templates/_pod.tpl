@@ -54,6 +54,7 @@ spec:
           value: {{ printf "http://$(SLUICE_POD_IP):%d" (int .Values.containerPort) | quote }}
           {{- end }}
         {{- with include "sluice.tokenEnv" . | trim }}{{ . | nindent 8 }}{{ end }}
+        {{- with include "sluice.authEnv" . | trim }}{{ . | nindent 8 }}{{ end }}
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}

@@ -16,8 +16,8 @@ pub use file::{ConfigFile, FileKind, Problem, load_yaml};
 pub use pipeline::{PipelineConfig, pipeline_spec};
 pub use provider::resolve_providers;
 pub use worker::{
-    ClusterSettings, RestSettings, RestartSettings, WorkerConfig, cluster_spec, converter_spec,
-    rest_spec, restart_spec, worker_spec,
+    AuthSettings, ClusterSettings, RestSettings, RestartSettings, TlsSettings, WorkerConfig,
+    auth_spec, cluster_spec, converter_spec, rest_spec, restart_spec, tls_spec, worker_spec,
 };
 
 pub use pipeline::Pipeline;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
-use sluice_connector_api::{ConfigSpec, FieldError, FieldKind, Validator};
+use sluice_connector_api::{ConfigSpec, FieldError, FieldKind, Secret, Validator};
 
 use crate::convert::ConverterConfig;
 
@@ -14,6 +14,7 @@ const DEFAULT_OFFSET_FLUSH_INTERVAL_MS: u64 = 5_000;
 const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
 const DEFAULT_MAX_IN_FLIGHT: i64 = 10_000;
 const DEFAULT_SINK_BATCH: i64 = 1_000;
+const DEFAULT_MAX_BODY_BYTES: i64 = 2 * 1024 * 1024;
 
 /// A worker's configuration (`configs/worker.yaml`).
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +114,51 @@ pub struct RestSettings {
     pub enabled: bool,
     pub listen: String,
     pub advertised_url: Option<String>,
+    /// Serve a non-loopback listener without authentication (refused unless set).
+    pub allow_unauthenticated: bool,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Who may call the API.
+    pub auth: AuthSettings,
+    /// HTTPS, and client certificates when `client_ca_file` is set.
+    pub tls: Option<TlsSettings>,
+}
+
+/// REST authentication: bearer tokens and HTTP basic users, each with a role.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct AuthSettings {
+    /// Lines `<role>:<token>` (role `admin` or `read`); re-read when the file changes.
+    pub tokens_file: Option<PathBuf>,
+    /// Name of an environment variable holding `<role>:<token>` entries (comma or newline
+    /// separated).
+    pub tokens_env: Option<String>,
+    /// htpasswd-style lines `<user>:<bcrypt hash>[:<role>]`; re-read when the file changes.
+    pub basic_file: Option<PathBuf>,
+    /// Serve `/metrics` without credentials.
+    pub metrics_public: bool,
+    /// Shared secret workers sign forwarded requests with (HMAC-SHA256).
+    pub worker_secret: Option<Secret>,
+}
+
+/// HTTPS for the REST API (PEM files).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct TlsSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// CA certificates client certificates must chain to; clients without one are refused.
+    pub client_ca_file: Option<PathBuf>,
+    /// CA certificates trusted for other workers' REST certificates (forwarded requests), in
+    /// addition to the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl AuthSettings {
+    /// Whether any credential is configured.
+    pub fn enabled(&self) -> bool {
+        self.tokens_file.is_some() || self.tokens_env.is_some() || self.basic_file.is_some()
+    }
 }
 
 /// Spec of the `cluster` block.
@@ -145,9 +191,36 @@ pub fn cluster_spec() -> ConfigSpec {
 pub fn rest_spec() -> ConfigSpec {
     ConfigSpec::new()
         .optional("enabled", FieldKind::Bool, true, "Serve the REST API.")
-        .optional("listen", FieldKind::String, "0.0.0.0:8083", "Address the REST API listens on, host:port.")
+        .optional("listen", FieldKind::String, "127.0.0.1:8083", "Address the REST API listens on, host:port. Loopback by default; another address needs `auth` or `allow_unauthenticated: true`.")
         .check(Validator::NonEmpty)
-        .maybe("advertised_url", FieldKind::String, "URL other workers and clients use to reach this worker; http://<host>:<port> of `listen` when unset.")
+        .maybe("advertised_url", FieldKind::String, "URL other workers and clients use to reach this worker; http(s)://<host>:<port> of `listen` when unset.")
+        .optional("allow_unauthenticated", FieldKind::Bool, false, "Serve a non-loopback `listen` address without authentication; without it such a worker refuses to start.")
+        .optional("max_body_bytes", FieldKind::Int, DEFAULT_MAX_BODY_BYTES, "Largest request body accepted, in bytes; larger requests get 413.")
+        .check(Validator::range(1024, 1 << 30))
+        .optional("auth", FieldKind::Object(auth_spec()), json!({}), "Who may call the API: bearer tokens and basic users with a role (`admin` may write, `read` may only GET).")
+        .maybe("tls", FieldKind::Object(tls_spec()), "Serve HTTPS (rustls); with `client_ca_file`, require client certificates (mTLS).")
+}
+
+/// Spec of the `rest.auth` block.
+pub fn auth_spec() -> ConfigSpec {
+    ConfigSpec::new()
+        .maybe("tokens_file", FieldKind::String, "File of `<role>:<token>` lines (role `admin` or `read`, `#` comments); re-read when it changes, so tokens rotate without a restart.")
+        .maybe("tokens_env", FieldKind::String, "Name of an environment variable holding `<role>:<token>` entries, comma or newline separated.")
+        .maybe("basic_file", FieldKind::String, "htpasswd-style file of `<user>:<bcrypt hash>[:<role>]` lines (`htpasswd -nbB user password`); role `read` when omitted; re-read when it changes.")
+        .optional("metrics_public", FieldKind::Bool, true, "Serve `/metrics` without credentials (`/health` is always open, for probes).")
+        .maybe("worker_secret", FieldKind::String, "Shared secret (at least 32 characters) workers sign forwarded writes with; required in distributed mode when tokens or users are set. Use `${file:...}` or `${env:...}`.")
+        .secret()
+}
+
+/// Spec of the `rest.tls` block.
+pub fn tls_spec() -> ConfigSpec {
+    ConfigSpec::new()
+        .required("cert_file", FieldKind::String, "PEM certificate chain of this worker.")
+        .check(Validator::NonEmpty)
+        .required("key_file", FieldKind::String, "PEM private key of `cert_file`.")
+        .check(Validator::NonEmpty)
+        .maybe("client_ca_file", FieldKind::String, "PEM CA certificates that client certificates must chain to; set it to require client certificates (mTLS). Workers then present their own `cert_file` when forwarding.")
+        .maybe("ca_file", FieldKind::String, "PEM CA certificates trusted for other workers' certificates when forwarding, in addition to the system's.")
 }
 
 /// Spec of a `key_converter`/`value_converter` block.
@@ -309,7 +382,8 @@ impl RestSettings {
         } else {
             host.to_owned()
         };
-        format!("http://{host}:{port}")
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{host}:{port}")
     }
 }
 

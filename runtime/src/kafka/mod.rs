@@ -4,6 +4,7 @@
 
 mod consumer;
 pub(crate) mod group_offsets;
+pub(crate) mod preflight;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::config::WorkerConfig;
 use crate::task::{AckContext, AckWindow, SourceProducer};
 
 pub(crate) use consumer::{RebalanceEvent, SinkConsumer, sink_consumer};
+pub use preflight::SecurityFailure;
 
 /// Producer settings the no-loss guarantee depends on.
 const PRODUCER_GUARANTEES: &[(&str, &str)] = &[("enable.idempotence", "true"), ("acks", "all")];

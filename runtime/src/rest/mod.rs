@@ -2,16 +2,21 @@
 //! Connect clients and UIs work unchanged. Writes go to the leader: a follower forwards them.
 
 mod admin;
+mod auth;
 mod connectors;
 mod error;
 pub(crate) mod forward;
 mod offsets;
 mod plugins;
+mod security;
+mod signature;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +24,10 @@ use tracing::info;
 
 use crate::herder::Cluster;
 
+pub use auth::AuthError;
 pub use error::ApiError;
+pub use security::{Security, SecurityError};
+pub use tls::TlsError;
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -27,13 +35,15 @@ pub(crate) struct Api {
     pub cluster: Arc<Cluster>,
     pub kafka_cluster_id: Arc<str>,
     pub http: reqwest::Client,
+    pub auth: Arc<auth::Auth>,
 }
 
-pub fn router(cluster: Arc<Cluster>, kafka_cluster_id: String) -> Router {
+pub fn router(cluster: Arc<Cluster>, kafka_cluster_id: String, security: &Security) -> Router {
     let api = Api {
         cluster,
         kafka_cluster_id: kafka_cluster_id.into(),
-        http: reqwest::Client::new(),
+        http: security.http.clone(),
+        auth: Arc::clone(&security.auth),
     };
     Router::new()
         .route("/", get(connectors::root))
@@ -96,12 +106,18 @@ pub fn router(cluster: Arc<Cluster>, kafka_cluster_id: String) -> Router {
         )
         .fallback(error::not_found)
         .with_state(api)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&security.auth),
+            auth::check,
+        ))
+        .layer(DefaultBodyLimit::max(security.max_body_bytes))
 }
 
 /// Serves the API on `listener` until `cancel` fires.
 pub async fn serve(
     listener: TcpListener,
     cluster: Arc<Cluster>,
+    security: Security,
     cancel: CancellationToken,
 ) -> Result<(), std::io::Error> {
     let addr: SocketAddr = listener.local_addr()?;
@@ -109,7 +125,20 @@ pub async fn serve(
         .await
         .unwrap_or_default();
     info!(%addr, url = %cluster.url, "REST API listening");
-    axum::serve(listener, router(cluster, cluster_id))
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
+    let app = router(cluster, cluster_id, &security);
+    let stop = cancel.clone();
+    let shutdown = async move { stop.cancelled().await };
+    match &security.tls {
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, Arc::clone(config), cancel.clone())?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }

@@ -1,0 +1,914 @@
+//! REST security with real `sluice worker` processes: token and basic roles, rotation, signed
+//! forwarding, mTLS; secrets kept out of REST answers, logs and the internal topics; Kafka SASL
+//! (SCRAM) against a broker that requires it; an open non-loopback listener refused.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use sluice_tests::cluster::wait_async;
+use sluice_tests::{Sluice, bootstrap, free_port, kafka, sluice_bin, unique, wait_for};
+
+const ADMIN: &str = "admin-token-0123456789abcdef";
+const READER: &str = "read-token-0123456789abcdef";
+const WORKER_SECRET: &str = "worker-secret-0123456789abcdef-0123456789";
+
+/// Workers of one group whose `rest:` block holds `rest` (extra lines, two-space indented).
+struct Group {
+    dir: tempfile::TempDir,
+    group: String,
+    workers: Vec<(Sluice, String)>,
+}
+
+impl Group {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            group: unique("secure"),
+            workers: Vec::new(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn worker_file(&self, name: &str, listen: &str, rest: &str) -> PathBuf {
+        let group = &self.group;
+        let file = self.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                "bootstrap_servers: {}\noffset_flush_interval: 200ms\nshutdown_timeout: 20s\n\
+                 cluster:\n  group_id: {group}\n  config_topic: {group}-configs\n  offsets_topic: {group}-offsets\n  \
+                 status_topic: {group}-status\n  offsets_partitions: 2\n  status_partitions: 1\n  heartbeat_interval: 1s\n  \
+                 session_timeout: 6s\nrest:\n  listen: {listen}\n{rest}",
+                bootstrap(),
+            ),
+        )
+        .expect("write worker file");
+        file
+    }
+
+    fn start(&mut self, scheme: &str, rest: &str) {
+        let name = format!("worker-{}", self.workers.len());
+        let port = free_port();
+        let file = self.worker_file(&name, &format!("127.0.0.1:{port}"), rest);
+        let process = Sluice::worker(self.path(), &name, &file);
+        self.workers
+            .push((process, format!("{scheme}://127.0.0.1:{port}")));
+    }
+
+    fn url(&self, i: usize) -> &str {
+        &self.workers[i].1
+    }
+
+    fn logs(&self) -> String {
+        self.workers.iter().map(|(p, _)| p.log_text()).collect()
+    }
+
+    async fn wait_healthy(&self, http: &reqwest::Client) {
+        for (_, url) in &self.workers {
+            let url = format!("{url}/health");
+            wait_async("a worker to join", Duration::from_secs(90), || async {
+                let r = http.get(&url).send().await.ok()?;
+                r.status().is_success().then_some(())
+            })
+            .await;
+        }
+    }
+
+    /// Index of the leader, read off the (public) `/metrics`.
+    async fn leader(&self, http: &reqwest::Client) -> usize {
+        wait_async("a leader", Duration::from_secs(60), || async {
+            for (i, (_, url)) in self.workers.iter().enumerate() {
+                let text = http
+                    .get(format!("{url}/metrics"))
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                if text.lines().any(|l| l == "sluice_is_leader 1") {
+                    return Some(i);
+                }
+            }
+            None
+        })
+        .await
+    }
+}
+
+/// A request; `auth` is a ready Authorization value. Returns status and JSON (or text) body.
+async fn send(
+    http: &reqwest::Client,
+    method: Method,
+    url: &str,
+    auth: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = http.request(method, url);
+    if let Some(auth) = auth {
+        request = request.header("authorization", auth);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("REST request");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+fn datagen(topic: &str) -> Value {
+    json!({"connector.class": "datagen", "tasks.max": "1", "topic": topic, "batch_size": "10", "count": "20"})
+}
+
+/// `sluice connectors ...` with extra env; returns (success, stdout + stderr).
+fn cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut command = Command::new(sluice_bin());
+    command
+        .arg("connectors")
+        .args(args)
+        .env_remove("SLUICE_TOKEN");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().expect("run sluice connectors");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rest_roles_rotation_basic_users_and_only_signed_forwarded_writes() {
+    let mut group = Group::new();
+    let tokens = group.path().join("tokens");
+    std::fs::write(&tokens, format!("admin:{ADMIN}\nread:{READER}\n")).expect("tokens");
+    let users = group.path().join("htpasswd");
+    let hash = bcrypt::hash("alice-pw", 4).expect("bcrypt");
+    let hash_admin = bcrypt::hash("bob-pw", 4).expect("bcrypt");
+    std::fs::write(&users, format!("alice:{hash}\nbob:{hash_admin}:admin\n")).expect("users");
+    let rest = format!(
+        "  auth:\n    tokens_file: {}\n    basic_file: {}\n    worker_secret: {WORKER_SECRET}\n",
+        tokens.display(),
+        users.display()
+    );
+    group.start("http", &rest);
+    group.start("http", &rest);
+    let http = reqwest::Client::new();
+    group.wait_healthy(&http).await;
+    let leader = group.leader(&http).await;
+    let follower = 1 - leader;
+    let list = format!("{}/connectors", group.url(follower));
+
+    // No or wrong credentials: 401 (with a challenge); /health stayed open above.
+    let response = http.get(&list).send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 401);
+    assert!(response.headers().contains_key("www-authenticate"));
+    let (status, _) = send(
+        &http,
+        Method::GET,
+        &list,
+        Some(&bearer("not-a-token-at-all-xx")),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = send(
+        &http,
+        Method::GET,
+        &list,
+        Some(&basic("alice", "wrong")),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // Read-only credentials read, and get 403 on every write.
+    let (status, body) = send(&http, Method::GET, &list, Some(&bearer(READER)), None).await;
+    assert_eq!((status, body), (200, json!([])));
+    let (status, _) = send(
+        &http,
+        Method::GET,
+        &list,
+        Some(&basic("alice", "alice-pw")),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let topic = unique("secure-gen");
+    let create = json!({"name": topic, "config": datagen(&topic)});
+    for auth in [bearer(READER), basic("alice", "alice-pw")] {
+        let (status, body) = send(
+            &http,
+            Method::POST,
+            &list,
+            Some(&auth),
+            Some(create.clone()),
+        )
+        .await;
+        assert_eq!(status, 403, "{body}");
+        let config_url = format!("{list}/{topic}/config");
+        let (status, _) = send(
+            &http,
+            Method::PUT,
+            &config_url,
+            Some(&auth),
+            Some(datagen(&topic)),
+        )
+        .await;
+        assert_eq!(status, 403);
+        let (status, _) = send(
+            &http,
+            Method::DELETE,
+            &format!("{list}/{topic}"),
+            Some(&auth),
+            None,
+        )
+        .await;
+        assert_eq!(status, 403);
+    }
+
+    // An admin write sent to the follower is forwarded, signed, and applied by the leader.
+    let (status, body) = send(
+        &http,
+        Method::POST,
+        &list,
+        Some(&bearer(ADMIN)),
+        Some(create),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let leader_list = format!("{}/connectors", group.url(leader));
+    let (status, body) = send(
+        &http,
+        Method::GET,
+        &leader_list,
+        Some(&basic("bob", "bob-pw")),
+        None,
+    )
+    .await;
+    assert_eq!((status, body), (200, json!([topic.clone()])));
+
+    // Forged forwarded writes: admin credentials without, or with a made-up, worker signature.
+    let forged = unique("forged");
+    let forged_body = json!({"name": forged, "config": datagen(&forged)});
+    let (status, body) = send(
+        &http,
+        Method::POST,
+        &format!("{leader_list}?forward=false"),
+        Some(&bearer(ADMIN)),
+        Some(forged_body.clone()),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("worker signature"),
+        "{body}"
+    );
+    let response = http
+        .post(&leader_list)
+        .header("authorization", bearer(ADMIN))
+        .header("x-sluice-worker-timestamp", "1")
+        .header("x-sluice-worker-signature", "AAAA")
+        .json(&forged_body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 403);
+    let (_, body) = send(&http, Method::GET, &leader_list, Some(&bearer(ADMIN)), None).await;
+    assert_eq!(body, json!([topic.clone()]), "a forged write was applied");
+
+    // Input limits: an oversized body gets 413, malformed JSON a 400 naming line and column.
+    let huge = json!({"name": "huge", "config": {"connector.class": "datagen", "pad": "x".repeat(3 << 20)}});
+    // (Its own client: the server answers before reading the body and closes the connection.)
+    let once = reqwest::Client::new();
+    let (status, _) = send(
+        &once,
+        Method::POST,
+        &leader_list,
+        Some(&bearer(ADMIN)),
+        Some(huge),
+    )
+    .await;
+    assert_eq!(status, 413);
+    let response = http
+        .post(&leader_list)
+        .header("authorization", bearer(ADMIN))
+        .header("content-type", "application/json")
+        .body("{\"name\": \"x\",\n \"config\": {oops}}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.expect("JSON error body");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("line 2 column"), "{body}");
+    let (status, body) = send(
+        &http,
+        Method::POST,
+        &leader_list,
+        Some(&bearer(ADMIN)),
+        Some(json!({"name": "bad/name", "config": datagen("t")})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+
+    // The CLI: refused without a token, works with SLUICE_TOKEN, a read token cannot delete.
+    let url = group.url(follower).to_owned();
+    let (ok, text) = cli(&["--url", &url, "list"], &[]);
+    assert!(!ok && text.contains("HTTP 401"), "{text}");
+    let (ok, text) = cli(&["--url", &url, "list"], &[("SLUICE_TOKEN", ADMIN)]);
+    assert!(ok && text.contains(&topic), "{text}");
+    let (ok, text) = cli(&["--url", &url, "--token", READER, "delete", &topic], &[]);
+    assert!(!ok && text.contains("HTTP 403"), "{text}");
+
+    // Rotation: the file is rewritten; the old admin token stops working, the new one works.
+    let rotated = "admin-rotated-token-fedcba9876543210";
+    std::fs::write(&tokens, format!("read:{READER}\nadmin:{rotated}\n")).expect("rotate");
+    let (status, _) = send(&http, Method::GET, &list, Some(&bearer(ADMIN)), None).await;
+    assert_eq!(status, 401);
+    let (status, _) = send(
+        &http,
+        Method::DELETE,
+        &format!("{list}/{topic}"),
+        Some(&bearer(rotated)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, body) = send(
+        &http,
+        Method::GET,
+        &leader_list,
+        Some(&bearer(rotated)),
+        None,
+    )
+    .await;
+    assert_eq!(body, json!([]));
+
+    let logs = group.logs();
+    for secret in [ADMIN, READER, rotated, WORKER_SECRET, "alice-pw", "bob-pw"] {
+        assert!(!logs.contains(secret), "a credential appears in the logs");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_never_appears_in_rest_output_logs_or_internal_topics() {
+    let mut group = Group::new();
+    group.start("http", "");
+    let http = reqwest::Client::new();
+    group.wait_healthy(&http).await;
+    let base = group.url(0).to_owned();
+
+    // One password given as a file reference (resolved only when the task starts), one
+    // literally: neither may show in answers or logs; the config topic holds the reference.
+    let referenced = "Ref3renced-Passw0rd-a81f";
+    let literal = "L1teral-T0ken-5c2d";
+    let secrets = group.path().join("secrets.properties");
+    std::fs::write(&secrets, format!("http.password={referenced}\n")).expect("secrets");
+    let topic = unique("secret-in");
+    kafka::create_topic(&topic, 1).await;
+    let a = unique("sink-ref");
+    let b = unique("sink-literal");
+    let configs = [
+        (
+            a.clone(),
+            json!({"connector.class": "http-sink", "topics": topic, "value.converter": "org.apache.kafka.connect.json.JsonConverter", "value.converter.schemas.enable": "false", "url": "http://127.0.0.1:9/ingest",
+                   "retry_backoff": "20", "retry_max_backoff": "100", "auth_type": "basic", "auth_username": "svc",
+                   "auth_password": format!("${{file:{}:http.password}}", secrets.display())}),
+        ),
+        (
+            b.clone(),
+            json!({"connector.class": "http-sink", "topics": topic, "value.converter": "org.apache.kafka.connect.json.JsonConverter", "value.converter.schemas.enable": "false", "url": "http://127.0.0.1:9/ingest",
+                   "retry_backoff": "20", "retry_max_backoff": "100", "auth_type": "bearer", "auth_token": literal}),
+        ),
+    ];
+    let mut answers = String::new();
+    for (name, config) in &configs {
+        let (status, body) = send(
+            &http,
+            Method::POST,
+            &format!("{base}/connectors"),
+            None,
+            Some(json!({"name": name, "config": config})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        answers.push_str(&body.to_string());
+        let (status, body) = send(
+            &http,
+            Method::PUT,
+            &format!("{base}/connector-plugins/http-sink/config/validate"),
+            None,
+            Some(config.clone()),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        answers.push_str(&body.to_string());
+    }
+    for name in [&a, &b] {
+        wait_async("the sink to run", Duration::from_secs(60), || async {
+            let (_, status) = send(
+                &http,
+                Method::GET,
+                &format!("{base}/connectors/{name}/status"),
+                None,
+                None,
+            )
+            .await;
+            (status["tasks"][0]["state"] == "RUNNING").then_some(())
+        })
+        .await;
+        for path in ["", "/config", "/status", "/tasks", "/offsets"] {
+            let (_, body) = send(
+                &http,
+                Method::GET,
+                &format!("{base}/connectors/{name}{path}"),
+                None,
+                None,
+            )
+            .await;
+            answers.push_str(&body.to_string());
+        }
+    }
+    let (_, body) = send(
+        &http,
+        Method::GET,
+        &format!("{base}/connectors?expand=info&expand=status"),
+        None,
+        None,
+    )
+    .await;
+    answers.push_str(&body.to_string());
+    // What was shown is the mask: the answers are about these connectors.
+    assert!(
+        answers.contains("[hidden]") && answers.contains(&a),
+        "{answers}"
+    );
+    // A record makes the tasks use their credentials (the endpoint refuses the connection).
+    kafka::produce(
+        &kafka::producer(),
+        &topic,
+        [("k".to_owned(), "{\"v\":1}".to_owned())],
+    )
+    .await;
+    // Each sink then fails to send it and, after a few quiet retries, says so in the log.
+    // (Their retry lines carry no connector name; one line per task at attempt 4.)
+    let tried = |logs: &str| {
+        logs.lines()
+            .filter(|l| l.contains("request failed; retrying") && l.contains("attempt=4 "))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while tried(&group.logs()) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sinks did not try the endpoint: {}",
+            group.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let group_name = group.group.clone();
+    let (configs_raw, status_raw) = tokio::task::spawn_blocking(move || {
+        let raw = |topic: &str| -> Vec<u8> {
+            kafka::read_all(topic)
+                .into_iter()
+                .flat_map(|r| [r.key.unwrap_or_default(), r.value.unwrap_or_default()].concat())
+                .collect()
+        };
+        (
+            raw(&format!("{group_name}-configs")),
+            raw(&format!("{group_name}-status")),
+        )
+    })
+    .await
+    .expect("read topics");
+    let contains =
+        |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(
+        contains(&configs_raw, "http.password}"),
+        "the config topic should hold the reference"
+    );
+    assert!(
+        !contains(&configs_raw, referenced),
+        "the resolved password is in the config topic"
+    );
+    assert!(!contains(&status_raw, referenced) && !contains(&status_raw, literal));
+    for secret in [referenced, literal] {
+        assert!(
+            !answers.contains(secret),
+            "{secret} in a REST answer: {answers}"
+        );
+    }
+    let logs = group.logs();
+    assert!(logs.contains(&a), "the log is about these connectors");
+    for secret in [referenced, literal] {
+        assert!(!logs.contains(secret), "{secret} in the log");
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with `openssl`.
+fn certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=sluice-test-ca",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("ext");
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
+    for (name, ext) in [("server", "server.ext"), ("client", "client.ext")] {
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+        ]);
+    }
+    // Workers present their server certificate as client identity too; allow both uses.
+    std::fs::write(
+        dir.join("worker.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "worker.ext",
+    ]);
+    let bundle = [
+        std::fs::read(dir.join("client.pem")).expect("pem"),
+        std::fs::read(dir.join("client.key")).expect("key"),
+    ]
+    .concat();
+    std::fs::write(dir.join("client-bundle.pem"), bundle).expect("bundle");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mtls_refuses_clients_without_a_certificate_and_workers_forward_with_theirs() {
+    let mut group = Group::new();
+    let certs = group.path().join("certs");
+    std::fs::create_dir(&certs).expect("certs dir");
+    certificates(&certs);
+    let c = |f: &str| certs.join(f).display().to_string();
+    let rest = format!(
+        "  tls:\n    cert_file: {}\n    key_file: {}\n    client_ca_file: {}\n    ca_file: {}\n",
+        c("server.pem"),
+        c("server.key"),
+        c("ca.pem"),
+        c("ca.pem")
+    );
+    group.start("https", &rest);
+    group.start("https", &rest);
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.join("ca.pem")).expect("ca"))
+        .expect("ca pem");
+    let identity = reqwest::Identity::from_pem(
+        &std::fs::read(certs.join("client-bundle.pem")).expect("bundle"),
+    )
+    .expect("identity");
+    let with_cert = reqwest::Client::builder()
+        .tls_certs_merge([ca.clone()])
+        .identity(identity)
+        .build()
+        .expect("client");
+    let without_cert = reqwest::Client::builder()
+        .tls_certs_merge([ca])
+        .build()
+        .expect("client");
+    group.wait_healthy(&with_cert).await;
+    let leader = group.leader(&with_cert).await;
+    let follower = 1 - leader;
+
+    let health = format!("{}/connectors", group.url(follower));
+    assert!(
+        without_cert.get(&health).send().await.is_err(),
+        "a client without a certificate was served"
+    );
+    let plain = health.replace("https://", "http://");
+    assert!(reqwest::get(&plain).await.is_err(), "plain HTTP was served");
+    let (status, _) = send(&with_cert, Method::GET, &health, None, None).await;
+    assert_eq!(status, 200);
+
+    // A write to the follower reaches the leader over mTLS with the follower's certificate.
+    let topic = unique("tls-gen");
+    let (status, body) = send(
+        &with_cert,
+        Method::POST,
+        &health,
+        None,
+        Some(json!({"name": topic, "config": datagen(&topic)})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, body) = send(
+        &with_cert,
+        Method::GET,
+        &format!("{}/connectors", group.url(leader)),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(body, json!([topic.clone()]));
+
+    let url = group.url(follower).to_owned();
+    let (ok, text) = cli(
+        &[
+            "--url",
+            &url,
+            "--ca-file",
+            &c("ca.pem"),
+            "--client-cert",
+            &c("client-bundle.pem"),
+            "list",
+        ],
+        &[],
+    );
+    assert!(ok && text.contains(&topic), "{text}");
+    let (ok, _) = cli(&["--url", &url, "--ca-file", &c("ca.pem"), "list"], &[]);
+    assert!(!ok, "the CLI without a client certificate was served");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_non_loopback_listener_is_refused_unless_allowed() {
+    let group = Group::new();
+    let port = free_port();
+    let file = group.worker_file("open", &format!("0.0.0.0:{port}"), "");
+    let mut refused = Sluice::worker(group.path(), "open", &file);
+    assert!(!refused.wait_exit(Duration::from_secs(60)));
+    let log = refused.log_text();
+    assert!(
+        log.contains("is not a loopback address") && log.contains("allow_unauthenticated"),
+        "{log}"
+    );
+
+    let file = group.worker_file(
+        "allowed",
+        &format!("0.0.0.0:{port}"),
+        "  allow_unauthenticated: true\n",
+    );
+    let mut allowed = Sluice::worker(group.path(), "allowed", &file);
+    let url = format!("http://127.0.0.1:{port}/health");
+    wait_async("the allowed worker", Duration::from_secs(90), || async {
+        reqwest::get(&url)
+            .await
+            .ok()?
+            .status()
+            .is_success()
+            .then_some(())
+    })
+    .await;
+    assert!(allowed.is_running());
+    assert!(
+        allowed
+            .log_text()
+            .contains("without authentication on a non-loopback address")
+    );
+}
+
+/// A nisshi broker that requires SASL/SCRAM, with user `sluice`. nisshi implements
+/// SCRAM-SHA-256/512 only (no SASL/PLAIN), so SCRAM is what is tested against a broker.
+struct ScramBroker {
+    _dir: tempfile::TempDir,
+    child: std::process::Child,
+    address: String,
+}
+
+impl Drop for ScramBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nisshi() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(sluice_tests::repo_root().join("scripts/install-broker.sh"))
+        .output()
+        .expect("install-broker.sh");
+    PathBuf::from(String::from_utf8(out.stdout).expect("path").trim())
+}
+
+fn scram_broker(password: &str) -> ScramBroker {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let address = format!("127.0.0.1:{}", free_port());
+    let url = format!("tcp://{address}");
+    let spawn = |auth: bool| {
+        let mut command = Command::new(nisshi());
+        command
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://nisshi.db", "--silent"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if auth {
+            command.arg("--authentication");
+        }
+        command.spawn().expect("start nisshi")
+    };
+    // The user is created while the broker is still open, then it restarts requiring SASL.
+    let mut open = spawn(false);
+    wait_for("the user to be created", Duration::from_secs(60), || {
+        let out = Command::new(nisshi())
+            .args(["user", "create", "--broker", &url, "sluice", password])
+            .output()
+            .ok()?;
+        out.status.success().then_some(())
+    });
+    let _ = open.kill();
+    let _ = open.wait();
+    let child = spawn(true);
+    ScramBroker {
+        _dir: dir,
+        child,
+        address,
+    }
+}
+
+fn sasl_client(address: &str, password: &str) -> rdkafka::ClientConfig {
+    let mut config = rdkafka::ClientConfig::new();
+    config
+        .set("bootstrap.servers", address)
+        .set("security.protocol", "SASL_PLAINTEXT")
+        .set("sasl.mechanism", "SCRAM-SHA-512")
+        .set("sasl.username", "sluice")
+        .set("sasl.password", password)
+        .set("log_level", "0");
+    config
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_authenticates_with_sasl_scram_and_a_wrong_password_is_reported_as_such() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let password = "scram-Passw0rd-19a7";
+    let broker = scram_broker(password);
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        sasl_client(&broker.address, password)
+            .create()
+            .expect("admin");
+    let topic = unique("sasl");
+    wait_async(
+        "the SASL broker to create a topic",
+        Duration::from_secs(60),
+        || async {
+            let r = admin
+                .create_topics(
+                    [&NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+                    &AdminOptions::new(),
+                )
+                .await
+                .ok()?;
+            r.into_iter().all(|r| r.is_ok()).then_some(())
+        },
+    )
+    .await;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let worker = |pw: &str| {
+        let path = dir.path().join(format!("worker-{pw}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "bootstrap_servers: {}\noffsets_file: {}\noffset_flush_interval: 100ms\nrest:\n  listen: 127.0.0.1:0\n\
+                 kafka:\n  security.protocol: SASL_PLAINTEXT\n  sasl.mechanism: SCRAM-SHA-512\n  sasl.username: sluice\n  sasl.password: {pw}\n",
+                broker.address,
+                dir.path().join("offsets.json").display()
+            ),
+        )
+        .expect("worker file");
+        path
+    };
+    let pipeline = dir.path().join("gen.yaml");
+    std::fs::write(&pipeline, format!("name: {topic}-gen\nconnector: datagen\nconfig: {{topic: {topic}, count: 100, batch_size: 50}}\n")).expect("pipeline");
+
+    let good = Sluice::run(dir.path(), &worker(password), &[&pipeline]);
+    let consumer: BaseConsumer = sasl_client(&broker.address, password)
+        .create()
+        .expect("consumer");
+    let end = wait_for("100 records through SASL", Duration::from_secs(90), || {
+        let (_, high) = consumer
+            .fetch_watermarks(&topic, 0, Duration::from_secs(5))
+            .ok()?;
+        (high >= 100).then_some(high)
+    });
+    assert_eq!(end, 100);
+    drop(good);
+
+    // Distributed mode cannot join a group over SASL yet, and says so at start.
+    let mut distributed = Sluice::worker(dir.path(), "sasl-worker", &worker(password));
+    assert!(!distributed.wait_exit(Duration::from_secs(60)));
+    let log = distributed.log_text();
+    assert!(
+        log.contains("not supported in distributed mode yet"),
+        "{log}"
+    );
+
+    let mut bad = Sluice::run(dir.path(), &worker("wrong-password"), &[&pipeline]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while bad.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a worker with a wrong password kept running: {}",
+            bad.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!bad.wait_exit(Duration::from_secs(1)));
+    let log = bad.log_text();
+    assert!(log.contains("cannot authenticate to Kafka"), "{log}");
+    assert!(
+        !log.contains(password) && !log.contains("wrong-password"),
+        "a password is in the log"
+    );
+}
