@@ -34,6 +34,8 @@ pub enum Error {
     ConnectorFailed { connector: String, trace: String },
     #[error("every task failed; see the errors above")]
     AllTasksFailed,
+    #[error("worker group membership: {0}")]
+    Membership(String),
 }
 
 /// Why a task stopped with a failure. The message is what its status shows.

@@ -774,6 +774,12 @@ fn nisshi() -> PathBuf {
 }
 
 fn scram_broker(password: &str) -> ScramBroker {
+    scram_broker_with(password, None)
+}
+
+/// A SCRAM broker; with `tls`, a directory holding `server.pem` and `server.key` (from
+/// [`certificates`]), it accepts only TLS connections.
+fn scram_broker_with(password: &str, tls: Option<&Path>) -> ScramBroker {
     let dir = tempfile::tempdir().expect("temp dir");
     let address = format!("127.0.0.1:{}", free_port());
     let url = format!("tcp://{address}");
@@ -793,6 +799,13 @@ fn scram_broker(password: &str) -> ScramBroker {
             .stderr(std::process::Stdio::null());
         if auth {
             command.arg("--authentication");
+            if let Some(tls) = tls {
+                command
+                    .arg("--cert")
+                    .arg(tls.join("server.pem"))
+                    .arg("--key")
+                    .arg(tls.join("server.key"));
+            }
         }
         command.spawn().expect("start nisshi")
     };
@@ -813,6 +826,121 @@ fn scram_broker(password: &str) -> ScramBroker {
         child,
         address,
     }
+}
+
+/// Waits for a distributed worker at `url` to join its group, then creates a datagen connector
+/// writing `count` records to `topic`.
+async fn distributed_datagen(url: &str, topic: &str, count: u64, worker: &Sluice) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let healthy = match reqwest::get(format!("{url}/health")).await {
+            Ok(r) => r.status().is_success(),
+            Err(_) => false,
+        };
+        if healthy {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker did not join its group: {}",
+            worker.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let response = reqwest::Client::new()
+        .put(format!("{url}/connectors/{topic}-more/config"))
+        .json(&serde_json::json!({"connector.class": "datagen", "topic": topic, "count": count}))
+        .send()
+        .await
+        .expect("create the connector");
+    assert_eq!(response.status().as_u16(), 201);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_distributed_worker_joins_over_sasl_ssl() {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let tls = tempfile::tempdir().expect("temp dir");
+    certificates(tls.path());
+    // `nisshi user create` makes SCRAM-SHA-512 credentials (SHA-256 is unit-tested).
+    let password = "scram-ssl-Passw0rd";
+    let broker = scram_broker_with(password, Some(tls.path()));
+    let ca = tls.path().join("ca.pem");
+    let mut client = sasl_client(&broker.address, password);
+    client
+        .set("security.protocol", "SASL_SSL")
+        .set("ssl.ca.location", ca.display().to_string());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let topic = unique("sasl-ssl");
+    let group = unique("sasl-ssl-group");
+    let port = free_port();
+    let worker = dir.path().join("worker.yaml");
+    std::fs::write(
+        &worker,
+        format!(
+            "bootstrap_servers: {}\noffset_flush_interval: 100ms\nrest:\n  listen: 127.0.0.1:{port}\n\
+             cluster:\n  group_id: {group}\n  config_topic: {group}-configs\n  offsets_topic: {group}-offsets\n  \
+             status_topic: {group}-status\n  offsets_partitions: 2\n\
+             kafka:\n  security.protocol: SASL_SSL\n  sasl.mechanism: SCRAM-SHA-512\n  sasl.username: sluice\n  \
+             sasl.password: {password}\n  ssl.ca.location: {}\n",
+            broker.address,
+            ca.display()
+        ),
+    )
+    .expect("worker file");
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        client.create().expect("admin");
+    wait_async(
+        "the topic over SASL_SSL",
+        Duration::from_secs(60),
+        || async {
+            let r = admin
+                .create_topics(
+                    [&rdkafka::admin::NewTopic::new(
+                        &topic,
+                        1,
+                        rdkafka::admin::TopicReplication::Fixed(1),
+                    )],
+                    &rdkafka::admin::AdminOptions::new(),
+                )
+                .await
+                .ok()?;
+            r.into_iter().all(|r| r.is_ok()).then_some(())
+        },
+    )
+    .await;
+    let sluice = Sluice::worker(dir.path(), "sasl-ssl-worker", &worker);
+    distributed_datagen(&format!("http://127.0.0.1:{port}"), &topic, 80, &sluice).await;
+    let consumer: BaseConsumer = client.create().expect("consumer");
+    let end = wait_for("80 records over SASL_SSL", Duration::from_secs(90), || {
+        let (_, high) = consumer
+            .fetch_watermarks(&topic, 0, Duration::from_secs(5))
+            .ok()?;
+        (high >= 80).then_some(high)
+    });
+    let status = reqwest::get(format!(
+        "http://127.0.0.1:{port}/connectors/{topic}-more/status"
+    ))
+    .await
+    .expect("status")
+    .text()
+    .await
+    .expect("status text");
+    assert!(status.contains("RUNNING"), "{status}");
+    assert_eq!(end, 80, "{}", sluice.log_text());
+
+    // Without the CA the broker's certificate is not trusted: the worker says so and stops.
+    let untrusting = dir.path().join("untrusting.yaml");
+    let text = std::fs::read_to_string(&worker).expect("worker file");
+    std::fs::write(
+        &untrusting,
+        text.replace(&format!("  ssl.ca.location: {}\n", ca.display()), "")
+            .replace(&format!("listen: 127.0.0.1:{port}"), "listen: 127.0.0.1:0"),
+    )
+    .expect("worker file");
+    let mut refused = Sluice::worker(dir.path(), "untrusting-worker", &untrusting);
+    assert!(!refused.wait_exit(Duration::from_secs(90)));
+    let log = refused.log_text();
+    assert!(log.contains("TLS") || log.contains("certificate"), "{log}");
 }
 
 fn sasl_client(address: &str, password: &str) -> rdkafka::ClientConfig {
@@ -885,14 +1013,36 @@ async fn a_worker_authenticates_with_sasl_scram_and_a_wrong_password_is_reported
     assert_eq!(end, 100);
     drop(good);
 
-    // Distributed mode cannot join a group over SASL yet, and says so at start.
-    let mut distributed = Sluice::worker(dir.path(), "sasl-worker", &worker(password));
-    assert!(!distributed.wait_exit(Duration::from_secs(60)));
-    let log = distributed.log_text();
-    assert!(
-        log.contains("not supported in distributed mode yet"),
-        "{log}"
+    // Distributed mode joins its group over SASL too, and runs a connector.
+    let distributed_worker = dir.path().join("distributed.yaml");
+    let group = unique("sasl-group");
+    let port = free_port();
+    std::fs::write(
+        &distributed_worker,
+        format!(
+            "bootstrap_servers: {}\noffset_flush_interval: 100ms\nrest:\n  listen: 127.0.0.1:{port}\n\
+             cluster:\n  group_id: {group}\n  config_topic: {group}-configs\n  offsets_topic: {group}-offsets\n  \
+             status_topic: {group}-status\n  offsets_partitions: 2\n\
+             kafka:\n  security.protocol: SASL_PLAINTEXT\n  sasl.mechanism: SCRAM-SHA-512\n  sasl.username: sluice\n  sasl.password: {password}\n",
+            broker.address
+        ),
+    )
+    .expect("worker file");
+    let distributed = Sluice::worker(dir.path(), "sasl-worker", &distributed_worker);
+    let url = format!("http://127.0.0.1:{port}");
+    distributed_datagen(&url, &topic, 50, &distributed).await;
+    let end = wait_for(
+        "50 more records from the distributed worker",
+        Duration::from_secs(90),
+        || {
+            let (_, high) = consumer
+                .fetch_watermarks(&topic, 0, Duration::from_secs(5))
+                .ok()?;
+            (high >= 150).then_some(high)
+        },
     );
+    assert_eq!(end, 150, "{}", distributed.log_text());
+    drop(distributed);
 
     let mut bad = Sluice::run(dir.path(), &worker("wrong-password"), &[&pipeline]);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -22,6 +22,7 @@ use super::ClusterError;
 use super::assignment::{MemberAssignment, MemberMetadata, PROTOCOL, Work};
 use super::assignor::{AssignorState, assign};
 use super::protocol::Connection;
+use super::security::KafkaSecurity;
 
 const JOIN_VERSION: i16 = 5;
 const SYNC_VERSION: i16 = 3;
@@ -53,6 +54,8 @@ pub struct MemberConfig {
     pub rebalance_timeout: Duration,
     pub heartbeat_interval: Duration,
     pub scheduled_rebalance_max_delay: Duration,
+    /// TLS and SASL of the membership's connections (the worker's `kafka:` settings).
+    pub security: KafkaSecurity,
 }
 
 /// What the membership loop tells the herder.
@@ -202,6 +205,7 @@ impl Member {
             &self.config.bootstrap_servers,
             &self.config.group_id,
             &self.config.client_id,
+            &self.config.security,
         )
         .await
     }
@@ -489,13 +493,20 @@ pub(crate) async fn find_coordinator(
     bootstrap_servers: &str,
     group_id: &str,
     client_id: &str,
+    security: &KafkaSecurity,
 ) -> Result<Connection, ClusterError> {
     let mut last = None;
     for address in bootstrap_servers.split(',') {
         let address = address.trim();
-        let mut conn = match timeout(DISCOVERY_TIMEOUT, Connection::open(address, client_id)).await
+        let mut conn = match timeout(
+            DISCOVERY_TIMEOUT,
+            Connection::open(address, client_id, security),
+        )
+        .await
         {
             Ok(Ok(conn)) => conn,
+            // Wrong credentials or certificates fail the same way on every server.
+            Ok(Err(e @ (ClusterError::Auth(_) | ClusterError::Tls { .. }))) => return Err(e),
             Ok(Err(e)) => {
                 last = Some(e);
                 continue;
@@ -539,11 +550,12 @@ pub(crate) async fn find_coordinator(
         return if coordinator == conn.address() {
             Ok(conn)
         } else {
-            timeout(DISCOVERY_TIMEOUT, Connection::open(&coordinator, client_id))
-                .await
-                .map_err(|_| {
-                    ClusterError::Protocol(format!("connecting to {coordinator} timed out"))
-                })?
+            timeout(
+                DISCOVERY_TIMEOUT,
+                Connection::open(&coordinator, client_id, security),
+            )
+            .await
+            .map_err(|_| ClusterError::Protocol(format!("connecting to {coordinator} timed out")))?
         };
     }
     Err(last.unwrap_or_else(|| ClusterError::Protocol("no bootstrap servers".into())))

@@ -6,11 +6,13 @@ mod assignor;
 mod member;
 mod offsets;
 mod protocol;
+mod security;
 
 pub use assignment::{MemberAssignment, MemberMetadata, TaskId, Work};
 pub use assignor::configured_work;
 pub use member::{LeaderContext, Member, MemberCommand, MemberConfig, MemberEvent};
 pub use offsets::delete_committed_offsets;
+pub use security::KafkaSecurity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -32,6 +34,10 @@ pub enum ClusterError {
     Broker { request: &'static str, code: i16 },
     #[error("{0}")]
     Protocol(String),
+    #[error("{0}")]
+    Auth(String),
+    #[error("TLS with Kafka at {address} failed: {reason}")]
+    Tls { address: String, reason: String },
     #[error("{0}")]
     Unsupported(String),
     #[error("config store: {0}")]

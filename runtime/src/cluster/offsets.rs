@@ -9,15 +9,17 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::ClusterError;
 use super::member::find_coordinator;
+use super::security::KafkaSecurity;
 
 /// Deletes `group`'s committed offsets of `partitions` (topic, partition). The group must have
 /// no members subscribed to those topics (a stopped sink connector's group has none).
 pub async fn delete_committed_offsets(
     bootstrap_servers: &str,
+    security: &KafkaSecurity,
     group: &str,
     partitions: &[(String, i32)],
 ) -> Result<(), ClusterError> {
-    let mut conn = find_coordinator(bootstrap_servers, group, "sluice-offsets").await?;
+    let mut conn = find_coordinator(bootstrap_servers, group, "sluice-offsets", security).await?;
     let versions = conn.send(&ApiVersionsRequest::default(), 0).await?;
     if !versions
         .api_keys

@@ -19,8 +19,8 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use super::launch::{Started, TaskHooks, TaskRun, start_connector, task_run};
 use crate::cluster::{
-    ClusterError, LeaderContext, Member, MemberAssignment, MemberCommand, MemberConfig,
-    MemberEvent, MemberMetadata, TaskId, Work, configured_work,
+    ClusterError, KafkaSecurity, LeaderContext, Member, MemberAssignment, MemberCommand,
+    MemberConfig, MemberEvent, MemberMetadata, TaskId, Work, configured_work,
 };
 use crate::config::{
     Pipeline, WorkerConfig, flat_from_pipeline_settings, pipeline_from_flat, resolve_providers,
@@ -314,6 +314,8 @@ pub async fn run_herder(
                     scheduled_rebalance_max_delay: Duration::from_millis(
                         settings.scheduled_rebalance_max_delay,
                     ),
+                    security: KafkaSecurity::from_settings(&worker.kafka)
+                        .map_err(|e| Error::Membership(e.to_string()))?,
                 },
                 local_rx,
                 Arc::new(LeaderView(configs.clone(), led.clone())),

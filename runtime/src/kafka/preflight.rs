@@ -34,10 +34,7 @@ pub enum SecurityFailure {
          broker's certificate"
     )]
     Tls { bootstrap: String, reason: String },
-    #[error(
-        "security.protocol {0} is not supported in distributed mode yet: group membership speaks \
-         the Kafka protocol over plain TCP (librdkafka clients support it; `sluice run` works)"
-    )]
+    #[error("distributed mode's group membership cannot use these Kafka settings: {0}")]
     MembershipUnsupported(String),
     #[error("kafka client: {0}")]
     Client(#[from] KafkaError),
@@ -53,13 +50,13 @@ fn protocol(worker: &WorkerConfig) -> String {
         .to_ascii_uppercase()
 }
 
-/// Distributed mode's group membership (`cluster::protocol`) has no TLS or SASL yet: refuse
-/// such a worker at start rather than let it fail to join.
+/// Distributed mode's group membership (`cluster::protocol`) speaks the Kafka protocol itself:
+/// its TLS and SASL settings must be ones it supports (PLAIN, SCRAM-SHA-256/512; certificates
+/// from files), checked before anything starts.
 pub(crate) fn check_membership(worker: &WorkerConfig) -> Result<(), SecurityFailure> {
-    match protocol(worker) {
-        p if p == "PLAINTEXT" => Ok(()),
-        p => Err(SecurityFailure::MembershipUnsupported(p)),
-    }
+    crate::cluster::KafkaSecurity::from_settings(&worker.kafka)
+        .map(drop)
+        .map_err(|e| SecurityFailure::MembershipUnsupported(e.to_string()))
 }
 
 type Seen = Arc<Mutex<Option<(RDKafkaErrorCode, String)>>>;

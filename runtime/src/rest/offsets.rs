@@ -201,6 +201,10 @@ pub(crate) async fn alter_offsets(
             if !resets.is_empty() {
                 crate::cluster::delete_committed_offsets(
                     &api.cluster.worker_config().bootstrap_servers,
+                    &crate::cluster::KafkaSecurity::from_settings(
+                        &api.cluster.worker_config().kafka,
+                    )
+                    .map_err(ApiError::internal)?,
                     &format!("connect-{name}"),
                     &resets,
                 )
