@@ -151,7 +151,15 @@ impl Value {
     /// a JSON tree first (the same text, except that a map with repeated string keys keeps
     /// every entry).
     pub fn to_plain_json_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(&PlainJson(self)).unwrap_or_default()
+        let mut out = Vec::new();
+        self.write_plain_json(&mut out);
+        out
+    }
+
+    /// Appends [`Self::to_plain_json_bytes`] to `out`.
+    pub fn write_plain_json(&self, out: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail: every value has a JSON form.
+        let _ = serde_json::to_writer(out, &PlainJson(self));
     }
 
     pub fn as_struct(&self) -> Option<&Struct> {
@@ -391,6 +399,11 @@ impl Struct {
 
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()
+    }
+
+    /// The value of the field at position `i`, in insertion order, to change in place.
+    pub fn value_at_mut(&mut self, i: usize) -> Option<&mut Value> {
+        self.fields.get_mut(i).map(|(_, v)| v)
     }
 }
 
