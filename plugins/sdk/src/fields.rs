@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// A field name, borrowed from the input unless it had escapes.
@@ -30,26 +30,52 @@ impl<'de> serde::Deserialize<'de> for Name<'de> {
     }
 }
 
-/// The top-level fields of a JSON object, in order, as raw JSON text.
-struct Fields<'a>(Vec<(Name<'a>, &'a RawValue)>);
+/// Writes a JSON object to `out` member by member as it is read, each value either as it was
+/// or as `edit` replaces it.
+struct Edit<'o, F> {
+    out: &'o mut Vec<u8>,
+    edit: F,
+}
 
-impl<'de> serde::Deserialize<'de> for Fields<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Fields<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
+impl<'de, 'a, F> DeserializeSeed<'de> for Edit<'_, F>
+where
+    F: FnMut(&str, &RawValue) -> Option<Cow<'a, str>>,
+{
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, 'a, F> Visitor<'de> for Edit<'_, F>
+where
+    F: FnMut(&str, &RawValue) -> Option<Cow<'a, str>>,
+{
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        self.out.push(b'{');
+        let mut first = true;
+        while let Some((name, raw)) = map.next_entry::<Name<'de>, &'de RawValue>()? {
+            if !first {
+                self.out.push(b',');
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(entry) = map.next_entry::<Name<'de>, &'de RawValue>()? {
-                    fields.push(entry);
-                }
-                Ok(Fields(fields))
+            first = false;
+            // Writing a str into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *self.out, name.0.as_ref());
+            self.out.push(b':');
+            match (self.edit)(&name.0, raw) {
+                Some(new) => self.out.extend_from_slice(new.as_bytes()),
+                None => self.out.extend_from_slice(raw.get().as_bytes()),
             }
         }
-        d.deserialize_map(V)
+        self.out.push(b'}');
+        Ok(())
     }
 }
 
@@ -57,24 +83,17 @@ impl<'de> serde::Deserialize<'de> for Fields<'de> {
 /// was (compact). `None` when `json` is not a JSON object.
 pub fn edit_fields<'a>(
     json: &[u8],
-    mut edit: impl FnMut(&str, &RawValue) -> Option<Cow<'a, str>>,
+    edit: impl FnMut(&str, &RawValue) -> Option<Cow<'a, str>>,
 ) -> Option<Vec<u8>> {
-    let Fields(fields) = serde_json::from_slice(json).ok()?;
     let mut out = Vec::with_capacity(json.len() + 16);
-    out.push(b'{');
-    for (i, (name, raw)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        // Writing a str into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut out, name.0.as_ref());
-        out.push(b':');
-        match edit(&name.0, raw) {
-            Some(new) => out.extend_from_slice(new.as_bytes()),
-            None => out.extend_from_slice(raw.get().as_bytes()),
-        }
+    let mut de = serde_json::Deserializer::from_slice(json);
+    Edit {
+        out: &mut out,
+        edit,
     }
-    out.push(b'}');
+    .deserialize(&mut de)
+    .ok()?;
+    de.end().ok()?;
     Some(out)
 }
 
