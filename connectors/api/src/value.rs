@@ -151,7 +151,15 @@ impl Value {
     /// a JSON tree first (the same text, except that a map with repeated string keys keeps
     /// every entry).
     pub fn to_plain_json_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(&PlainJson(self)).unwrap_or_default()
+        let mut out = Vec::new();
+        self.write_plain_json(&mut out);
+        out
+    }
+
+    /// Appends [`Self::to_plain_json_bytes`] to `out`.
+    pub fn write_plain_json(&self, out: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail: every value has a JSON form.
+        let _ = serde_json::to_writer(out, &PlainJson(self));
     }
 
     pub fn as_struct(&self) -> Option<&Struct> {
@@ -392,6 +400,11 @@ impl Struct {
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()
     }
+
+    /// The value of the field at position `i`, in insertion order, to change in place.
+    pub fn value_at_mut(&mut self, i: usize) -> Option<&mut Value> {
+        self.fields.get_mut(i).map(|(_, v)| v)
+    }
 }
 
 impl FromIterator<(String, Value)> for Struct {
@@ -424,7 +437,11 @@ impl Decimal {
             return None;
         }
         let digits = format!("{int_part}{frac_part}");
-        let unscaled: BigInt = digits.parse().ok()?;
+        // Most decimals fit 64 bits: those skip the arbitrary-precision parse.
+        let unscaled = match digits.parse::<i64>() {
+            Ok(small) => BigInt::from(small),
+            Err(_) => digits.parse().ok()?,
+        };
         Some(Self {
             unscaled,
             scale: i32::try_from(frac_part.len()).ok()?,
@@ -446,29 +463,38 @@ impl Decimal {
 
 impl fmt::Display for Decimal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let digits = self.unscaled.magnitude().to_string();
-        let sign = if self.unscaled.sign() == num_bigint::Sign::Minus {
-            "-"
-        } else {
-            ""
+        let magnitude = self.unscaled.magnitude();
+        // Most decimals fit 64 bits: those skip the arbitrary-precision conversion.
+        let mut words = magnitude.iter_u64_digits();
+        let digits = match (words.next(), words.next()) {
+            (None, _) => String::from("0"),
+            (Some(word), None) => word.to_string(),
+            _ => magnitude.to_string(),
         };
+        if self.unscaled.sign() == num_bigint::Sign::Minus {
+            f.write_str("-")?;
+        }
         if self.scale <= 0 {
-            let zeros = "0".repeat(self.scale.unsigned_abs() as usize);
-            let digits = if digits == "0" {
-                String::from("0")
-            } else {
-                format!("{digits}{zeros}")
-            };
-            return write!(f, "{sign}{digits}");
+            f.write_str(&digits)?;
+            if digits != "0" {
+                for _ in 0..self.scale.unsigned_abs() {
+                    f.write_str("0")?;
+                }
+            }
+            return Ok(());
         }
         let scale = self.scale as usize;
-        let padded = if digits.len() <= scale {
-            format!("{}{digits}", "0".repeat(scale - digits.len() + 1))
-        } else {
-            digits
-        };
-        let (int_part, frac_part) = padded.split_at(padded.len() - scale);
-        write!(f, "{sign}{int_part}.{frac_part}")
+        if digits.len() <= scale {
+            f.write_str("0.")?;
+            for _ in digits.len()..scale {
+                f.write_str("0")?;
+            }
+            return f.write_str(&digits);
+        }
+        let (int_part, frac_part) = digits.split_at(digits.len() - scale);
+        f.write_str(int_part)?;
+        f.write_str(".")?;
+        f.write_str(frac_part)
     }
 }
 
@@ -572,6 +598,10 @@ mod tests {
             "100",
             "0.000",
             "-123456789012345678901234567890.1",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-0.0018446744073709551616",
+            "1.8446744073709551615",
         ] {
             let d = Decimal::parse(text).unwrap();
             assert_eq!(d.to_string(), text);
@@ -584,6 +614,12 @@ mod tests {
         assert_eq!(Decimal::new(BigInt::from(-1), 0).to_bytes(), vec![0xff]);
         assert!(Decimal::parse("1.-2").is_none());
         assert!(Decimal::parse("abc").is_none());
+        for (unscaled, scale, text) in [(5, -2, "500"), (0, -2, "0"), (-7, 3, "-0.007")] {
+            assert_eq!(
+                Decimal::new(BigInt::from(unscaled), scale).to_string(),
+                text
+            );
+        }
     }
 
     #[test]

@@ -31,7 +31,12 @@ pub use serde_json as __json;
 pub use wit_bindgen as __wit_bindgen;
 
 mod config;
+mod fields;
 pub use config::Config;
+#[doc(hidden)]
+pub use fields::edit_fields as __edit_fields;
+/// Raw JSON text of one field, as [`transform::Record::edit_value_fields`] hands it out.
+pub use serde_json::value::RawValue;
 
 /// The helpers every world shares, on that world's generated types.
 macro_rules! common {
@@ -70,7 +75,30 @@ macro_rules! common {
 
             /// Replaces the value with this JSON.
             pub fn set_value_json(&mut self, value: &$crate::__json::Value) {
-                self.value = Some(value.to_string().into_bytes());
+                // Serializing a JSON value into a Vec cannot fail.
+                self.value = Some($crate::__json::to_vec(value).unwrap_or_default());
+            }
+
+            /// Replaces some top-level fields of a JSON object value without parsing the rest:
+            /// `edit` gets each field's name and raw JSON text and returns the field's new JSON
+            /// text, or `None` to keep it as it is. Cheaper than [`Self::value_json`] plus
+            /// [`Self::set_value_json`] when only a few fields change. Returns `false` (value
+            /// untouched) when the value is absent or not a JSON object.
+            pub fn edit_value_fields<'a>(
+                &mut self,
+                edit: impl FnMut(&str, &$crate::RawValue) -> Option<std::borrow::Cow<'a, str>>,
+            ) -> bool {
+                match self
+                    .value
+                    .as_deref()
+                    .and_then(|v| $crate::__edit_fields(v, edit))
+                {
+                    Some(value) => {
+                        self.value = Some(value);
+                        true
+                    }
+                    None => false,
+                }
             }
 
             /// The key parsed as JSON; `None` when absent or not JSON.
@@ -82,7 +110,8 @@ macro_rules! common {
 
             /// Replaces the key with this JSON.
             pub fn set_key_json(&mut self, key: &$crate::__json::Value) {
-                self.key = Some(key.to_string().into_bytes());
+                // Serializing a JSON value into a Vec cannot fail.
+                self.key = Some($crate::__json::to_vec(key).unwrap_or_default());
             }
         }
 

@@ -7,10 +7,13 @@
 //! field still has a value of the schema's type (strings for decimals, numbers for timestamps,
 //! as they were written), the schema is kept; otherwise the result is schemaless.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
-use sluice_connector_api::{ConnectorConfig, ErrorKind, FieldError, Header, SchemaRef, Value};
+use sluice_connector_api::{
+    ConnectorConfig, ErrorKind, FieldError, Header, SchemaRef, SchemaType, Value,
+};
 use sluice_wasm::{LoadedPlugin, PluginHeader, PluginRecord, WasmTransform};
 
 use super::{Transform, TransformError, TransformRecord};
@@ -106,13 +109,16 @@ impl Transform for WasmStep {
         &self,
         records: Vec<TransformRecord>,
     ) -> Vec<Result<Option<TransformRecord>, TransformError>> {
-        let sent: Vec<PluginRecord> = records.iter().map(to_plugin).collect();
+        let (sent, members): (Vec<PluginRecord>, Vec<Members>) =
+            records.iter().map(to_plugin).unzip();
         match self.inner.apply(&sent) {
             Ok(results) => records
                 .into_iter()
-                .zip(sent)
+                .zip(sent.iter().zip(members))
                 .zip(results)
-                .map(|((original, sent), out)| Ok(out.map(|out| from_plugin(out, &sent, original))))
+                .map(|((original, (sent, members)), out)| {
+                    Ok(out.map(|out| from_plugin(out, sent, &members, original)))
+                })
                 .collect(),
             // A data error names no record: try them one by one so only the bad ones fail.
             Err(e) if e.kind() == ErrorKind::Data && records.len() > 1 => {
@@ -123,13 +129,41 @@ impl Transform for WasmStep {
     }
 }
 
-fn to_plugin(record: &TransformRecord) -> PluginRecord {
-    PluginRecord {
+/// Where the top-level members of a key and a value that are structs with a schema sit in the
+/// bytes sent, so that members a plugin leaves as they were need not be read back.
+#[derive(Default)]
+struct Members {
+    key: Option<Vec<Range<usize>>>,
+    value: Option<Vec<Range<usize>>>,
+}
+
+/// A key or value as sent, with its members' positions when it is a struct with a schema.
+fn encode(
+    schema: Option<&SchemaRef>,
+    value: &Value,
+) -> (Option<Vec<u8>>, Option<Vec<Range<usize>>>) {
+    match (schema, value) {
+        (Some(schema), Value::Struct(s)) if schema.kind == SchemaType::Struct => {
+            let (bytes, members) = super::wasm_fit::encode_struct(s);
+            (Some(bytes), Some(members))
+        }
+        _ => (sluice_wasm::encode_value(value), None),
+    }
+}
+
+fn to_plugin(record: &TransformRecord) -> (PluginRecord, Members) {
+    let (key, key_members) = encode(record.key_schema.as_ref(), &record.key);
+    let (value, value_members) = encode(record.value_schema.as_ref(), &record.value);
+    let members = Members {
+        key: key_members,
+        value: value_members,
+    };
+    let sent = PluginRecord {
         topic: record.topic.clone(),
         partition: record.partition,
         offset: record.kafka_offset,
-        key: sluice_wasm::encode_value(&record.key),
-        value: sluice_wasm::encode_value(&record.value),
+        key,
+        value,
         headers: record
             .headers
             .iter()
@@ -141,25 +175,31 @@ fn to_plugin(record: &TransformRecord) -> PluginRecord {
         timestamp: record.timestamp,
         source_partition: None,
         source_offset: None,
-    }
+    };
+    (sent, members)
 }
 
 /// The plugin's output as a record; unchanged keys and values keep their value and schema.
 fn from_plugin(
     out: PluginRecord,
     sent: &PluginRecord,
+    members: &Members,
     original: TransformRecord,
 ) -> TransformRecord {
-    let (key_schema, key) = if out.key == sent.key {
-        (original.key_schema, original.key)
-    } else {
-        fitted(original.key_schema, out.key.as_deref())
-    };
-    let (value_schema, value) = if out.value == sent.value {
-        (original.value_schema, original.value)
-    } else {
-        fitted(original.value_schema, out.value.as_deref())
-    };
+    let (key_schema, key) = changed(
+        original.key_schema,
+        original.key,
+        sent.key.as_deref(),
+        members.key.as_deref(),
+        out.key.as_deref(),
+    );
+    let (value_schema, value) = changed(
+        original.value_schema,
+        original.value,
+        sent.value.as_deref(),
+        members.value.as_deref(),
+        out.value.as_deref(),
+    );
     TransformRecord {
         topic: out.topic,
         partition: out.partition,
@@ -178,6 +218,28 @@ fn from_plugin(
         timestamp: out.timestamp,
         kafka_offset: original.kafka_offset,
     }
+}
+
+/// A key or value after the plugin: the original when the plugin returned the bytes it was
+/// sent; a struct whose members were partly kept reuses the kept members' values (see
+/// [`super::wasm_fit::fit_changed`]); anything else is read back with [`fitted`].
+fn changed(
+    schema: Option<SchemaRef>,
+    original: Value,
+    sent: Option<&[u8]>,
+    members: Option<&[Range<usize>]>,
+    out: Option<&[u8]>,
+) -> (Option<SchemaRef>, Value) {
+    if out == sent {
+        return (schema, original);
+    }
+    if let (Some(schema), Value::Struct(original), Some(sent), Some(members), Some(out)) =
+        (&schema, original, sent, members, out)
+        && let Some(value) = super::wasm_fit::fit_changed(schema, original, sent, members, out)
+    {
+        return (Some(schema.clone()), value);
+    }
+    fitted(schema, out)
 }
 
 /// A changed key or value, with the original schema when it still fits (read straight into a

@@ -5,7 +5,9 @@
 //! requires and none it lacks. Anything else does not fit: the caller then reads the output
 //! without a schema.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 use base64::Engine as _;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -188,24 +190,8 @@ impl<'de> Visitor<'de> for Fit<'_> {
         match schema.kind {
             SchemaType::Struct => {
                 let mut slots: Vec<Option<Value>> = vec![None; schema.fields.len()];
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    let index = schema
-                        .fields
-                        .iter()
-                        .position(|f| f.name == *key)
-                        .ok_or_else(|| self.mismatch::<A::Error>())?;
-                    slots[index] = Some(map.next_value_seed(Fit(&schema.fields[index].schema))?);
-                }
-                let mut out = Struct::with_capacity(schema.fields.len());
-                for (field, slot) in schema.fields.iter().zip(slots) {
-                    let value = match slot {
-                        Some(value) => value,
-                        None if field.schema.optional => Value::Null,
-                        None => return Err(self.mismatch()),
-                    };
-                    out.push(field.name.clone(), value);
-                }
-                Ok(Value::Struct(out))
+                fill_slots(schema, &mut slots, &mut map)?;
+                finish_struct(schema, slots).ok_or_else(|| self.mismatch())
             }
             SchemaType::Map
                 if schema
@@ -226,6 +212,203 @@ impl<'de> Visitor<'de> for Fit<'_> {
             _ => Err(self.mismatch()),
         }
     }
+}
+
+/// Reads an object's members into `slots` (by the struct schema's field positions); a member the
+/// schema lacks, or one that does not fit its field, is an error.
+fn fill_slots<'de, A: MapAccess<'de>>(
+    schema: &Schema,
+    slots: &mut [Option<Value>],
+    map: &mut A,
+) -> Result<(), A::Error> {
+    while let Some(key) = map.next_key::<Name<'de>>()? {
+        let index = schema
+            .fields
+            .iter()
+            .position(|f| f.name == *key.0)
+            .ok_or_else(|| Fit(schema).mismatch::<A::Error>())?;
+        slots[index] = Some(map.next_value_seed(Fit(&schema.fields[index].schema))?);
+    }
+    Ok(())
+}
+
+/// The struct of `schema` from its field values; `None` when a required one is missing.
+fn finish_struct(schema: &Schema, slots: Vec<Option<Value>>) -> Option<Value> {
+    let mut out = Struct::with_capacity(schema.fields.len());
+    for (field, slot) in schema.fields.iter().zip(slots) {
+        let value = match slot {
+            Some(value) => value,
+            None if field.schema.optional => Value::Null,
+            None => return None,
+        };
+        out.push(field.name.clone(), value);
+    }
+    Some(Value::Struct(out))
+}
+
+/// A member name, borrowed from the input unless it had escapes.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Reads an object's members into slots (see [`fill_slots`]).
+struct Members<'a>(&'a Schema, &'a mut Vec<Option<Value>>);
+
+impl<'de> DeserializeSeed<'de> for Members<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Members<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "members of {}", self.0.describe())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        fill_slots(self.0, self.1, &mut map)
+    }
+}
+
+/// A struct as a plugin receives it (the bytes of [`Value::to_plain_json_bytes`]) and where
+/// each top-level member (`"name":value`) sits in those bytes.
+pub(super) fn encode_struct(s: &Struct) -> (Vec<u8>, Vec<Range<usize>>) {
+    let mut out = Vec::with_capacity(24 * s.len() + 2);
+    let mut members = Vec::with_capacity(s.len());
+    out.push(b'{');
+    for (i, (name, value)) in s.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let start = out.len();
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, name);
+        out.push(b':');
+        value.write_plain_json(&mut out);
+        members.push(start..out.len());
+    }
+    out.push(b'}');
+    (out, members)
+}
+
+/// `out`, a plugin's changed version of `sent` (the struct `original` as [`encode_struct`]
+/// wrote it, its members at `members`), read as a value of `schema` like [`fit`] does, but
+/// reading only what changed: the members `out` keeps byte for byte at its start and at its end
+/// keep their original values, and only the run of members between them is parsed. `None`
+/// when that run is not a list of whole members that fit the schema, or `original` does not
+/// have the schema's fields in the schema's order (the caller then reads all of `out` with
+/// [`fit`]).
+pub(super) fn fit_changed(
+    schema: &Schema,
+    mut original: Struct,
+    sent: &[u8],
+    members: &[Range<usize>],
+    out: &[u8],
+) -> Option<Value> {
+    let n = members.len();
+    if schema.kind != SchemaType::Struct
+        || original.len() != n
+        || schema.fields.len() != n
+        || !original
+            .iter()
+            .zip(&schema.fields)
+            .all(|((name, _), field)| name == field.name)
+    {
+        return None;
+    }
+    let prefix = common_prefix(sent, out);
+    let room = sent.len().min(out.len()) - prefix;
+    let suffix = common_suffix(sent, out).min(room);
+    if prefix == 0 || suffix == 0 {
+        return None;
+    }
+    // Members 0..k are in the common start; members j..n, each with the comma before it, and
+    // the closing brace are in the common end.
+    let k = members.iter().take_while(|m| m.end <= prefix).count();
+    let tail = sent.len() - suffix;
+    let j = members.iter().position(|m| m.start > tail).unwrap_or(n);
+    let cut_a = if k > 0 { members[k - 1].end } else { 1 };
+    let cut_b = if j < n {
+        members[j].start - 1
+    } else {
+        sent.len() - 1
+    };
+    let middle = out[cut_a..out.len() - (sent.len() - cut_b)].trim_ascii();
+    // After kept start members a changed run begins with a comma; without kept start members
+    // it may be empty only when no kept end member follows.
+    let run = match middle.strip_prefix(b",") {
+        Some(run) if k > 0 && !run.trim_ascii().is_empty() => run,
+        None if middle.is_empty() && (k > 0 || j == n) => middle,
+        None if k == 0 && !middle.is_empty() => middle,
+        _ => return None,
+    };
+    let mut slots: Vec<Option<Value>> = vec![None; n];
+    if !run.is_empty() {
+        let mut object = Vec::with_capacity(run.len() + 2);
+        object.push(b'{');
+        object.extend_from_slice(run);
+        object.push(b'}');
+        let mut de = serde_json::Deserializer::from_slice(&object);
+        Members(schema, &mut slots).deserialize(&mut de).ok()?;
+        de.end().ok()?;
+    }
+    // Members of the run replace earlier ones (0..k) and what they stood for (k..j); later
+    // kept members (j..n) win over them, as when reading the whole object.
+    for (i, slot) in slots.into_iter().enumerate() {
+        let new = match slot {
+            Some(_) if i >= j => continue,
+            Some(value) => value,
+            None if i < k || i >= j => continue,
+            None if schema.fields[i].schema.optional => Value::Null,
+            None => return None,
+        };
+        *original.value_at_mut(i)? = new;
+    }
+    Some(Value::Struct(original))
+}
+
+/// How many bytes `a` and `b` share at their start.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let words = a.chunks_exact(8).zip(b.chunks_exact(8));
+    let same = words.take_while(|(x, y)| x == y).count() * 8;
+    same + a[same..]
+        .iter()
+        .zip(&b[same..])
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// How many bytes `a` and `b` share at their end.
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    let words = a.rchunks_exact(8).zip(b.rchunks_exact(8));
+    let same = words.take_while(|(x, y)| x == y).count() * 8;
+    same + a[..a.len() - same]
+        .iter()
+        .rev()
+        .zip(b[..b.len() - same].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 /// A `[key, value]` pair of a map whose keys are not strings.
@@ -325,6 +508,106 @@ mod tests {
             ),
             None
         );
+    }
+
+    fn row_schema() -> Schema {
+        Schema::struct_builder()
+            .field("id", Schema::int64())
+            .field("name", Schema::string().optional())
+            .field("amount", Schema::decimal(2))
+            .field("at", Schema::timestamp())
+            .build()
+    }
+
+    fn row() -> Struct {
+        Struct::new()
+            .with("id", 7i64)
+            .with("name", "ann")
+            .with("amount", Value::Decimal(Decimal::parse("12.34").unwrap()))
+            .with("at", Value::Timestamp(1_000))
+    }
+
+    #[test]
+    fn encode_struct_writes_plain_json_and_member_positions() {
+        let (bytes, members) = encode_struct(&row());
+        assert_eq!(bytes, Value::Struct(row()).to_plain_json_bytes());
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let members: Vec<&str> = members.into_iter().map(|m| &text[m]).collect();
+        assert_eq!(
+            members,
+            [
+                r#""id":7"#,
+                r#""name":"ann""#,
+                r#""amount":"12.34""#,
+                r#""at":1000"#
+            ]
+        );
+    }
+
+    #[test]
+    fn a_changed_struct_reads_only_what_changed_and_equals_a_full_read() {
+        let (sent, members) = encode_struct(&row());
+        let fast = [
+            r#"{"id":7,"name":"***","amount":"12.34","at":1000}"#,
+            r#"{"id":8,"name":"ann","amount":"12.34","at":1000}"#,
+            r#"{"id":7,"name":"ann","amount":"12.34","at":2000}"#,
+            r#"{"id":7,"amount":"12.34","at":1000}"#,
+            r#"{"id":7,"name":null,"amount":"12.34","at":1000}"#,
+            r#"{"id":7,"name":"ann","at":1000, "amount" : "99.00" }"#,
+            r#"{"name":"bob","id":7,"amount":"12.34","at":1000}"#,
+        ];
+        let other = [
+            // Does not fit: a required member removed, an unknown one added, a wrong type.
+            r#"{"id":7,"name":"ann","at":1000}"#,
+            r#"{"id":7,"name":"ann","amount":"12.34","at":1000,"x":1}"#,
+            r#"{"id":7,"name":"ann","amount":"12.345","at":1000}"#,
+            // Not JSON: commas around the change.
+            r#"{"id":7,,"amount":"12.34","at":1000}"#,
+            r#"{"id":7,"name":"a",,"amount":"12.34","at":1000}"#,
+            r#"{,"name":"ann","amount":"12.34","at":1000}"#,
+            r#"{"id":7,"name":"ann","amount":"12.34","at":1000,}"#,
+            r#"{"id":7"name":"ann","amount":"12.34","at":1000}"#,
+            // A later member wins, as in a full read.
+            r#"{"id":7,"name":"ann","amount":"12.34","at":1000,"id":9}"#,
+            r#"{"id":7,"id":9,"name":"ann","amount":"12.34","at":1000}"#,
+            r#"{"id":7,"name":"ann","amount":"12.34","at":1000} "#,
+            r#"[1]"#,
+            r#"{}"#,
+        ];
+        for (out, must_be_fast) in fast
+            .iter()
+            .map(|o| (o, true))
+            .chain(other.iter().map(|o| (o, false)))
+        {
+            let quick = fit_changed(&row_schema(), row(), &sent, &members, out.as_bytes());
+            let full = fit(&row_schema(), out.as_bytes());
+            if must_be_fast {
+                assert!(quick.is_some(), "{out}");
+            }
+            assert_eq!(quick.clone().or_else(|| full.clone()), full, "{out}");
+            if let Some(quick) = quick {
+                assert_eq!(Some(quick), full, "{out}");
+            }
+        }
+        // A struct that does not have the schema's fields in order is read in full.
+        let reordered = Struct::new().with("name", "ann").with("id", 7i64);
+        let (sent, members) = encode_struct(&reordered);
+        let out = br#"{"name":"***","id":7}"#;
+        assert_eq!(
+            fit_changed(&row_schema(), reordered, &sent, &members, out),
+            None
+        );
+    }
+
+    #[test]
+    fn common_ends_are_counted_in_words_and_bytes() {
+        let a = b"0123456789abcdefXYZ";
+        let b = b"0123456789abcdefQYZ";
+        assert_eq!(common_prefix(a, b), 16);
+        assert_eq!(common_suffix(a, b), 2);
+        assert_eq!(common_prefix(a, a), a.len());
+        assert_eq!(common_suffix(b"xx0123456789", b"0123456789"), 10);
+        assert_eq!(common_prefix(b"", a), 0);
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! `replacement` (default empty), numbers 0, booleans false: what Kafka Connect's
 //! `MaskField$Value` does with `replacement` set, for schemaless JSON.
 
-use serde_json::Value;
+use std::borrow::Cow;
+
 use sluice_plugin_sdk::transform::{Config, ConfigField, Error, Record, Transform};
 
 struct Redact {
     fields: Vec<String>,
+    /// `replacement` as JSON text (a quoted string).
     replacement: String,
 }
 
@@ -28,30 +30,30 @@ impl Transform for Redact {
         if fields.is_empty() {
             return Err(Error::config("fields", "expected at least one field"));
         }
+        let replacement = config.get("replacement").unwrap_or_default();
         Ok(Self {
             fields,
-            replacement: config.get("replacement").unwrap_or_default().to_owned(),
+            replacement: serde_json::Value::from(replacement).to_string(),
         })
     }
 
     fn apply(&mut self, mut record: Record) -> Result<Option<Record>, Error> {
-        let Some(Value::Object(mut value)) = record.value_json() else {
-            // Tombstones and non-objects pass through, as with MaskField.
-            return Ok(Some(record));
-        };
-        for field in &self.fields {
-            if let Some(v) = value.get_mut(field) {
-                *v = match v {
-                    Value::String(_) => Value::String(self.replacement.clone()),
-                    Value::Number(_) => Value::from(0),
-                    Value::Bool(_) => Value::Bool(false),
-                    Value::Array(_) => Value::Array(Vec::new()),
-                    Value::Object(_) => Value::Object(Default::default()),
-                    Value::Null => Value::Null,
-                };
+        // Only the named fields are rewritten; the rest of the value is copied as it is.
+        // Tombstones and non-objects pass through unchanged, as with MaskField.
+        record.edit_value_fields(|name, raw| {
+            if !self.fields.iter().any(|f| f == name) {
+                return None;
             }
-        }
-        record.set_value_json(&Value::Object(value));
+            // The first byte of a JSON value tells its type.
+            Some(match raw.get().as_bytes().first() {
+                Some(b'"') => Cow::Borrowed(self.replacement.as_str()),
+                Some(b'-' | b'0'..=b'9') => Cow::Borrowed("0"),
+                Some(b't' | b'f') => Cow::Borrowed("false"),
+                Some(b'[') => Cow::Borrowed("[]"),
+                Some(b'{') => Cow::Borrowed("{}"),
+                _ => Cow::Borrowed("null"),
+            })
+        });
         Ok(Some(record))
     }
 }
