@@ -8,6 +8,7 @@ mod file_source_crash;
 mod http_sink;
 mod json_golden;
 mod postgres_cdc;
+mod postgres_sink;
 mod reference_docs;
 mod s3_archive;
 mod transforms;

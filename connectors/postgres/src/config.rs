@@ -197,6 +197,8 @@ pub struct SinkConfig {
     pub auto_evolve: bool,
     /// Most records written in one transaction.
     pub batch_size: usize,
+    /// Value `postgres-cdc` gives unchanged TOAST columns: such columns are left as they are.
+    pub toast_placeholder: String,
 }
 
 pub(crate) fn sink_spec() -> ConfigSpec {
@@ -270,6 +272,12 @@ pub(crate) fn sink_spec() -> ConfigSpec {
             "Most records written in one transaction; what `put` receives is written once this many are waiting, the rest at the next flush.",
         )
         .check(Validator::range(1, 1_000_000))
+        .optional(
+            "toast_placeholder",
+            FieldKind::String,
+            DEFAULT_PLACEHOLDER,
+            "Value a CDC event gives a large column it did not send (unchanged TOAST value): such columns keep what the table has.",
+        )
 }
 
 impl SinkConfig {

@@ -34,6 +34,7 @@ pub(crate) struct Decoder {
     deletes: bool,
     tombstones: bool,
     truncates: bool,
+    placeholder: String,
 }
 
 impl Decoder {
@@ -44,6 +45,7 @@ impl Decoder {
             deletes: config.delete_enabled,
             tombstones: config.delete_enabled && config.delete_on_tombstone,
             truncates: config.truncate_enabled,
+            placeholder: config.toast_placeholder.clone(),
         }
     }
 
@@ -61,12 +63,14 @@ impl Decoder {
         if let Some(envelope) = Envelope::of(&record.value, value_schema) {
             return match envelope.op {
                 "c" | "r" | "u" => {
-                    let row = fields(envelope.after, envelope.after_schema).ok_or_else(|| {
+                    let mut row = fields(envelope.after, envelope.after_schema).ok_or_else(|| {
                         format!(
                             "Debezium `op: {}` event without an `after` struct",
                             envelope.op
                         )
                     })?;
+                    // Unchanged TOAST values were not sent: the table keeps its own.
+                    row.retain(|cell| !self.is_placeholder(&cell.value));
                     self.write(record, row)
                 }
                 "d" if self.deletes => Ok(Change::Delete {
@@ -86,6 +90,15 @@ impl Decoder {
             )
         })?;
         self.write(record, row)
+    }
+
+    fn is_placeholder(&self, value: &Value) -> bool {
+        match value {
+            Value::String(s) => *s == self.placeholder,
+            Value::Bytes(b) => *b == self.placeholder.as_bytes(),
+            Value::Array(items) => items.len() == 1 && self.is_placeholder(&items[0]),
+            _ => false,
+        }
     }
 
     fn write(&self, record: &SinkRecord, mut row: Vec<Cell>) -> Result<Change, String> {
