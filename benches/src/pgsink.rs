@@ -92,13 +92,19 @@ fn bench_in(work: &Path, rows: u64, runs: usize, batch_size: u64, output: Output
     let mut baseline = Vec::new();
     let mut sink = Vec::new();
     for i in 0..runs {
-        progress(&format!("round {}/{runs}: \\copy of the CSV into an empty table", i + 1));
+        progress(&format!(
+            "round {}/{runs}: \\copy of the CSV into an empty table",
+            i + 1
+        ));
         let copy_table = format!("copy_{i}");
         psql(&url, &format!("CREATE TABLE {copy_table} {TABLE}"))?;
         let started = Instant::now();
         psql(
             &url,
-            &format!("\\copy {copy_table} FROM '{}' WITH (FORMAT csv)", csv.display()),
+            &format!(
+                "\\copy {copy_table} FROM '{}' WITH (FORMAT csv)",
+                csv.display()
+            ),
         )?;
         baseline.push(started.elapsed());
         psql(&url, &format!("DROP TABLE {copy_table}"))?;
@@ -109,8 +115,13 @@ fn bench_in(work: &Path, rows: u64, runs: usize, batch_size: u64, output: Output
         ));
         let table = format!("sink_{i}");
         psql(&url, &format!("CREATE TABLE {table} {TABLE}"))?;
-        sink.push(sink_run(work, &sluice, &url, topic, &table, rows, batch_size)?);
-        let expected = psql(&url, "SELECT md5(string_agg(s::text, ',' ORDER BY id)) FROM source s")?;
+        sink.push(sink_run(
+            work, &sluice, &url, topic, &table, rows, batch_size,
+        )?);
+        let expected = psql(
+            &url,
+            "SELECT md5(string_agg(s::text, ',' ORDER BY id)) FROM source s",
+        )?;
         let got = psql(
             &url,
             &format!("SELECT md5(string_agg(s::text, ',' ORDER BY id)) FROM {table} s"),
@@ -193,7 +204,13 @@ fn sink_run(
         || {
             if last.0.elapsed() >= Duration::from_millis(200) {
                 let n = run(Command::new("psql").args([
-                    "-X", "-q", "-A", "-t", "-d", url, "-c",
+                    "-X",
+                    "-q",
+                    "-A",
+                    "-t",
+                    "-d",
+                    url,
+                    "-c",
                     &format!("SELECT count(*) FROM {table}"),
                 ]))
                 .ok()

@@ -139,7 +139,16 @@ async fn cdc_round_trip_under_load_and_sigkills_ends_identical() {
     let writer = std::thread::spawn(move || {
         for r in 2..40 {
             let status = std::process::Command::new("psql")
-                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &url, "-c", &round(r)])
+                .args([
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-d",
+                    &url,
+                    "-c",
+                    &round(r),
+                ])
                 .status()
                 .expect("psql");
             assert!(status.success(), "load round {r} failed");
@@ -148,9 +157,11 @@ async fn cdc_round_trip_under_load_and_sigkills_ends_identical() {
     });
     for kill in 1..=2 {
         let seen = count(pg, &target, "items");
-        wait_for("the sink to write more rows", Duration::from_secs(180), || {
-            (count(pg, &target, "items") > seen + 150).then_some(())
-        });
+        wait_for(
+            "the sink to write more rows",
+            Duration::from_secs(180),
+            || (count(pg, &target, "items") > seen + 150).then_some(()),
+        );
         std::thread::sleep(Duration::from_millis(100 * kill));
         sink.kill_hard();
         sink = Sluice::run(&sink_dir, &sink_worker, &[&sink_pipeline]);
@@ -169,9 +180,11 @@ async fn cdc_round_trip_under_load_and_sigkills_ends_identical() {
     let caught_up = {
         let (group, topic) = (group.clone(), topic.clone());
         tokio::task::spawn_blocking(move || {
-            wait_for("the sink offsets to be committed", Duration::from_secs(60), || {
-                kafka::caught_up(&group, &topic).then_some(())
-            })
+            wait_for(
+                "the sink offsets to be committed",
+                Duration::from_secs(60),
+                || kafka::caught_up(&group, &topic).then_some(()),
+            )
         })
     };
     caught_up.await.expect("offsets");
@@ -199,7 +212,10 @@ async fn cdc_round_trip_under_load_and_sigkills_ends_identical() {
         "SELECT price, free, data, uid, doc2, ts, tstz, tags, nums FROM items WHERE id = 13",
     );
     assert!(sample.contains("\\x0000000d"), "{sample}");
-    assert_eq!(pg.psql(&target, "SELECT name FROM items WHERE id = 1000005"), "final");
+    assert_eq!(
+        pg.psql(&target, "SELECT name FROM items WHERE id = 1000005"),
+        "final"
+    );
 }
 
 async fn produce_raw(topic: &str, records: &[(&str, Option<&str>)]) {
@@ -253,23 +269,36 @@ async fn flat_records_upsert_and_tombstones_delete() {
     let group = format!("connect-{name}");
     let t = topic.clone();
     tokio::task::spawn_blocking(move || {
-        wait_for("the sink to commit every record", Duration::from_secs(120), || {
-            kafka::caught_up(&group, &t).then_some(())
-        })
+        wait_for(
+            "the sink to commit every record",
+            Duration::from_secs(120),
+            || kafka::caught_up(&group, &t).then_some(()),
+        )
     })
     .await
     .expect("caught up");
     let rows = pg.psql(&db, "SELECT id, name, qty FROM flat ORDER BY id");
-    assert_eq!(rows, "1|a2|10\n3|c|3\n4|d again|44", "{}", sluice.log_text());
+    assert_eq!(
+        rows,
+        "1|a2|10\n3|c|3\n4|d again|44",
+        "{}",
+        sluice.log_text()
+    );
 
     // Redelivery of the same records (a crash before the commit) changes nothing.
     let before = pg.psql(&db, "SELECT id, name, qty, seen FROM flat ORDER BY id");
-    produce_raw(&topic, &[("3", Some(r#"{"name": "c", "qty": 3}"#)), ("2", None)]).await;
+    produce_raw(
+        &topic,
+        &[("3", Some(r#"{"name": "c", "qty": 3}"#)), ("2", None)],
+    )
+    .await;
     let (group, t) = (format!("connect-{name}"), topic.clone());
     tokio::task::spawn_blocking(move || {
-        wait_for("the sink to commit the redelivery", Duration::from_secs(120), || {
-            kafka::caught_up(&group, &t).then_some(())
-        })
+        wait_for(
+            "the sink to commit the redelivery",
+            Duration::from_secs(120),
+            || kafka::caught_up(&group, &t).then_some(()),
+        )
     })
     .await
     .expect("caught up");
@@ -336,7 +365,10 @@ async fn auto_create_and_auto_evolve_follow_the_record_schemas() {
     pg.psql(&db, "CREATE SCHEMA sales");
     let sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
     wait_for("the created table", Duration::from_secs(120), || {
-        (pg.psql(&db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'sales' AND tablename = 'orders'") == "1"
+        (pg.psql(
+            &db,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'sales' AND tablename = 'orders'",
+        ) == "1"
             && count(pg, &db, "sales.orders") == 2)
             .then_some(())
     });
@@ -353,7 +385,10 @@ async fn auto_create_and_auto_evolve_follow_the_record_schemas() {
     kafka::produce(
         &producer,
         &topic,
-        [schema_record(2, "two again", Some("added")), schema_record(3, "three", Some("new"))],
+        [
+            schema_record(2, "two again", Some("added")),
+            schema_record(3, "three", Some("new")),
+        ],
     )
     .await;
     wait_for("the evolved rows", Duration::from_secs(120), || {
@@ -362,7 +397,10 @@ async fn auto_create_and_auto_evolve_follow_the_record_schemas() {
     assert!(sluice.terminate());
     assert!(pg.psql(&db, columns).ends_with(", note text YES"));
     assert_eq!(
-        pg.psql(&db, "SELECT id, name, price, at, tags, note FROM sales.orders ORDER BY id"),
+        pg.psql(
+            &db,
+            "SELECT id, name, price, at, tags, note FROM sales.orders ORDER BY id"
+        ),
         "1|one|12.34|2024-02-29 13:45:30.123|{a,\"b c\"}|\n\
          2|two again|12.34|2024-02-29 13:45:30.123|{a,\"b c\"}|added\n\
          3|three|12.34|2024-02-29 13:45:30.123|{a,\"b c\"}|new"
@@ -370,5 +408,73 @@ async fn auto_create_and_auto_evolve_follow_the_record_schemas() {
     assert_eq!(
         pg.psql(&db, "SELECT numeric_precision || ',' || numeric_scale FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'price'"),
         "8,2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_values_go_to_the_dead_letter_topic_and_the_rest_is_written() {
+    let pg = postgres::shared();
+    let db = pg.database("sink_dlq");
+    pg.psql(
+        &db,
+        "CREATE TABLE flat (id bigint PRIMARY KEY, name text, qty int)",
+    );
+    let topic = unique("dlq_in");
+    let dlq = unique("dlq");
+    kafka::create_topic(&topic, 1).await;
+    kafka::create_topic(&dlq, 1).await;
+    produce_raw(
+        &topic,
+        &[
+            ("1", Some(r#"{"name": "ok", "qty": 1}"#)),
+            ("2", Some(r#"{"name": "bad", "qty": "many"}"#)),
+            ("3", Some(r#"{"name": "fine", "qty": 3}"#)),
+            ("4", Some(r#"["not", "a", "row"]"#)),
+            ("5", Some(r#"{"name": "last", "qty": 5}"#)),
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let worker = write_worker(dir.path(), "");
+    let name = unique("dlq_sink").replace('-', "_");
+    let pipeline = sink_pipeline(
+        dir.path(),
+        &name,
+        &topic,
+        &pg.url(&db),
+        &format!(
+            "  table_name_format: flat\n  primary_key_fields: [id]\n\
+             errors: {{tolerance: all, dlq_topic: {dlq}}}\n\
+             key_converter: {{type: json, schemas: false}}\nvalue_converter: {{type: json, schemas: false}}\n"
+        ),
+    );
+    let sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
+    let (group, t) = (format!("connect-{name}"), topic.clone());
+    tokio::task::spawn_blocking(move || {
+        wait_for(
+            "the sink to commit every record",
+            Duration::from_secs(120),
+            || kafka::caught_up(&group, &t).then_some(()),
+        )
+    })
+    .await
+    .expect("caught up");
+    let log = sluice.log_text();
+    assert!(sluice.terminate());
+    assert_eq!(
+        pg.psql(&db, "SELECT id, name, qty FROM flat ORDER BY id"),
+        "1|ok|1\n3|fine|3\n5|last|5",
+        "{log}"
+    );
+    let dead = tokio::task::spawn_blocking(move || kafka::read_all(&dlq))
+        .await
+        .expect("read dlq");
+    let values: Vec<String> = dead.iter().map(kafka::Read::value_text).collect();
+    assert_eq!(values.len(), 2, "{values:?}");
+    assert!(values[0].contains("many"), "{values:?}");
+    assert!(values[1].contains("not"), "{values:?}");
+    assert!(
+        log.contains("invalid input syntax for type integer"),
+        "{log}"
     );
 }

@@ -284,14 +284,17 @@ impl SinkConfig {
     /// Checks that the fields fit together; errors name the fields.
     pub(crate) fn check(&self) -> Result<(), String> {
         let mut problems = Vec::new();
-        if self.primary_key_mode == PrimaryKeyMode::None && self.insert_mode != InsertMode::Insert
-        {
+        if self.primary_key_mode == PrimaryKeyMode::None && self.insert_mode != InsertMode::Insert {
             problems.push(
                 "config.insert_mode: upsert and update need a primary key; set primary_key_mode to record_key or record_value, or insert_mode insert".to_owned(),
             );
         }
-        if self.primary_key_mode == PrimaryKeyMode::RecordValue && self.primary_key_fields.is_empty() {
-            problems.push("config.primary_key_fields: required with primary_key_mode record_value".to_owned());
+        if self.primary_key_mode == PrimaryKeyMode::RecordValue
+            && self.primary_key_fields.is_empty()
+        {
+            problems.push(
+                "config.primary_key_fields: required with primary_key_mode record_value".to_owned(),
+            );
         }
         if self.delete_enabled && self.primary_key_mode != PrimaryKeyMode::RecordKey {
             problems.push(

@@ -88,7 +88,10 @@ fn write(out: &mut String, value: &Value, target: &Target) -> Result<(), String>
             let time = u32::try_from(*ms)
                 .ok()
                 .and_then(|ms| {
-                    NaiveTime::from_num_seconds_from_midnight_opt(ms / 1000, (ms % 1000) * 1_000_000)
+                    NaiveTime::from_num_seconds_from_midnight_opt(
+                        ms / 1000,
+                        (ms % 1000) * 1_000_000,
+                    )
                 })
                 .ok_or_else(|| format!("Time {ms} ms is not a time of day"))?;
             let _ = write!(out, "{}", time.format("%H:%M:%S%.3f"));
@@ -240,9 +243,15 @@ mod tests {
         assert_eq!(scalar(Value::Null), None);
         assert_eq!(scalar(Value::Boolean(true)).as_deref(), Some("t"));
         assert_eq!(scalar(Value::Int16(-2)).as_deref(), Some("-2"));
-        assert_eq!(scalar(Value::Float64(f64::NEG_INFINITY)).as_deref(), Some("-Infinity"));
+        assert_eq!(
+            scalar(Value::Float64(f64::NEG_INFINITY)).as_deref(),
+            Some("-Infinity")
+        );
         assert_eq!(scalar(Value::Float32(0.1)).as_deref(), Some("0.1"));
-        assert_eq!(scalar(Value::Bytes(vec![0, 255])).as_deref(), Some("\\x00ff"));
+        assert_eq!(
+            scalar(Value::Bytes(vec![0, 255])).as_deref(),
+            Some("\\x00ff")
+        );
         assert_eq!(
             scalar(Value::Decimal(Decimal::new((-1230).into(), 2))).as_deref(),
             Some("-12.30")
@@ -254,7 +263,10 @@ mod tests {
         );
         assert_eq!(scalar(free).as_deref(), Some("1.5"));
         assert_eq!(scalar(Value::Date(19782)).as_deref(), Some("2024-02-29"));
-        assert_eq!(scalar(Value::Time(49530500)).as_deref(), Some("13:45:30.500"));
+        assert_eq!(
+            scalar(Value::Time(49530500)).as_deref(),
+            Some("13:45:30.500")
+        );
         assert_eq!(
             scalar(Value::Timestamp(1709214330123)).as_deref(),
             Some("2024-02-29 13:45:30.123+00")
@@ -286,7 +298,10 @@ mod tests {
             column_type(&Schema::decimal(2).with_parameter("connect.decimal.precision", "10")),
             "numeric(10,2)"
         );
-        assert_eq!(column_type(&Schema::array(Schema::int32().optional())), "integer[]");
+        assert_eq!(
+            column_type(&Schema::array(Schema::int32().optional())),
+            "integer[]"
+        );
         assert_eq!(column_type(&Schema::string().named(UUID)), "uuid");
         assert_eq!(column_type(&Schema::timestamp()), "timestamp");
     }

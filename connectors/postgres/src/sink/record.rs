@@ -20,6 +20,12 @@ pub(crate) enum Change {
     Write { key: Vec<Cell>, row: Vec<Cell> },
     /// Delete the row with this key.
     Delete { key: Vec<Cell> },
+    /// An update that changed the primary key: delete the row of `old_key`, then write.
+    Move {
+        old_key: Vec<Cell>,
+        key: Vec<Cell>,
+        row: Vec<Cell>,
+    },
     /// Empty the table (Debezium `op: t`).
     Truncate,
     /// Nothing to do (a tombstone or delete with deletes off, a Debezium message event).
@@ -63,15 +69,17 @@ impl Decoder {
         if let Some(envelope) = Envelope::of(&record.value, value_schema) {
             return match envelope.op {
                 "c" | "r" | "u" => {
-                    let mut row = fields(envelope.after, envelope.after_schema).ok_or_else(|| {
-                        format!(
-                            "Debezium `op: {}` event without an `after` struct",
-                            envelope.op
-                        )
-                    })?;
+                    let mut row =
+                        fields(envelope.after, envelope.after_schema).ok_or_else(|| {
+                            format!(
+                                "Debezium `op: {}` event without an `after` struct",
+                                envelope.op
+                            )
+                        })?;
                     // Unchanged TOAST values were not sent: the table keeps its own.
                     row.retain(|cell| !self.is_placeholder(&cell.value));
-                    self.write(record, row)
+                    let change = self.write(record, row)?;
+                    Ok(moved(change, envelope.before, envelope.before_schema))
                 }
                 "d" if self.deletes => Ok(Change::Delete {
                     key: self.record_key(record)?,
@@ -112,9 +120,7 @@ impl Decoder {
                     row.iter()
                         .find(|c| &c.name == name)
                         .cloned()
-                        .ok_or_else(|| {
-                            format!("value has no field `{name}` (primary_key_fields)")
-                        })
+                        .ok_or_else(|| format!("value has no field `{name}` (primary_key_fields)"))
                 })
                 .collect::<Result<_, _>>()?,
         };
@@ -155,7 +161,9 @@ impl Decoder {
                         .iter()
                         .find(|c| &c.name == name)
                         .cloned()
-                        .ok_or_else(|| format!("record key has no field `{name}` (primary_key_fields)"))
+                        .ok_or_else(|| {
+                            format!("record key has no field `{name}` (primary_key_fields)")
+                        })
                 })
                 .collect();
         }
@@ -176,8 +184,31 @@ impl Decoder {
 /// The parts of a Debezium change event that matter here.
 struct Envelope<'a> {
     op: &'a str,
+    before: &'a Value,
+    before_schema: Option<&'a Schema>,
     after: &'a Value,
     after_schema: Option<&'a Schema>,
+}
+
+/// A write whose `before` image holds other key values than the write (an UPDATE of the
+/// primary key) becomes a move, so the row under the old key goes.
+fn moved(change: Change, before: &Value, before_schema: Option<&Schema>) -> Change {
+    let Change::Write { key, row } = change else {
+        return change;
+    };
+    let old: Option<Vec<Cell>> = fields(before, before_schema).and_then(|cells| {
+        key.iter()
+            .map(|k| cells.iter().find(|c| c.name == k.name).cloned())
+            .collect()
+    });
+    match old {
+        Some(old_key)
+            if !key.is_empty() && old_key.iter().zip(&key).any(|(o, k)| o.value != k.value) =>
+        {
+            Change::Move { old_key, key, row }
+        }
+        _ => Change::Write { key, row },
+    }
 }
 
 impl<'a> Envelope<'a> {
@@ -188,11 +219,13 @@ impl<'a> Envelope<'a> {
             Value::Struct(s) => {
                 let op = s.get("op")?.as_str()?;
                 let after = s.get("after")?;
-                let after_schema = schema.and_then(|s| s.field("after")).map(|f| &*f.schema);
+                let field = |name| schema.and_then(|s| s.field(name)).map(|f| &*f.schema);
                 Some(Self {
                     op,
+                    before: s.get("before").unwrap_or(&NULL),
+                    before_schema: field("before"),
                     after,
-                    after_schema,
+                    after_schema: field("after"),
                 })
             }
             Value::Map(entries) => {
@@ -204,9 +237,10 @@ impl<'a> Envelope<'a> {
                 };
                 let op = get("op")?.as_str()?;
                 let after = get("after").unwrap_or(&NULL);
-                get("before")?;
                 Some(Self {
                     op,
+                    before: get("before")?,
+                    before_schema: None,
                     after,
                     after_schema: None,
                 })
@@ -245,7 +279,7 @@ fn fields(value: &Value, schema: Option<&Schema>) -> Option<Vec<Cell>> {
 fn describe(value: &Value) -> String {
     match value {
         Value::Null => "null".to_owned(),
-        other => format!("a {}", other.type_name()),
+        other => format!("of type {}", other.type_name()),
     }
 }
 
@@ -345,8 +379,30 @@ mod tests {
             .decode(&record(Value::from("x1"), Value::Map(vec![])))
             .unwrap_err();
         assert!(err.contains("set primary_key_fields"), "{err}");
-        let err = d.decode(&record(Value::Null, Value::from("text"))).unwrap_err();
-        assert!(err.contains("value is a string"), "{err}");
+        let err = d
+            .decode(&record(Value::Null, Value::from("text")))
+            .unwrap_err();
+        assert!(err.contains("value is of type string"), "{err}");
+    }
+
+    #[test]
+    fn an_update_of_the_key_moves_the_row() {
+        let d = decoder(serde_json::json!({}));
+        let update = Value::Struct(
+            Struct::new()
+                .with("before", Value::Struct(Struct::new().with("id", 1i32)))
+                .with("after", Value::Struct(Struct::new().with("id", 2i32)))
+                .with("op", "u"),
+        );
+        let key = Value::Struct(Struct::new().with("id", 2i32));
+        assert_eq!(
+            d.decode(&record(key, update)),
+            Ok(Change::Move {
+                old_key: vec![cell("id", 1i32)],
+                key: vec![cell("id", 2i32)],
+                row: vec![cell("id", 2i32)]
+            })
+        );
     }
 
     #[test]

@@ -57,16 +57,16 @@ impl TableNamer {
         };
         let mut rest = config.table_name_format.as_str();
         while let Some(start) = rest.find("${") {
-            let end = rest[start..].find('}').ok_or_else(|| {
-                "config.table_name_format: `${` without a closing `}`".to_owned()
-            })?;
+            let end = rest[start..]
+                .find('}')
+                .ok_or_else(|| "config.table_name_format: `${` without a closing `}`".to_owned())?;
             let name = &rest[start + 2..start + end];
             let known = name == "topic"
                 || pattern.as_ref().is_some_and(|p| {
-                    name.parse::<usize>()
-                        .map_or_else(|_| p.capture_names().flatten().any(|n| n == name), |i| {
-                            i < p.captures_len()
-                        })
+                    name.parse::<usize>().map_or_else(
+                        |_| p.capture_names().flatten().any(|n| n == name),
+                        |i| i < p.captures_len(),
+                    )
                 });
             if !known {
                 return Err(format!(
@@ -98,12 +98,13 @@ impl TableNamer {
             topic: topic.to_owned(),
             message,
         };
-        let captures = match &self.pattern {
-            Some(p) => Some(p.captures(topic).ok_or_else(|| {
-                fail(format!("does not match topic_pattern `{}`", p.as_str()))
-            })?),
-            None => None,
-        };
+        let captures =
+            match &self.pattern {
+                Some(p) => Some(p.captures(topic).ok_or_else(|| {
+                    fail(format!("does not match topic_pattern `{}`", p.as_str()))
+                })?),
+                None => None,
+            };
         let mut name = String::new();
         let mut rest = self.format.as_str();
         while let Some(start) = rest.find("${") {
@@ -235,9 +236,18 @@ mod tests {
         let mut plain = namer(serde_json::json!({})).unwrap();
         assert_eq!(
             plain.table("orders").unwrap(),
-            TableId { schema: "public".into(), name: "orders".into() }
+            TableId {
+                schema: "public".into(),
+                name: "orders".into()
+            }
         );
-        assert!(plain.table("a.b.c").unwrap_err().to_string().contains("topic_pattern"));
+        assert!(
+            plain
+                .table("a.b.c")
+                .unwrap_err()
+                .to_string()
+                .contains("topic_pattern")
+        );
         let mut mapped = namer(serde_json::json!({
             "topic_pattern": "shop\\.(?<schema>[^.]+)\\.(.+)",
             "table_name_format": "${schema}.copy_${2}",
@@ -245,16 +255,31 @@ mod tests {
         .unwrap();
         assert_eq!(
             mapped.table("shop.sales.items").unwrap(),
-            TableId { schema: "sales".into(), name: "copy_items".into() }
+            TableId {
+                schema: "sales".into(),
+                name: "copy_items".into()
+            }
         );
-        assert!(mapped.table("other").unwrap_err().to_string().contains("does not match"));
+        assert!(
+            mapped
+                .table("other")
+                .unwrap_err()
+                .to_string()
+                .contains("does not match")
+        );
         let err = namer(serde_json::json!({"table_name_format": "${3}"})).unwrap_err();
-        assert!(err.starts_with("config.table_name_format: unknown placeholder `${3}`"), "{err}");
+        assert!(
+            err.starts_with("config.table_name_format: unknown placeholder `${3}`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn identifiers_are_quoted() {
-        let id = TableId { schema: "s".into(), name: "we\"ird".into() };
+        let id = TableId {
+            schema: "s".into(),
+            name: "we\"ird".into(),
+        };
         assert_eq!(id.quoted(), "\"s\".\"we\"\"ird\"");
     }
 }

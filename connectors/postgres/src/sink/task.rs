@@ -68,9 +68,9 @@ impl SinkConnector for PostgresSinkConnector {
     }
 }
 
-/// A decoded record waiting to be written.
+/// A decoded record waiting to be written (kept whole for the dead-letter path).
 struct Pending {
-    tp: TopicPartition,
+    record: SinkRecord,
     table: TableId,
     change: Change,
 }
@@ -120,7 +120,7 @@ fn connect_options(config: &SinkConfig) -> Result<PgConnectOptions> {
 
 impl State {
     /// Writes what is pending in one transaction; on failure it stays pending.
-    async fn write_pending(&mut self) -> Result<(), Error> {
+    async fn write_pending(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -128,10 +128,40 @@ impl State {
         for p in &self.pending {
             batch.add(&p.table, p.change.clone());
         }
-        if !batch.is_empty() {
-            self.writer.write(&batch).await?;
+        match self.writer.write(&batch).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Data => self.write_one_by_one(e).await?,
+            Err(e) => return Err(e.into()),
         }
         self.pending.clear();
+        Ok(())
+    }
+
+    /// The database refused a value somewhere in the batch: each change in its own transaction,
+    /// so the records refused are found and go through the pipeline's `errors` policy (the
+    /// dead-letter topic, or the task fails naming the record).
+    async fn write_one_by_one(&mut self, first: Error) -> Result<()> {
+        warn!(connector = %self.ctx.connector, task = self.ctx.task_id, error = %first, "postgres-sink batch refused; writing its records one by one to find the bad ones");
+        for p in &self.pending {
+            let mut batch = Batch::default();
+            batch.add(&p.table, p.change.clone());
+            match self.writer.write(&batch).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Data => {
+                    let message = format!(
+                        "{} offset {}: {e}",
+                        p.record.topic_partition(),
+                        p.record.offset
+                    );
+                    let error = ConnectorError::with_source(ErrorKind::Data, message, e);
+                    match &self.ctx.errant_records {
+                        Some(reporter) => reporter.report(&p.record, error).await?,
+                        None => return Err(error),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(())
     }
 
@@ -143,7 +173,7 @@ impl State {
                 Ok(change) => change,
                 Err(message) => {
                     let error: ConnectorError = Error::Record {
-                        location: format!("{}-{} offset {}", record.topic, record.partition, record.offset),
+                        location: format!("{} offset {}", record.topic_partition(), record.offset),
                         message,
                     }
                     .into();
@@ -161,7 +191,7 @@ impl State {
             }
             let table = self.namer.table(&record.topic)?;
             self.pending.push(Pending {
-                tp: record.topic_partition(),
+                record,
                 table,
                 change,
             });
@@ -186,7 +216,12 @@ impl SinkTask for PostgresSinkTask {
             ctx,
             decoder: Decoder::new(&config),
             namer,
-            writer: Writer::new(pool, config.insert_mode, config.auto_create, config.auto_evolve),
+            writer: Writer::new(
+                pool,
+                config.insert_mode,
+                config.auto_create,
+                config.auto_evolve,
+            ),
             batch_size: config.batch_size,
             pending: Vec::new(),
         });
@@ -224,7 +259,7 @@ impl SinkTask for PostgresSinkTask {
                 warn!(connector = %state.ctx.connector, task = state.ctx.task_id, error = %e, "postgres-sink flush failed; will retry");
                 Ok(HashMap::new())
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 
@@ -232,7 +267,9 @@ impl SinkTask for PostgresSinkTask {
     /// from the last commit (writing them here could land after that owner's newer rows).
     async fn close(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         let state = self.state()?;
-        state.pending.retain(|p| !partitions.contains(&p.tp));
+        state
+            .pending
+            .retain(|p| !partitions.contains(&p.record.topic_partition()));
         Ok(())
     }
 

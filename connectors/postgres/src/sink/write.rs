@@ -59,6 +59,11 @@ fn identity(key: &[Cell]) -> String {
 
 impl Batch {
     pub(crate) fn add(&mut self, table: &TableId, change: Change) {
+        if let Change::Move { old_key, key, row } = change {
+            self.add(table, Change::Delete { key: old_key });
+            self.add(table, Change::Write { key, row });
+            return;
+        }
         let changes = match self.tables.iter().position(|(t, _)| t == table) {
             Some(i) => &mut self.tables[i].1,
             None => {
@@ -67,7 +72,7 @@ impl Batch {
             }
         };
         match change {
-            Change::Skip => {}
+            Change::Skip | Change::Move { .. } => {}
             Change::Truncate => {
                 *changes = TableChanges {
                     truncate: true,
@@ -127,10 +132,13 @@ impl Batch {
             }
         }
     }
+}
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.tables.is_empty()
-    }
+/// Rows of one table with the same columns: one statement.
+struct Group<'a> {
+    names: Vec<&'a str>,
+    key: Vec<&'a str>,
+    rows: Vec<&'a [Cell]>,
 }
 
 /// Writes batches; knows the tables it has seen.
@@ -143,7 +151,12 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(pool: PgPool, mode: InsertMode, auto_create: bool, auto_evolve: bool) -> Self {
+    pub(crate) fn new(
+        pool: PgPool,
+        mode: InsertMode,
+        auto_create: bool,
+        auto_evolve: bool,
+    ) -> Self {
         Self {
             pool,
             mode,
@@ -209,7 +222,7 @@ impl Writer {
                 statements += 1;
             }
             // Rows with the same columns share a statement.
-            let mut groups: Vec<(Vec<&str>, Vec<&[Cell]>, Vec<&str>)> = Vec::new();
+            let mut groups: Vec<Group<'_>> = Vec::new();
             let writes = changes.entries.iter().filter_map(|e| match e {
                 Entry::Write { key, row, .. } => Some((key.as_slice(), row.as_slice())),
                 Entry::Delete(_) => None,
@@ -217,17 +230,17 @@ impl Writer {
             let keyless = changes.keyless.iter().map(|row| (&[][..], row.as_slice()));
             for (key, row) in writes.chain(keyless) {
                 let names: Vec<&str> = row.iter().map(|c| c.name.as_str()).collect();
-                match groups.iter_mut().find(|(n, _, _)| *n == names) {
-                    Some(group) => group.1.push(row),
-                    None => groups.push((
+                match groups.iter_mut().find(|g| g.names == names) {
+                    Some(group) => group.rows.push(row),
+                    None => groups.push(Group {
                         names,
-                        vec![row],
-                        key.iter().map(|c| c.name.as_str()).collect(),
-                    )),
+                        key: key.iter().map(|c| c.name.as_str()).collect(),
+                        rows: vec![row],
+                    }),
                 }
             }
-            for (names, rows, key) in &groups {
-                let Some((sql, args)) = self.upsert(table, info, names, key, rows)? else {
+            for g in &groups {
+                let Some((sql, args)) = self.upsert(table, info, &g.names, &g.key, &g.rows)? else {
                     continue;
                 };
                 sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
@@ -240,7 +253,10 @@ impl Writer {
         tx.commit()
             .await
             .map_err(|e| Error::database("cannot commit", e))?;
-        debug!(tables = batch.tables.len(), statements, "postgres-sink batch committed");
+        debug!(
+            tables = batch.tables.len(),
+            statements, "postgres-sink batch committed"
+        );
         Ok(())
     }
 
@@ -296,7 +312,9 @@ impl Writer {
                 Some(info) => info,
                 None if self.auto_create && !wanted.is_empty() => {
                     table::create(&self.pool, table, &wanted, &key).await?;
-                    table::describe(&self.pool, table).await?.unwrap_or_default()
+                    table::describe(&self.pool, table)
+                        .await?
+                        .unwrap_or_default()
                 }
                 None => {
                     return Err(Error::Table {
@@ -327,7 +345,9 @@ impl Writer {
             });
         }
         table::add_columns(&self.pool, table, &missing).await?;
-        let info = table::describe(&self.pool, table).await?.unwrap_or_default();
+        let info = table::describe(&self.pool, table)
+            .await?
+            .unwrap_or_default();
         self.tables.insert(table.clone(), info);
         Ok(())
     }
@@ -433,12 +453,12 @@ fn unnest(
             .map(|row| {
                 let cell = row.iter().find(|c| c.name == *name);
                 match cell {
-                    Some(cell) => encode::text(&cell.value, &target).map_err(|message| {
-                        Error::Record {
+                    Some(cell) => {
+                        encode::text(&cell.value, &target).map_err(|message| Error::Record {
                             location: format!("{table}.{name}"),
                             message,
-                        }
-                    }),
+                        })
+                    }
                     None => Ok(None),
                 }
             })
