@@ -469,10 +469,14 @@ async fn refused_values_go_to_the_dead_letter_topic_and_the_rest_is_written() {
     let dead = tokio::task::spawn_blocking(move || kafka::read_all(&dlq))
         .await
         .expect("read dlq");
-    let values: Vec<String> = dead.iter().map(kafka::Read::value_text).collect();
-    assert_eq!(values.len(), 2, "{values:?}");
-    assert!(values[0].contains("many"), "{values:?}");
-    assert!(values[1].contains("not"), "{values:?}");
+    // Records that are not rows are reported as they are read, refused values once the
+    // batch is written: the dead-letter order is not the input order.
+    let mut values: Vec<String> = dead.iter().map(kafka::Read::value_text).collect();
+    values.sort();
+    assert_eq!(
+        values,
+        [r#"["not","a","row"]"#, r#"{"name":"bad","qty":"many"}"#]
+    );
     assert!(
         log.contains("invalid input syntax for type integer"),
         "{log}"
