@@ -311,3 +311,71 @@ impl SinkConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod sink_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn validate(input: serde_json::Value) -> Result<SinkConfig, Vec<String>> {
+        let config = sink_spec()
+            .validate(input.as_object().expect("object"))
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let parsed: SinkConfig = config.parse().map_err(|e| vec![e.to_string()])?;
+        parsed.check().map_err(|e| vec![e])?;
+        Ok(parsed)
+    }
+
+    #[test]
+    fn defaults_are_an_idempotent_upsert_by_record_key() {
+        let config = validate(json!({"topics": ["t"], "url": "postgres://h/db"})).expect("valid");
+        assert_eq!(config.insert_mode, InsertMode::Upsert);
+        assert_eq!(config.primary_key_mode, PrimaryKeyMode::RecordKey);
+        assert!(config.delete_enabled && config.delete_on_tombstone);
+        assert_eq!(config.table_name_format, "${topic}");
+        assert_eq!(config.batch_size, 1000);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let errors = validate(json!({
+            "topics": ["t"], "url": "postgres://h/db", "insert_mode": "merge",
+            "topic_pattern": "(", "batch_size": 0,
+        }))
+        .unwrap_err();
+        let fields: Vec<&str> = errors
+            .iter()
+            .map(|e| e.split(':').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            fields,
+            ["insert_mode", "topic_pattern", "batch_size"],
+            "{errors:?}"
+        );
+        assert!(errors[0].contains("insert, upsert, update"), "{errors:?}");
+
+        let errors = validate(json!({
+            "topics": ["t"], "url": "postgres://h/db", "primary_key_mode": "none",
+            "table_name_format": "${2}",
+        }))
+        .unwrap_err();
+        assert!(
+            errors[0].contains("config.insert_mode: upsert and update need a primary key"),
+            "{errors:?}"
+        );
+        assert!(errors[0].contains("config.delete_enabled:"), "{errors:?}");
+        assert!(
+            errors[0].contains("config.table_name_format: unknown placeholder `${2}`"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn the_password_is_masked_and_never_printed() {
+        let input = json!({"topics": ["t"], "url": "postgres://h/db", "password": "s3cr3t"});
+        let config = validate(input.clone()).expect("valid");
+        assert!(!format!("{config:?}").contains("s3cr3t"));
+        let masked = sink_spec().mask(input.as_object().expect("object"));
+        assert_eq!(masked["password"], json!(sluice_connector_api::MASK));
+    }
+}
