@@ -4,6 +4,7 @@
 #   scripts/bench.sh cluster [--runs N] [--output json]
 #   scripts/bench.sh wasm [--records N] [--runs N] [--schemas] [--output json]
 #   scripts/bench.sh s3 [--records N] [--value-size B] [--format json|parquet|bytes] [--output json]
+#   scripts/bench.sh pgsink [--rows N] [--runs N] [--batch-size N] [--output json]
 source "$(dirname "$0")/lib.sh"
 ensure_cargo
 ensure_python

@@ -4,6 +4,9 @@
 //!   scripts/bench.sh cluster [--runs N] [--output json]
 //!   scripts/bench.sh wasm [--records N] [--runs N] [--schemas] [--output json]
 //!   scripts/bench.sh s3 [--records N] [--value-size B] [--format json|parquet|bytes] [--output json]
+//!   scripts/bench.sh pgsink [--rows N] [--runs N] [--batch-size N] [--output json]
+//!
+//! `pgsink`: see [`pgsink`]: CDC events -> postgres-sink rows/s against `\copy` of the same rows.
 //!
 //! `cdc`: see [`cdc`]: WAL -> topic rows/s against `pg_recvlogical` decoding the same changes.
 //!
@@ -15,6 +18,7 @@ mod s3;
 
 mod cdc;
 mod cluster;
+mod pgsink;
 mod wasm;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +50,18 @@ enum Bench {
         /// The producer's `compression.type`.
         #[arg(long, default_value = "lz4", value_parser = ["none", "gzip", "snappy", "lz4", "zstd"])]
         compression: String,
+    },
+    /// Postgres sink: CDC events in a topic -> postgres-sink (upsert), against `\copy` of the
+    /// same rows into the same database.
+    Pgsink {
+        #[arg(long, default_value_t = 200_000)]
+        rows: u64,
+        /// Rounds of baseline and Sluice runs, interleaved; medians are reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// postgres-sink's `batch_size` (records per transaction).
+        #[arg(long, default_value_t = 1_000)]
+        batch_size: u64,
     },
     /// Distributed mode: start-up to REST-ready and rebalance when a worker leaves, against
     /// plain rdkafka consumers in a group on the same broker.
@@ -298,6 +314,11 @@ fn main() -> Result<()> {
             runs,
             compression,
         } => cdc::bench(rows, runs.max(1), &compression, cli.output),
+        Bench::Pgsink {
+            rows,
+            runs,
+            batch_size,
+        } => pgsink::bench(rows, runs.max(1), batch_size, cli.output),
         Bench::Cluster { runs } => cluster::cluster(runs, cli.output),
         Bench::S3 {
             records,

@@ -9,6 +9,7 @@ mod http_sink;
 mod json_golden;
 mod operations;
 mod postgres_cdc;
+mod postgres_sink;
 mod reference_docs;
 mod s3_archive;
 mod security;

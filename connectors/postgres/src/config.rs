@@ -132,3 +132,250 @@ fn identifier(value: &serde_json::Value) -> Result<(), String> {
         ))
     }
 }
+
+pub(crate) const DEFAULT_SINK_BATCH: i64 = 1_000;
+pub(crate) const DEFAULT_TABLE_NAME_FORMAT: &str = "${topic}";
+pub(crate) const DEFAULT_SCHEMA: &str = "public";
+
+/// How `postgres-sink` writes a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InsertMode {
+    /// `INSERT`: a row whose key exists already fails the batch.
+    Insert,
+    /// `INSERT ... ON CONFLICT (key) DO UPDATE`: idempotent, so redelivery after a crash is safe.
+    Upsert,
+    /// `UPDATE ... WHERE key = ...`: rows that do not exist are left alone.
+    Update,
+}
+
+/// Where `postgres-sink` finds a row's primary key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrimaryKeyMode {
+    /// No key: rows are only inserted.
+    None,
+    /// The record key: the fields of a struct key, or one column (`primary_key_fields`) for a
+    /// primitive key.
+    RecordKey,
+    /// The value fields named in `primary_key_fields`.
+    RecordValue,
+}
+
+/// Configuration of `postgres-sink`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct SinkConfig {
+    /// Topics to read.
+    pub topics: Vec<String>,
+    /// Connection URL, `postgres://user@host:port/db`; the password is better given in `password`.
+    pub url: String,
+    /// Password for the connection (secret).
+    pub password: Option<sluice_connector_api::Secret>,
+    /// TLS: disable, prefer or require.
+    pub ssl_mode: String,
+    pub insert_mode: InsertMode,
+    pub primary_key_mode: PrimaryKeyMode,
+    /// Key columns: which fields of a struct key or of the value, or the column of a primitive key.
+    pub primary_key_fields: Vec<String>,
+    /// Delete rows on Debezium `op: d` events (and tombstones, see `delete_on_tombstone`).
+    pub delete_enabled: bool,
+    /// With `delete_enabled`, a record with a null value deletes the row of its key.
+    pub delete_on_tombstone: bool,
+    /// Truncate the table on Debezium `op: t` events.
+    pub truncate_enabled: bool,
+    /// Table name: `${topic}` and the capture groups of `topic_pattern` (`${1}`, `${name}`) are
+    /// replaced; `schema.table` or just `table`.
+    pub table_name_format: String,
+    /// Regular expression every topic must match; its groups can be used in `table_name_format`.
+    pub topic_pattern: Option<String>,
+    /// Schema of table names without one.
+    pub schema: String,
+    /// Create missing tables from the record schemas.
+    pub auto_create: bool,
+    /// Add missing columns (nullable) from the record schemas.
+    pub auto_evolve: bool,
+    /// Most records written in one transaction.
+    pub batch_size: usize,
+    /// Value `postgres-cdc` gives unchanged TOAST columns: such columns are left as they are.
+    pub toast_placeholder: String,
+}
+
+pub(crate) fn sink_spec() -> ConfigSpec {
+    ConfigSpec::new()
+        .required("topics", FieldKind::List, "Topics to read.")
+        .check(Validator::NonEmpty)
+        .required("url", FieldKind::String, "Connection URL, postgres://user@host:port/db (put the password in `password`).")
+        .check(Validator::NonEmpty)
+        .maybe("password", FieldKind::String, "Password for the connection.")
+        .secret()
+        .optional("ssl_mode", FieldKind::String, "prefer", "TLS: disable, prefer or require.")
+        .check(Validator::one_of(["disable", "prefer", "require"]))
+        .optional(
+            "insert_mode",
+            FieldKind::String,
+            "upsert",
+            "`insert` (plain INSERT), `upsert` (INSERT ... ON CONFLICT on the primary key DO UPDATE: redelivery after a crash is harmless) or `update` (UPDATE of existing rows only).",
+        )
+        .check(Validator::one_of(["insert", "upsert", "update"]))
+        .optional(
+            "primary_key_mode",
+            FieldKind::String,
+            "record_key",
+            "Where the primary key comes from: `record_key` (the fields of a struct key, or the one column in `primary_key_fields` for a primitive key), `record_value` (the value fields in `primary_key_fields`) or `none` (insert only).",
+        )
+        .check(Validator::one_of(["none", "record_key", "record_value"]))
+        .optional(
+            "primary_key_fields",
+            FieldKind::List,
+            serde_json::json!([]),
+            "Key columns: a subset of a struct key's fields (empty: all of them), the column of a primitive key, or the value fields of `record_value`.",
+        )
+        .optional(
+            "delete_enabled",
+            FieldKind::Bool,
+            true,
+            "Delete the row of a Debezium `op: d` event (and of a tombstone, see `delete_on_tombstone`); needs primary_key_mode record_key.",
+        )
+        .optional(
+            "delete_on_tombstone",
+            FieldKind::Bool,
+            true,
+            "With delete_enabled, a record with a null value (a tombstone) deletes the row of its key; off, tombstones are skipped.",
+        )
+        .optional("truncate_enabled", FieldKind::Bool, false, "Truncate the table on a Debezium `op: t` event (otherwise skipped).")
+        .optional(
+            "table_name_format",
+            FieldKind::String,
+            DEFAULT_TABLE_NAME_FORMAT,
+            "Table of a record: `${topic}` and the groups of `topic_pattern` (`${1}`, `${name}`) are replaced; the result is `schema.table` or `table` (in `schema`).",
+        )
+        .check(Validator::NonEmpty)
+        .maybe(
+            "topic_pattern",
+            FieldKind::String,
+            "Regular expression every topic must match (whole name); its capture groups can be used in table_name_format, e.g. `shop\\.public\\.(.*)` with `${1}`.",
+        )
+        .check(Validator::Custom(std::sync::Arc::new(|v| {
+            regex::Regex::new(v.as_str().unwrap_or_default())
+                .map(drop)
+                .map_err(|e| format!("expected a regular expression: {e}"))
+        })))
+        .optional("schema", FieldKind::String, DEFAULT_SCHEMA, "Schema of table names that do not name one.")
+        .check(Validator::NonEmpty)
+        .optional("auto_create", FieldKind::Bool, false, "Create a missing table from the record schema (key columns as primary key).")
+        .optional("auto_evolve", FieldKind::Bool, false, "Add columns the record has and the table lacks, as nullable columns.")
+        .optional(
+            "batch_size",
+            FieldKind::Int,
+            DEFAULT_SINK_BATCH,
+            "Most records written in one transaction; what `put` receives is written once this many are waiting, the rest at the next flush.",
+        )
+        .check(Validator::range(1, 1_000_000))
+        .optional(
+            "toast_placeholder",
+            FieldKind::String,
+            DEFAULT_PLACEHOLDER,
+            "Value a CDC event gives a large column it did not send (unchanged TOAST value): such columns keep what the table has.",
+        )
+}
+
+impl SinkConfig {
+    /// Checks that the fields fit together; errors name the fields.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.primary_key_mode == PrimaryKeyMode::None && self.insert_mode != InsertMode::Insert {
+            problems.push(
+                "config.insert_mode: upsert and update need a primary key; set primary_key_mode to record_key or record_value, or insert_mode insert".to_owned(),
+            );
+        }
+        if self.primary_key_mode == PrimaryKeyMode::RecordValue
+            && self.primary_key_fields.is_empty()
+        {
+            problems.push(
+                "config.primary_key_fields: required with primary_key_mode record_value".to_owned(),
+            );
+        }
+        if self.delete_enabled && self.primary_key_mode != PrimaryKeyMode::RecordKey {
+            problems.push(
+                "config.delete_enabled: deletes find rows by the record key; set primary_key_mode record_key or delete_enabled false".to_owned(),
+            );
+        }
+        if let Err(e) = crate::sink::TableNamer::new(self) {
+            problems.push(e);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod sink_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn validate(input: serde_json::Value) -> Result<SinkConfig, Vec<String>> {
+        let config = sink_spec()
+            .validate(input.as_object().expect("object"))
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let parsed: SinkConfig = config.parse().map_err(|e| vec![e.to_string()])?;
+        parsed.check().map_err(|e| vec![e])?;
+        Ok(parsed)
+    }
+
+    #[test]
+    fn defaults_are_an_idempotent_upsert_by_record_key() {
+        let config = validate(json!({"topics": ["t"], "url": "postgres://h/db"})).expect("valid");
+        assert_eq!(config.insert_mode, InsertMode::Upsert);
+        assert_eq!(config.primary_key_mode, PrimaryKeyMode::RecordKey);
+        assert!(config.delete_enabled && config.delete_on_tombstone);
+        assert_eq!(config.table_name_format, "${topic}");
+        assert_eq!(config.batch_size, 1000);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let errors = validate(json!({
+            "topics": ["t"], "url": "postgres://h/db", "insert_mode": "merge",
+            "topic_pattern": "(", "batch_size": 0,
+        }))
+        .unwrap_err();
+        let fields: Vec<&str> = errors
+            .iter()
+            .map(|e| e.split(':').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            fields,
+            ["insert_mode", "topic_pattern", "batch_size"],
+            "{errors:?}"
+        );
+        assert!(errors[0].contains("insert, upsert, update"), "{errors:?}");
+
+        let errors = validate(json!({
+            "topics": ["t"], "url": "postgres://h/db", "primary_key_mode": "none",
+            "table_name_format": "${2}",
+        }))
+        .unwrap_err();
+        assert!(
+            errors[0].contains("config.insert_mode: upsert and update need a primary key"),
+            "{errors:?}"
+        );
+        assert!(errors[0].contains("config.delete_enabled:"), "{errors:?}");
+        assert!(
+            errors[0].contains("config.table_name_format: unknown placeholder `${2}`"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn the_password_is_masked_and_never_printed() {
+        let input = json!({"topics": ["t"], "url": "postgres://h/db", "password": "s3cr3t"});
+        let config = validate(input.clone()).expect("valid");
+        assert!(!format!("{config:?}").contains("s3cr3t"));
+        let masked = sink_spec().mask(input.as_object().expect("object"));
+        assert_eq!(masked["password"], json!(sluice_connector_api::MASK));
+    }
+}

@@ -12,14 +12,19 @@
 //! After a crash the slot replays every transaction after that point (at least once).
 
 mod config;
+mod error;
+mod sink;
 mod source;
 
 use sluice_connector_api::Registry;
 
-pub use config::{CdcConfig, SnapshotMode};
+pub use config::{CdcConfig, InsertMode, PrimaryKeyMode, SinkConfig, SnapshotMode};
+pub use error::{Error, Result};
+pub use sink::PostgresSinkPlugin;
 pub use source::PostgresCdcPlugin;
 
-/// Registers `postgres-cdc`.
+/// Registers `postgres-cdc` and `postgres-sink`.
 pub fn register(registry: &mut Registry) {
     registry.add_source(PostgresCdcPlugin);
+    registry.add_sink(PostgresSinkPlugin);
 }
