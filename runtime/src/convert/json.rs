@@ -72,6 +72,19 @@ pub struct JsonConverter {
     /// Serialized schemas by shared schema identity. Holding the `Arc` keeps its address from
     /// being reused by another schema while cached.
     cache: Mutex<Vec<(SchemaRef, Arc<str>)>>,
+    /// Schemas read from envelopes, by their JSON text: a topic's records repeat the same schema
+    /// (a CDC event carries ~2 KB of it), so each is parsed once and shared.
+    read: Mutex<Vec<(Box<str>, SchemaRef)>>,
+}
+
+/// `{"schema": ..., "payload": ...}`, both kept as raw JSON text.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    schema: &'a serde_json::value::RawValue,
+    #[serde(borrow)]
+    payload: &'a serde_json::value::RawValue,
 }
 
 impl JsonConverter {
@@ -80,7 +93,29 @@ impl JsonConverter {
             schemas,
             decimal_format,
             cache: Mutex::new(Vec::new()),
+            read: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The schema whose JSON text is `text`, parsed once per distinct text.
+    fn read_schema_text(&self, text: &str) -> Result<SchemaRef, ConvertError> {
+        {
+            let read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, schema)) = read
+                .iter()
+                .find(|(t, _)| t.len() == text.len() && **t == *text)
+            {
+                return Ok(schema.clone());
+            }
+        }
+        let json: Json = serde_json::from_str(text)?;
+        let schema = Arc::new(read_schema(&json, "schema")?);
+        let mut read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        if read.len() >= SCHEMA_CACHE {
+            read.remove(0);
+        }
+        read.push((text.into(), schema.clone()));
+        Ok(schema)
     }
 
     fn schema_text(&self, schema: &SchemaRef) -> Result<Arc<str>, ConvertError> {
@@ -156,25 +191,28 @@ impl Converter for JsonConverter {
         if bytes.is_empty() && !self.schemas {
             return Ok((None, Value::Null));
         }
-        let json: Json = serde_json::from_slice(bytes)?;
         if !self.schemas {
+            let json: Json = serde_json::from_slice(bytes)?;
             return Ok((None, Value::from_plain_json(&json)));
         }
-        let Json::Object(envelope) = &json else {
+        // Serde would also take a two-element array for the struct: only an object is an envelope.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            serde_json::from_slice::<serde::de::IgnoredAny>(bytes)?;
             return Err(ConvertError::invalid(ENVELOPE_ERROR));
-        };
-        let (Some(schema_json), Some(payload), 2) = (
-            envelope.get("schema"),
-            envelope.get("payload"),
-            envelope.len(),
-        ) else {
-            return Err(ConvertError::invalid(ENVELOPE_ERROR));
-        };
-        if schema_json.is_null() {
-            return Ok((None, Value::from_plain_json(payload)));
         }
-        let schema = Arc::new(read_schema(schema_json, "schema")?);
-        let value = read_value(&schema, payload, &Loc::Root("payload"))?;
+        let envelope: Envelope<'_> =
+            serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+                // Valid JSON of another shape: not an envelope.
+                serde_json::error::Category::Data => ConvertError::invalid(ENVELOPE_ERROR),
+                _ => ConvertError::from(e),
+            })?;
+        let payload: Json = serde_json::from_str(envelope.payload.get())?;
+        let schema_text = envelope.schema.get();
+        if schema_text == "null" {
+            return Ok((None, Value::from_plain_json(&payload)));
+        }
+        let schema = self.read_schema_text(schema_text)?;
+        let value = read_value(&schema, &payload, &Loc::Root("payload"))?;
         Ok((Some(schema), value))
     }
 }
@@ -914,6 +952,45 @@ mod tests {
                 (Value::String("a".into()), Value::Int64(1)),
                 (Value::String("b".into()), Value::Float64(2.5))
             ])
+        );
+    }
+
+    #[test]
+    fn envelopes_of_other_shapes_are_refused_and_schemas_are_read_once() {
+        for bad in [
+            r#"{"schema":null}"#,
+            r#"{"payload":1}"#,
+            r#"{"schema":null,"payload":1,"extra":2}"#,
+            r#"[1,2]"#,
+            r#""text""#,
+        ] {
+            let err = on().decode(Some(bad.as_bytes())).unwrap_err();
+            assert!(err.to_string().contains("schemas: false"), "{bad}: {err}");
+        }
+        let converter = on();
+        let message = |n: i32| {
+            format!(
+                r#"{{"schema":{{"type":"struct","fields":[{{"type":"int32","optional":false,"field":"n"}}],"optional":false}},"payload":{{"n":{n}}}}}"#
+            )
+        };
+        let (first, a) = converter.decode(Some(message(1).as_bytes())).unwrap();
+        let (second, b) = converter.decode(Some(message(2).as_bytes())).unwrap();
+        assert!(Arc::ptr_eq(
+            first.as_ref().unwrap(),
+            second.as_ref().unwrap()
+        ));
+        assert_ne!(a, b);
+        // Whitespace inside the envelope is fine; a null schema reads the payload as plain JSON.
+        let (none, plain) = converter
+            .decode(Some(br#"{ "schema" : null , "payload" : {"x": [1, 2]} }"#))
+            .unwrap();
+        assert!(none.is_none());
+        assert_eq!(
+            plain,
+            Value::Map(vec![(
+                Value::String("x".into()),
+                Value::Array(vec![Value::Int64(1), Value::Int64(2)])
+            )])
         );
     }
 
