@@ -142,10 +142,7 @@ impl Cluster {
                     .text()
                     .await
                     .ok()?;
-                if text
-                    .lines()
-                    .any(|l| l.starts_with("sluice_worker_is_leader{") && l.ends_with(" 1"))
-                {
+                if leads(&text) {
                     return Some(i);
                 }
             }
@@ -171,6 +168,13 @@ impl Cluster {
         )
         .await
     }
+}
+
+/// Whether a worker's `/metrics` text says it leads its group.
+pub fn leads(metrics: &str) -> bool {
+    metrics
+        .lines()
+        .any(|l| l.starts_with("sluice_worker_is_leader{") && l.ends_with(" 1"))
 }
 
 /// Polls an async check every 200 ms until it returns `Some`, or panics after `limit`. A bound

@@ -92,7 +92,7 @@ impl Group {
                     .text()
                     .await
                     .ok()?;
-                if text.lines().any(|l| l == "sluice_is_leader 1") {
+                if sluice_tests::cluster::leads(&text) {
                     return Some(i);
                 }
             }
