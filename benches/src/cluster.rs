@@ -198,10 +198,7 @@ fn running_elsewhere(
 pub(crate) fn cluster(runs: usize, output: Output) -> Result<()> {
     let dir = tempfile_dir()?;
     let (_broker, bootstrap) = Service::start("scripts/broker.sh", &dir.join("broker"), &[])?;
-    let bin = std::env::current_exe()?
-        .parent()
-        .context("bench binary dir")?
-        .join("sluice");
+    let bin = crate::sluice_binary()?;
     let http = reqwest::blocking::Client::new();
     let topic = format!("bench-cluster-{}", std::process::id());
     create_topic(&bootstrap, &topic, 6)?;

@@ -110,6 +110,21 @@ pub(crate) fn repo() -> PathBuf {
         .to_path_buf()
 }
 
+/// The `sluice` binary built beside this one (scripts/bench.sh builds both).
+pub(crate) fn sluice_binary() -> Result<PathBuf> {
+    let sluice = std::env::current_exe()?
+        .parent()
+        .context("exe dir")?
+        .join("sluice");
+    if !sluice.exists() {
+        bail!(
+            "{} is missing: run through scripts/bench.sh, which builds it",
+            sluice.display()
+        );
+    }
+    Ok(sluice)
+}
+
 pub(crate) fn progress(message: &str) {
     eprintln!("[bench] {message}");
 }
@@ -296,10 +311,7 @@ fn main() -> Result<()> {
             let work =
                 std::env::temp_dir().join(format!("sluice-bench-wasm-{}", std::process::id()));
             std::fs::create_dir_all(&work)?;
-            let sluice = std::env::current_exe()?
-                .parent()
-                .context("exe dir")?
-                .join("sluice");
+            let sluice = sluice_binary()?;
             let options = wasm::Options {
                 records,
                 runs: runs.max(1),
@@ -329,10 +341,7 @@ fn main() -> Result<()> {
         } => {
             let work = std::env::temp_dir().join(format!("sluice-bench-s3-{}", std::process::id()));
             std::fs::create_dir_all(&work)?;
-            let sluice = std::env::current_exe()?
-                .parent()
-                .context("exe dir")?
-                .join("sluice");
+            let sluice = sluice_binary()?;
             let options = s3::Options {
                 records,
                 value_size,

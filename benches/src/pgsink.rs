@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 
@@ -27,16 +27,7 @@ pub(crate) fn bench(rows: u64, runs: usize, batch_size: u64, output: Output) -> 
 }
 
 fn bench_in(work: &Path, rows: u64, runs: usize, batch_size: u64, output: Output) -> Result<()> {
-    let sluice = std::env::current_exe()?
-        .parent()
-        .context("exe dir")?
-        .join("sluice");
-    if !sluice.exists() {
-        bail!(
-            "{} is missing: run through scripts/bench.sh, which builds it",
-            sluice.display()
-        );
-    }
+    let sluice = crate::sluice_binary()?;
     progress("starting a broker (memory engine) and PostgreSQL");
     let (_broker, bootstrap) =
         Service::start("scripts/broker.sh", &work.join("broker"), &["memory"])?;
