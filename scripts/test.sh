@@ -17,5 +17,7 @@ export SLUICE_TEST_PLUGINS
 log "plugins: $SLUICE_TEST_PLUGINS"
 "$SLUICE_ROOT/scripts/check-chart.sh"         # lint, render, validate helm/sluice; ~8 s warm
 "$SLUICE_ROOT/scripts/check-image-layout.sh"  # the container image's tree runs `sluice --version`
+log "plugin SDK unit tests (native, every world)"
+cargo test --quiet --locked --manifest-path plugins/sdk/Cargo.toml --features transform,source,sink
 log "cargo test --workspace (target dir $CARGO_TARGET_DIR)"
 cargo test --workspace --locked "$@"

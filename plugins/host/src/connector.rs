@@ -19,7 +19,7 @@ use crate::bindings::sink::Sink;
 use crate::bindings::source::Source;
 use crate::engine::{LoadedPlugin, PluginKind, load};
 use crate::error::WasmError;
-use crate::record::{sink_record, source_record};
+use crate::record::{sink_batch, source_record, view};
 use crate::sandbox::Offsets;
 use crate::session::{Context, Session};
 use crate::spec::{PLUGIN_FIELD, path_field_spec, sandbox_from, sandbox_spec};
@@ -196,18 +196,21 @@ impl SourceTask for WasmSourceTask {
     async fn poll(&mut self) -> Res<Vec<SourceRecord>> {
         let name = self.plugin.name.clone();
         let batch = blocking(&mut self.session, &name, |s| s.poll(POLL_MAX)).await?;
-        if batch.is_empty() {
+        if batch.records.is_empty() {
             tokio::time::sleep(IDLE_PAUSE).await;
         }
         batch
-            .into_iter()
+            .records
+            .iter()
             .map(|r| {
-                source_record(r).map_err(|message| {
-                    ConnectorError::from(WasmError::Contract {
-                        plugin: name.clone(),
-                        message: format!("poll: {message}"),
+                view(&batch.data, &batch.headers, r)
+                    .and_then(source_record)
+                    .map_err(|message| {
+                        ConnectorError::from(WasmError::Contract {
+                            plugin: name.clone(),
+                            message: format!("poll: {message}"),
+                        })
                     })
-                })
             })
             .collect()
     }
@@ -326,9 +329,9 @@ impl SinkTask for WasmSinkTask {
         if records.is_empty() {
             return Ok(());
         }
-        let batch: Vec<_> = records.iter().map(sink_record).collect();
+        let batch = sink_batch(&records);
         let name = self.plugin.name.clone();
-        blocking(&mut self.session, &name, move |s| s.put(&batch)).await
+        blocking(&mut self.session, &name, move |s| s.put(&batch.inner)).await
     }
 
     async fn flush(

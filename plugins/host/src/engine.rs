@@ -199,7 +199,7 @@ fn compile(name: String, path: PathBuf, bytes: &[u8]) -> Result<LoadedPlugin> {
     let has = |interface: &str| {
         exports
             .iter()
-            .any(|e| e.starts_with(&format!("sluice:connector/{interface}@0.1.")))
+            .any(|e| e.starts_with(&format!("sluice:connector/{interface}@0.2.")))
     };
     let kind = if has("source-task") {
         PluginKind::Source

@@ -20,7 +20,7 @@ pub enum WasmError {
     Compile { plugin: String, reason: String },
     /// The component exports none of the `sluice:connector` interfaces this host knows.
     #[error(
-        "plugin {plugin}: exports none of sluice:connector/source-task, sink-task or transformer @0.1.x (it exports: {exports})"
+        "plugin {plugin}: exports none of sluice:connector/source-task, sink-task or transformer @0.2.x (it exports: {exports})"
     )]
     NotAPlugin { plugin: String, exports: String },
     /// The component imports something the sandbox does not offer.

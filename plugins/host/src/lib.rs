@@ -1,6 +1,6 @@
 //! `sluice-wasm`: runs WebAssembly component plugins as Sluice connectors and transforms.
 //!
-//! A plugin is a component implementing one world of the `sluice:connector@0.1.0` WIT package
+//! A plugin is a component implementing one world of the `sluice:connector@0.2.0` WIT package
 //! (`plugins/wit`): `source`, `sink` or `transform`. [`load`] compiles a component once (the
 //! compiled artifact is cached on disk, keyed by hash) and asks it for its config spec;
 //! [`WasmSourcePlugin`] and [`WasmSinkPlugin`] adapt sources and sinks to the connector traits so
@@ -31,7 +31,7 @@ mod transform;
 pub use connector::{WasmResolver, WasmSinkPlugin, WasmSourcePlugin, named_transform, register};
 pub use engine::{CACHE_DIR_ENV, LoadedPlugin, PluginKind, load, plugin_name};
 pub use error::{Result, WasmError};
-pub use record::{PluginHeader, PluginRecord, decode_value, encode_value};
+pub use record::{Batch, Meta, RecordView, Results, decode_value, encode_value};
 pub use sandbox::{DEFAULT_CALL_TIMEOUT, DEFAULT_MEMORY_LIMIT_MIB, Sandbox};
 pub use spec::{
     ALLOWED_HOSTS_FIELD, CALL_TIMEOUT_FIELD, MEMORY_LIMIT_FIELD, PLUGIN_FIELD, PluginSpec,

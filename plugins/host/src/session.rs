@@ -192,7 +192,7 @@ impl Session<Source> {
         })
     }
 
-    pub(crate) fn poll(&mut self, max: u32) -> Result<Vec<types::Record>> {
+    pub(crate) fn poll(&mut self, max: u32) -> Result<types::Batch> {
         self.call("poll", |e, s| {
             e.sluice_connector_source_task().call_poll(s, max)
         })
@@ -231,7 +231,7 @@ impl Session<Sink> {
         })
     }
 
-    pub(crate) fn put(&mut self, batch: &[types::Record]) -> Result<()> {
+    pub(crate) fn put(&mut self, batch: &types::Batch) -> Result<()> {
         self.call("put", |e, s| {
             e.sluice_connector_sink_task().call_put(s, batch)
         })
@@ -268,7 +268,7 @@ impl Session<Transform> {
         })
     }
 
-    pub(crate) fn apply(&mut self, batch: &[types::Record]) -> Result<Vec<Option<types::Record>>> {
+    pub(crate) fn apply(&mut self, batch: &types::Batch) -> Result<types::Results> {
         self.call("apply", |e, s| {
             e.sluice_connector_transformer().call_apply(s, batch)
         })

@@ -8,7 +8,7 @@ use sluice_connector_api::ConnectorConfig;
 use crate::bindings::transform::Transform;
 use crate::engine::{LoadedPlugin, PluginKind};
 use crate::error::{Result, WasmError};
-use crate::record::PluginRecord;
+use crate::record::{Batch, Results};
 use crate::sandbox::Sandbox;
 use crate::session::{Context, Session};
 use crate::spec::sandbox_from;
@@ -70,25 +70,25 @@ impl WasmTransform {
         Ok(session)
     }
 
-    /// Transforms a batch: one entry per input record, `None` where the plugin dropped it.
+    /// Transforms a batch: one entry per input record ([`Results::get`]).
     ///
     /// The call runs on the calling thread. On a multi-threaded tokio runtime it runs inside
     /// `block_in_place`, so a slow plugin (bounded by its time limit) does not stall other tasks
     /// and WASI calls that wait (stderr, files) may block.
-    pub fn apply(&self, batch: &[PluginRecord]) -> Result<Vec<Option<PluginRecord>>> {
+    pub fn apply(&self, batch: &Batch) -> Result<Results> {
         let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut session = match taken {
             Some(session) => session,
             None => in_place(|| self.instance())?,
         };
-        let result = in_place(|| session.apply(batch));
+        let result = in_place(|| session.apply(&batch.inner));
         if !session.is_poisoned() {
             self.idle
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(session);
         }
-        let out = result?;
+        let out = Results { inner: result? };
         if out.len() != batch.len() {
             return Err(WasmError::Contract {
                 plugin: self.plugin.name.clone(),

@@ -1,5 +1,5 @@
 //! Write Sluice plugins in Rust. A plugin is a WebAssembly component (`wasm32-wasip2`)
-//! implementing one world of `sluice:connector@0.1.0`; enable the matching feature
+//! implementing one world of `sluice:connector@0.2.0`; enable the matching feature
 //! (`transform`, `source` or `sink`), implement the trait and export it:
 //!
 //! ```ignore
@@ -32,86 +32,135 @@ pub use wit_bindgen as __wit_bindgen;
 
 mod config;
 mod fields;
+#[cfg_attr(
+    not(any(feature = "transform", feature = "source", feature = "sink")),
+    allow(dead_code)
+)]
+mod record;
 pub use config::Config;
-#[doc(hidden)]
-pub use fields::edit_fields as __edit_fields;
-/// Raw JSON text of one field, as [`transform::Record::edit_value_fields`] hands it out.
-pub use serde_json::value::RawValue;
+pub use record::{Header, Record};
 
 /// The helpers every world shares, on that world's generated types.
 macro_rules! common {
     ($bindings:ident) => {
         pub use $bindings::sluice::connector::host::{committed_offset, now_millis};
-        pub use $bindings::sluice::connector::types::{ConfigField, Error, Header, Level, Record};
-        pub use $crate::Config;
+        pub use $bindings::sluice::connector::types::{ConfigField, Error, Level};
+        pub use $crate::{Config, Header, Record};
 
         /// Logs through the worker's tracing, tagged with plugin, connector and task.
         pub fn log(level: Level, message: &str) {
             $bindings::sluice::connector::host::log(level, message)
         }
 
-        impl Record {
-            /// A record for `topic` with a value and nothing else.
-            pub fn new(topic: impl Into<String>, value: Option<Vec<u8>>) -> Self {
-                Self {
-                    topic: topic.into(),
-                    partition: None,
-                    offset: None,
-                    key: None,
-                    value,
-                    headers: Vec::new(),
-                    timestamp: None,
-                    source_partition: None,
-                    source_offset: None,
+        #[doc(hidden)]
+        pub mod __packed {
+            use super::$bindings::sluice::connector::types as wit;
+            use $crate::record::{Packer, Span, Unpacker, packed_size};
+            use $crate::{Header, Record};
+
+            fn span(s: &wit::Span) -> Span {
+                (s.start, s.len)
+            }
+
+            fn wit_span((start, len): Span) -> wit::Span {
+                wit::Span { start, len }
+            }
+
+            /// The records of a batch the host sent.
+            #[allow(dead_code)]
+            pub fn unpack(batch: wit::Batch) -> Vec<Record> {
+                let mut u = Unpacker::new(&batch.data);
+                batch
+                    .records
+                    .iter()
+                    .map(|r| {
+                        let (first, count) = span(&r.headers);
+                        let headers = batch
+                            .headers
+                            .get(first as usize..(first + count) as usize)
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|h| Header {
+                                key: u.text(span(&h.key)),
+                                value: h.value.as_ref().map(|v| u.bytes(span(v)).to_vec()),
+                            })
+                            .collect();
+                        Record {
+                            topic: u.topic(span(&r.topic)),
+                            partition: r.partition,
+                            offset: r.offset,
+                            key: r.key.as_ref().map(|k| u.bytes(span(k)).to_vec()),
+                            value: r.value.as_ref().map(|v| u.bytes(span(v)).to_vec()),
+                            headers,
+                            timestamp: r.timestamp,
+                            source_partition: r.source_partition.as_ref().map(|s| u.text(span(s))),
+                            source_offset: r.source_offset.as_ref().map(|s| u.text(span(s))),
+                        }
+                    })
+                    .collect()
+            }
+
+            fn pack_one(p: &mut Packer, headers: &mut Vec<wit::Header>, r: &Record) -> wit::Record {
+                p.reserve(packed_size(r));
+                let topic = wit_span(p.topic(&r.topic));
+                let first = headers.len() as u32;
+                for h in &r.headers {
+                    let key = wit_span(p.bytes(h.key.as_bytes()));
+                    let value = h.value.as_ref().map(|v| wit_span(p.bytes(v)));
+                    headers.push(wit::Header { key, value });
+                }
+                wit::Record {
+                    topic,
+                    partition: r.partition,
+                    offset: r.offset,
+                    key: r.key.as_ref().map(|k| wit_span(p.bytes(k))),
+                    value: r.value.as_ref().map(|v| wit_span(p.bytes(v))),
+                    headers: wit::Span {
+                        start: first,
+                        len: headers.len() as u32 - first,
+                    },
+                    timestamp: r.timestamp,
+                    source_partition: r
+                        .source_partition
+                        .as_ref()
+                        .map(|s| wit_span(p.bytes(s.as_bytes()))),
+                    source_offset: r
+                        .source_offset
+                        .as_ref()
+                        .map(|s| wit_span(p.bytes(s.as_bytes()))),
                 }
             }
 
-            /// The value parsed as JSON; `None` when absent or not JSON.
-            pub fn value_json(&self) -> Option<$crate::__json::Value> {
-                self.value
-                    .as_deref()
-                    .and_then(|v| $crate::__json::from_slice(v).ok())
-            }
-
-            /// Replaces the value with this JSON.
-            pub fn set_value_json(&mut self, value: &$crate::__json::Value) {
-                // Serializing a JSON value into a Vec cannot fail.
-                self.value = Some($crate::__json::to_vec(value).unwrap_or_default());
-            }
-
-            /// Replaces some top-level fields of a JSON object value without parsing the rest:
-            /// `edit` gets each field's name and raw JSON text and returns the field's new JSON
-            /// text, or `None` to keep it as it is. Cheaper than [`Self::value_json`] plus
-            /// [`Self::set_value_json`] when only a few fields change. Returns `false` (value
-            /// untouched) when the value is absent or not a JSON object.
-            pub fn edit_value_fields<'a>(
-                &mut self,
-                edit: impl FnMut(&str, &$crate::RawValue) -> Option<std::borrow::Cow<'a, str>>,
-            ) -> bool {
-                match self
-                    .value
-                    .as_deref()
-                    .and_then(|v| $crate::__edit_fields(v, edit))
-                {
-                    Some(value) => {
-                        self.value = Some(value);
-                        true
-                    }
-                    None => false,
+            /// Records packed into a batch for the host.
+            #[allow(dead_code)]
+            pub fn pack(records: &[Record]) -> wit::Batch {
+                let mut p = Packer::default();
+                let mut headers = Vec::new();
+                let records = records
+                    .iter()
+                    .map(|r| pack_one(&mut p, &mut headers, r))
+                    .collect();
+                wit::Batch {
+                    data: p.data,
+                    headers,
+                    records,
                 }
             }
 
-            /// The key parsed as JSON; `None` when absent or not JSON.
-            pub fn key_json(&self) -> Option<$crate::__json::Value> {
-                self.key
-                    .as_deref()
-                    .and_then(|v| $crate::__json::from_slice(v).ok())
-            }
-
-            /// Replaces the key with this JSON.
-            pub fn set_key_json(&mut self, key: &$crate::__json::Value) {
-                // Serializing a JSON value into a Vec cannot fail.
-                self.key = Some($crate::__json::to_vec(key).unwrap_or_default());
+            /// A transform's results packed for the host (`None`: dropped).
+            #[allow(dead_code)]
+            pub fn pack_results(results: &[Option<Record>], bytes_hint: usize) -> wit::Results {
+                let mut p = Packer::with_capacity(bytes_hint);
+                let mut headers = Vec::new();
+                let records = results
+                    .iter()
+                    .map(|r| r.as_ref().map(|r| pack_one(&mut p, &mut headers, r)))
+                    .collect();
+                wit::Results {
+                    data: p.data,
+                    headers,
+                    records,
+                }
             }
         }
 
@@ -204,14 +253,19 @@ pub mod transform {
     }
 
     #[doc(hidden)]
-    pub fn __apply<T: Transform>(batch: Vec<Record>) -> Result<Vec<Option<Record>>, Error> {
+    pub fn __apply<T: Transform>(
+        batch: bindings::sluice::connector::types::Batch,
+    ) -> Result<bindings::sluice::connector::types::Results, Error> {
+        let bytes = batch.data.len();
+        let records = __packed::unpack(batch);
         STATE.with(|s| {
             let mut state = s.borrow_mut();
             let t = state
                 .as_mut()
                 .and_then(|b| b.downcast_mut::<T>())
                 .ok_or_else(|| Error::Fatal("apply called before open".to_owned()))?;
-            t.apply_batch(batch)
+            let results = t.apply_batch(records)?;
+            Ok(__packed::pack_results(&results, bytes))
         })
     }
 
@@ -233,8 +287,11 @@ pub mod transform {
                     $crate::transform::__open::<$t>(config)
                 }
                 fn apply(
-                    batch: Vec<$crate::transform::Record>,
-                ) -> Result<Vec<Option<$crate::transform::Record>>, $crate::transform::Error> {
+                    batch: $crate::transform::bindings::sluice::connector::types::Batch,
+                ) -> Result<
+                    $crate::transform::bindings::sluice::connector::types::Results,
+                    $crate::transform::Error,
+                > {
                     $crate::transform::__apply::<$t>(batch)
                 }
             }
@@ -242,6 +299,49 @@ pub mod transform {
                 __SluiceTransform with_types_in $crate::transform::bindings
             );
         };
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::{__packed, Header, Record};
+
+        #[test]
+        fn records_survive_packing_and_unpacking() {
+            let records = vec![
+                Record {
+                    topic: "t".into(),
+                    partition: Some(2),
+                    offset: Some(7),
+                    key: Some(b"k".to_vec()),
+                    value: Some(br#"{"a":1}"#.to_vec()),
+                    headers: vec![
+                        Header {
+                            key: "h".into(),
+                            value: Some(b"v".to_vec()),
+                        },
+                        Header {
+                            key: "none".into(),
+                            value: None,
+                        },
+                    ],
+                    timestamp: Some(1000),
+                    source_partition: Some(r#"{"p":1}"#.into()),
+                    source_offset: Some(r#"{"o":2}"#.into()),
+                },
+                Record::new("t", None),
+                Record {
+                    value: Some(Vec::new()),
+                    ..Record::new("u", None)
+                },
+            ];
+            let batch = __packed::pack(&records);
+            // Records of one topic share its bytes.
+            assert_eq!(batch.records[0].topic.start, batch.records[1].topic.start);
+            assert_eq!(__packed::unpack(batch), records);
+            let results = __packed::pack_results(&[None, Some(records[0].clone())], 0);
+            assert!(results.records[0].is_none());
+            assert_eq!(results.records[1].unwrap().headers.len, 2);
+        }
     }
 }
 
@@ -306,8 +406,8 @@ pub mod source {
     }
 
     #[doc(hidden)]
-    pub fn __poll<T: Source>(max: u32) -> Result<Vec<Record>, Error> {
-        with::<T, _>(|t| t.poll(max))
+    pub fn __poll<T: Source>(max: u32) -> Result<bindings::sluice::connector::types::Batch, Error> {
+        with::<T, _>(|t| t.poll(max)).map(|records| __packed::pack(&records))
     }
 
     #[doc(hidden)]
@@ -334,7 +434,12 @@ pub mod source {
                 ) -> Result<(), $crate::source::Error> {
                     $crate::source::__open::<$t>(config, task, tasks)
                 }
-                fn poll(max: u32) -> Result<Vec<$crate::source::Record>, $crate::source::Error> {
+                fn poll(
+                    max: u32,
+                ) -> Result<
+                    $crate::source::bindings::sluice::connector::types::Batch,
+                    $crate::source::Error,
+                > {
                     $crate::source::__poll::<$t>(max)
                 }
                 fn commit(offsets: Vec<(String, String)>) -> Result<(), $crate::source::Error> {
@@ -403,8 +508,9 @@ pub mod sink {
     }
 
     #[doc(hidden)]
-    pub fn __put<T: Sink>(batch: Vec<Record>) -> Result<(), Error> {
-        with::<T, _>(|t| t.put(batch))
+    pub fn __put<T: Sink>(batch: bindings::sluice::connector::types::Batch) -> Result<(), Error> {
+        let records = __packed::unpack(batch);
+        with::<T, _>(|t| t.put(records))
     }
 
     #[doc(hidden)]
@@ -427,7 +533,9 @@ pub mod sink {
                 fn open(config: Vec<(String, String)>, task: u32) -> Result<(), $crate::sink::Error> {
                     $crate::sink::__open::<$t>(config, task)
                 }
-                fn put(batch: Vec<$crate::sink::Record>) -> Result<(), $crate::sink::Error> {
+                fn put(
+                    batch: $crate::sink::bindings::sluice::connector::types::Batch,
+                ) -> Result<(), $crate::sink::Error> {
                     $crate::sink::__put::<$t>(batch)
                 }
                 fn flush() -> Result<(), $crate::sink::Error> {

@@ -11,10 +11,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
-use sluice_connector_api::{
-    ConnectorConfig, ErrorKind, FieldError, Header, SchemaRef, SchemaType, Value,
-};
-use sluice_wasm::{LoadedPlugin, PluginHeader, PluginRecord, WasmTransform};
+use sluice_connector_api::{ConnectorConfig, ErrorKind, FieldError, SchemaRef, SchemaType, Value};
+use sluice_wasm::{Batch, LoadedPlugin, Meta, RecordView, WasmTransform};
 
 use super::{Transform, TransformError, TransformRecord};
 
@@ -109,15 +107,26 @@ impl Transform for WasmStep {
         &self,
         records: Vec<TransformRecord>,
     ) -> Vec<Result<Option<TransformRecord>, TransformError>> {
-        let (sent, members): (Vec<PluginRecord>, Vec<Members>) =
-            records.iter().map(to_plugin).unzip();
-        match self.inner.apply(&sent) {
+        let mut batch = Batch::with_capacity(records.len());
+        let members: Vec<Members> = records.iter().map(|r| pack(r, &mut batch)).collect();
+        match self.inner.apply(&batch) {
             Ok(results) => records
                 .into_iter()
-                .zip(sent.iter().zip(members))
-                .zip(results)
-                .map(|((original, (sent, members)), out)| {
-                    Ok(out.map(|out| from_plugin(out, sent, &members, original)))
+                .zip(members)
+                .enumerate()
+                .map(|(i, (original, members))| match results.get(i) {
+                    Ok(out) => Ok(out.map(|out| {
+                        let sent = Sent {
+                            key: batch.key(i),
+                            value: batch.value(i),
+                            members: &members,
+                        };
+                        from_plugin(&out, &sent, original)
+                    })),
+                    Err(message) => Err(plugin_error(&sluice_wasm::WasmError::Contract {
+                        plugin: self.inner.plugin().name().to_owned(),
+                        message: format!("`apply` result {i}: {message}"),
+                    })),
                 })
                 .collect(),
             // A data error names no record: try them one by one so only the bad ones fail.
@@ -137,84 +146,93 @@ struct Members {
     value: Option<Vec<Range<usize>>>,
 }
 
-/// A key or value as sent, with its members' positions when it is a struct with a schema.
+/// What was sent for one record: its key and value bytes and their members.
+struct Sent<'a> {
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    members: &'a Members,
+}
+
+/// Appends a key or value as sent to `out` (nothing for null: returns `false`), with its
+/// members' positions when it is a struct with a schema.
 fn encode(
     schema: Option<&SchemaRef>,
     value: &Value,
-) -> (Option<Vec<u8>>, Option<Vec<Range<usize>>>) {
+    out: &mut Vec<u8>,
+    members: &mut Option<Vec<Range<usize>>>,
+) -> bool {
     match (schema, value) {
         (Some(schema), Value::Struct(s)) if schema.kind == SchemaType::Struct => {
-            let (bytes, members) = super::wasm_fit::encode_struct(s);
-            (Some(bytes), Some(members))
+            *members = Some(super::wasm_fit::encode_struct(s, out));
+            true
         }
-        _ => (sluice_wasm::encode_value(value), None),
+        _ => sluice_wasm::encode_value(value, out),
     }
 }
 
-fn to_plugin(record: &TransformRecord) -> (PluginRecord, Members) {
-    let (key, key_members) = encode(record.key_schema.as_ref(), &record.key);
-    let (value, value_members) = encode(record.value_schema.as_ref(), &record.value);
-    let members = Members {
-        key: key_members,
-        value: value_members,
-    };
-    let sent = PluginRecord {
-        topic: record.topic.clone(),
-        partition: record.partition,
-        offset: record.kafka_offset,
-        key,
-        value,
-        headers: record
-            .headers
-            .iter()
-            .map(|h| PluginHeader {
-                key: h.key.clone(),
-                value: h.value.clone(),
-            })
-            .collect(),
-        timestamp: record.timestamp,
-        source_partition: None,
-        source_offset: None,
-    };
-    (sent, members)
+/// Packs a record into the batch; returns its members' positions.
+fn pack(record: &TransformRecord, batch: &mut Batch) -> Members {
+    let mut members = Members::default();
+    batch.push(
+        Meta {
+            topic: &record.topic,
+            partition: record.partition,
+            offset: record.kafka_offset,
+            headers: &record.headers,
+            timestamp: record.timestamp,
+        },
+        |out| {
+            encode(
+                record.key_schema.as_ref(),
+                &record.key,
+                out,
+                &mut members.key,
+            )
+        },
+        |out| {
+            encode(
+                record.value_schema.as_ref(),
+                &record.value,
+                out,
+                &mut members.value,
+            )
+        },
+    );
+    members
 }
 
 /// The plugin's output as a record; unchanged keys and values keep their value and schema.
 fn from_plugin(
-    out: PluginRecord,
-    sent: &PluginRecord,
-    members: &Members,
+    out: &RecordView<'_>,
+    sent: &Sent<'_>,
     original: TransformRecord,
 ) -> TransformRecord {
     let (key_schema, key) = changed(
         original.key_schema,
         original.key,
-        sent.key.as_deref(),
-        members.key.as_deref(),
-        out.key.as_deref(),
+        sent.key,
+        sent.members.key.as_deref(),
+        out.key,
     );
     let (value_schema, value) = changed(
         original.value_schema,
         original.value,
-        sent.value.as_deref(),
-        members.value.as_deref(),
-        out.value.as_deref(),
+        sent.value,
+        sent.members.value.as_deref(),
+        out.value,
     );
     TransformRecord {
-        topic: out.topic,
+        topic: if out.topic == original.topic {
+            original.topic
+        } else {
+            out.topic.to_owned()
+        },
         partition: out.partition,
         key_schema,
         key,
         value_schema,
         value,
-        headers: out
-            .headers
-            .into_iter()
-            .map(|h| Header {
-                key: h.key,
-                value: h.value,
-            })
-            .collect(),
+        headers: out.headers(),
         timestamp: out.timestamp,
         kafka_offset: original.kafka_offset,
     }

@@ -291,25 +291,26 @@ impl<'de> Visitor<'de> for Members<'_> {
     }
 }
 
-/// A struct as a plugin receives it (the bytes of [`Value::to_plain_json_bytes`]) and where
-/// each top-level member (`"name":value`) sits in those bytes.
-pub(super) fn encode_struct(s: &Struct) -> (Vec<u8>, Vec<Range<usize>>) {
-    let mut out = Vec::with_capacity(24 * s.len() + 2);
+/// Appends a struct as a plugin receives it (the bytes of [`Value::to_plain_json_bytes`]) to
+/// `out`, and returns where each top-level member (`"name":value`) sits in what it appended.
+pub(super) fn encode_struct(s: &Struct, out: &mut Vec<u8>) -> Vec<Range<usize>> {
+    let base = out.len();
+    out.reserve(24 * s.len() + 2);
     let mut members = Vec::with_capacity(s.len());
     out.push(b'{');
     for (i, (name, value)) in s.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        let start = out.len();
+        let start = out.len() - base;
         // Writing a string into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut out, name);
+        let _ = serde_json::to_writer(&mut *out, name);
         out.push(b':');
-        value.write_plain_json(&mut out);
-        members.push(start..out.len());
+        value.write_plain_json(out);
+        members.push(start..out.len() - base);
     }
     out.push(b'}');
-    (out, members)
+    members
 }
 
 /// `out`, a plugin's changed version of `sent` (the struct `original` as [`encode_struct`]
@@ -529,7 +530,9 @@ mod tests {
 
     #[test]
     fn encode_struct_writes_plain_json_and_member_positions() {
-        let (bytes, members) = encode_struct(&row());
+        let mut bytes = b"before".to_vec();
+        let members = encode_struct(&row(), &mut bytes);
+        let bytes = bytes.split_off(6);
         assert_eq!(bytes, Value::Struct(row()).to_plain_json_bytes());
         let text = std::str::from_utf8(&bytes).unwrap();
         let members: Vec<&str> = members.into_iter().map(|m| &text[m]).collect();
@@ -546,7 +549,8 @@ mod tests {
 
     #[test]
     fn a_changed_struct_reads_only_what_changed_and_equals_a_full_read() {
-        let (sent, members) = encode_struct(&row());
+        let mut sent = Vec::new();
+        let members = encode_struct(&row(), &mut sent);
         let fast = [
             r#"{"id":7,"name":"***","amount":"12.34","at":1000}"#,
             r#"{"id":8,"name":"ann","amount":"12.34","at":1000}"#,
@@ -591,7 +595,8 @@ mod tests {
         }
         // A struct that does not have the schema's fields in order is read in full.
         let reordered = Struct::new().with("name", "ann").with("id", 7i64);
-        let (sent, members) = encode_struct(&reordered);
+        let mut sent = Vec::new();
+        let members = encode_struct(&reordered, &mut sent);
         let out = br#"{"name":"***","id":7}"#;
         assert_eq!(
             fit_changed(&row_schema(), reordered, &sent, &members, out),

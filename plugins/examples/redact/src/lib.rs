@@ -45,7 +45,7 @@ impl Transform for Redact {
                 return None;
             }
             // The first byte of a JSON value tells its type.
-            Some(match raw.get().as_bytes().first() {
+            Some(match raw.as_bytes().first() {
                 Some(b'"') => Cow::Borrowed(self.replacement.as_str()),
                 Some(b'-' | b'0'..=b'9') => Cow::Borrowed("0"),
                 Some(b't' | b'f') => Cow::Borrowed("false"),
