@@ -208,6 +208,8 @@ pub(crate) struct Timed {
     /// The first time `done` was above zero, and its value then.
     pub(crate) first: Option<(Instant, u64)>,
     pub(crate) end: Instant,
+    /// CPU time sluice had used (all its threads) at the first progress and at the end.
+    pub(crate) cpu: Option<(Duration, Duration)>,
 }
 
 impl Timed {
@@ -226,6 +228,25 @@ impl Timed {
         let (at, seen) = self.first.unwrap_or((self.started, 0));
         (target - seen) as f64 / (self.end - at).as_secs_f64().max(1e-3)
     }
+
+    /// CPU microseconds sluice spent per item between the first progress and the end (all
+    /// threads; unlike the rate, not skewed by what else the machine runs).
+    pub(crate) fn cpu_per_item(&self, target: u64) -> Option<f64> {
+        let (at_first, at_end) = self.cpu?;
+        let seen = self.first.map_or(0, |(_, n)| n);
+        Some((at_end - at_first).as_secs_f64() * 1e6 / (target - seen).max(1) as f64)
+    }
+}
+
+/// CPU time a process has used so far, summed over its threads (`/proc/<pid>/task/*/schedstat`,
+/// nanoseconds on the CPU). `None` where that is not readable (not Linux).
+pub(crate) fn process_cpu(pid: u32) -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
 }
 
 /// Runs `sluice run <worker> <pipeline>` (stderr to `log`) until `done()` reaches `target`
@@ -247,13 +268,17 @@ pub(crate) fn run_sluice_until(
         .stderr(std::fs::File::create(log)?)
         .spawn()?;
     let mut first = None;
+    let mut cpu_at_first = None;
+    let mut cpu_at_end = None;
     let mut last_report = Instant::now();
     let outcome = loop {
         let n = done();
         if n > 0 && first.is_none() {
             first = Some((Instant::now(), n));
+            cpu_at_first = process_cpu(child.id());
         }
         if n >= target {
+            cpu_at_end = process_cpu(child.id());
             break Ok(Instant::now());
         }
         if let Some(status) = child.try_wait()? {
@@ -279,6 +304,7 @@ pub(crate) fn run_sluice_until(
         started,
         first,
         end: outcome?,
+        cpu: cpu_at_first.zip(cpu_at_end),
     })
 }
 

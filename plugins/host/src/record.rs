@@ -50,6 +50,14 @@ impl Batch {
         self.inner.records.is_empty()
     }
 
+    /// Empties the batch, keeping its buffers for the next one.
+    pub fn clear(&mut self) {
+        self.inner.data.clear();
+        self.inner.headers.clear();
+        self.inner.records.clear();
+        self.last_topic = None;
+    }
+
     /// Appends a record. `key` and `value` append their bytes to the buffer they are given and
     /// return `false` when there is no key or value (what they wrote is then ignored).
     pub fn push(

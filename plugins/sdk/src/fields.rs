@@ -8,8 +8,23 @@
 
 use std::borrow::Cow;
 
+use crate::copy::append;
+
 /// Nesting deeper than this is refused (as serde_json refuses past 128).
 const MAX_DEPTH: usize = 128;
+
+/// Bytes that end a plain run inside a string: the closing quote, a backslash, control bytes.
+static STOP: [bool; 256] = {
+    let mut stop = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        stop[b] = true;
+        b += 1;
+    }
+    stop[b'"' as usize] = true;
+    stop[b'\\' as usize] = true;
+    stop
+};
 
 struct Scanner<'a> {
     text: &'a str,
@@ -37,6 +52,9 @@ impl<'a> Scanner<'a> {
         self.eat(b'"')?;
         let mut escaped = false;
         loop {
+            while self.bytes.get(self.at).is_some_and(|&b| !STOP[b as usize]) {
+                self.at += 1;
+            }
             match *self.bytes.get(self.at)? {
                 b'"' => {
                     self.at += 1;
@@ -57,8 +75,8 @@ impl<'a> Scanner<'a> {
                         _ => return None,
                     }
                 }
-                0..=0x1f => return None,
-                _ => self.at += 1,
+                // A control byte.
+                _ => return None,
             }
         }
     }
@@ -155,20 +173,30 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// `json` with the fields `edit` returns new JSON text for replaced (`edit` gets each top-level
-/// member's name and its value's raw JSON text), everything else as it was, byte for byte.
-/// `None` when `json` is not a JSON object.
+/// Writes `json` to `out` with the fields `edit` returns new JSON text for replaced (`edit` gets
+/// each top-level member's name and its value's raw JSON text), everything else as it was,
+/// byte for byte. `false` (and `out` unusable) when `json` is not a JSON object.
 pub fn edit_fields<'a>(
     json: &[u8],
+    out: &mut Vec<u8>,
+    edit: impl FnMut(&str, &str) -> Option<Cow<'a, str>>,
+) -> bool {
+    out.clear();
+    out.reserve(json.len() + 16);
+    scan(json, out, edit).is_some()
+}
+
+fn scan<'a>(
+    json: &[u8],
+    out: &mut Vec<u8>,
     mut edit: impl FnMut(&str, &str) -> Option<Cow<'a, str>>,
-) -> Option<Vec<u8>> {
+) -> Option<()> {
     let text = std::str::from_utf8(json).ok()?;
     let mut s = Scanner {
         text,
         bytes: json,
         at: 0,
     };
-    let mut out = Vec::with_capacity(json.len() + 16);
     // Input up to here is in `out` already.
     let mut copied = 0;
     s.skip_ws();
@@ -183,8 +211,8 @@ pub fn edit_fields<'a>(
             let start = s.at;
             s.value(1)?;
             if let Some(new) = edit(&name, &text[start..s.at]) {
-                out.extend_from_slice(&json[copied..start]);
-                out.extend_from_slice(new.as_bytes());
+                append(out, &json[copied..start]);
+                append(out, new.as_bytes());
                 copied = s.at;
             }
             s.skip_ws();
@@ -205,8 +233,8 @@ pub fn edit_fields<'a>(
     if s.at != json.len() {
         return None;
     }
-    out.extend_from_slice(&json[copied..]);
-    Some(out)
+    append(out, &json[copied..]);
+    Some(())
 }
 
 #[cfg(test)]
@@ -214,21 +242,22 @@ mod tests {
     use super::*;
 
     fn edited(json: &str, field: &str, new: &'static str) -> Option<String> {
-        edit_fields(json.as_bytes(), |name, _| {
+        let mut out = b"left over".to_vec();
+        edit_fields(json.as_bytes(), &mut out, |name, _| {
             (name == field).then_some(Cow::Borrowed(new))
         })
-        .map(|out| String::from_utf8(out).unwrap())
+        .then(|| String::from_utf8(out).unwrap())
     }
 
     #[test]
     fn only_the_edited_fields_change() {
         let json = br#"{"a": 1, "b\"c": "x", "d": {"e": [1, 2]}}"#;
         let mut seen = Vec::new();
-        let out = edit_fields(json, |name, raw| {
+        let mut out = Vec::new();
+        assert!(edit_fields(json, &mut out, |name, raw| {
             seen.push((name.to_owned(), raw.to_owned()));
             (name == "b\"c").then_some(Cow::Borrowed("\"y\""))
-        })
-        .unwrap();
+        }));
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             r#"{"a": 1, "b\"c": "y", "d": {"e": [1, 2]}}"#
@@ -278,7 +307,11 @@ mod tests {
         ] {
             assert_eq!(edited(json, "a", "2"), None, "{json}");
         }
-        assert!(edit_fields(&[b'{', 0xff, b'}'], |_, _| None).is_none());
+        assert!(!edit_fields(
+            &[b'{', 0xff, b'}'],
+            &mut Vec::new(),
+            |_, _| None
+        ));
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
         assert_eq!(edited(&deep, "a", "2"), None);
     }

@@ -31,6 +31,7 @@ pub use serde_json as __json;
 pub use wit_bindgen as __wit_bindgen;
 
 mod config;
+mod copy;
 mod fields;
 #[cfg_attr(
     not(any(feature = "transform", feature = "source", feature = "sink")),
@@ -55,7 +56,7 @@ macro_rules! common {
         #[doc(hidden)]
         pub mod __packed {
             use super::$bindings::sluice::connector::types as wit;
-            use $crate::record::{Packer, Span, Unpacker, packed_size};
+            use $crate::record::{Packer, Span, Unpacker, packed_size, recycle};
             use $crate::{Header, Record};
 
             fn span(s: &wit::Span) -> Span {
@@ -82,15 +83,15 @@ macro_rules! common {
                             .iter()
                             .map(|h| Header {
                                 key: u.text(span(&h.key)),
-                                value: h.value.as_ref().map(|v| u.bytes(span(v)).to_vec()),
+                                value: h.value.as_ref().map(|v| u.bytes(span(v))),
                             })
                             .collect();
                         Record {
                             topic: u.topic(span(&r.topic)),
                             partition: r.partition,
                             offset: r.offset,
-                            key: r.key.as_ref().map(|k| u.bytes(span(k)).to_vec()),
-                            value: r.value.as_ref().map(|v| u.bytes(span(v)).to_vec()),
+                            key: r.key.as_ref().map(|k| u.bytes(span(k))),
+                            value: r.value.as_ref().map(|v| u.bytes(span(v))),
                             headers,
                             timestamp: r.timestamp,
                             source_partition: r.source_partition.as_ref().map(|s| u.text(span(s))),
@@ -131,14 +132,18 @@ macro_rules! common {
                 }
             }
 
-            /// Records packed into a batch for the host.
+            /// Records packed into a batch for the host (their buffers go back to the pool).
             #[allow(dead_code)]
-            pub fn pack(records: &[Record]) -> wit::Batch {
+            pub fn pack(records: Vec<Record>) -> wit::Batch {
                 let mut p = Packer::default();
                 let mut headers = Vec::new();
                 let records = records
-                    .iter()
-                    .map(|r| pack_one(&mut p, &mut headers, r))
+                    .into_iter()
+                    .map(|r| {
+                        let packed = pack_one(&mut p, &mut headers, &r);
+                        recycle(r);
+                        packed
+                    })
                     .collect();
                 wit::Batch {
                     data: p.data,
@@ -149,12 +154,18 @@ macro_rules! common {
 
             /// A transform's results packed for the host (`None`: dropped).
             #[allow(dead_code)]
-            pub fn pack_results(results: &[Option<Record>], bytes_hint: usize) -> wit::Results {
+            pub fn pack_results(results: Vec<Option<Record>>, bytes_hint: usize) -> wit::Results {
                 let mut p = Packer::with_capacity(bytes_hint);
                 let mut headers = Vec::new();
                 let records = results
-                    .iter()
-                    .map(|r| r.as_ref().map(|r| pack_one(&mut p, &mut headers, r)))
+                    .into_iter()
+                    .map(|r| {
+                        r.map(|r| {
+                            let packed = pack_one(&mut p, &mut headers, &r);
+                            recycle(r);
+                            packed
+                        })
+                    })
                     .collect();
                 wit::Results {
                     data: p.data,
@@ -265,7 +276,7 @@ pub mod transform {
                 .and_then(|b| b.downcast_mut::<T>())
                 .ok_or_else(|| Error::Fatal("apply called before open".to_owned()))?;
             let results = t.apply_batch(records)?;
-            Ok(__packed::pack_results(&results, bytes))
+            Ok(__packed::pack_results(results, bytes))
         })
     }
 
@@ -334,11 +345,11 @@ pub mod transform {
                     ..Record::new("u", None)
                 },
             ];
-            let batch = __packed::pack(&records);
+            let batch = __packed::pack(records.clone());
             // Records of one topic share its bytes.
             assert_eq!(batch.records[0].topic.start, batch.records[1].topic.start);
             assert_eq!(__packed::unpack(batch), records);
-            let results = __packed::pack_results(&[None, Some(records[0].clone())], 0);
+            let results = __packed::pack_results(vec![None, Some(records[0].clone())], 0);
             assert!(results.records[0].is_none());
             assert_eq!(results.records[1].unwrap().headers.len, 2);
         }
@@ -407,7 +418,7 @@ pub mod source {
 
     #[doc(hidden)]
     pub fn __poll<T: Source>(max: u32) -> Result<bindings::sluice::connector::types::Batch, Error> {
-        with::<T, _>(|t| t.poll(max)).map(|records| __packed::pack(&records))
+        with::<T, _>(|t| t.poll(max)).map(__packed::pack)
     }
 
     #[doc(hidden)]

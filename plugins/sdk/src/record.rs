@@ -2,6 +2,7 @@
 //! sends (one buffer plus spans, see `plugins/wit`) into these and packs results back.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 /// A record header: a key and raw value bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,16 +65,16 @@ impl Record {
         &mut self,
         edit: impl FnMut(&str, &str) -> Option<Cow<'a, str>>,
     ) -> bool {
-        match self
-            .value
-            .as_deref()
-            .and_then(|v| crate::fields::edit_fields(v, edit))
-        {
-            Some(value) => {
-                self.value = Some(value);
-                true
-            }
-            None => false,
+        let Some(value) = self.value.as_mut() else {
+            return false;
+        };
+        let mut out = take_bytes(&[]);
+        if crate::fields::edit_fields(value, &mut out, edit) {
+            recycle_bytes(std::mem::replace(value, out));
+            true
+        } else {
+            recycle_bytes(out);
+            false
         }
     }
 
@@ -88,6 +89,55 @@ impl Record {
     pub fn set_key_json(&mut self, key: &serde_json::Value) {
         // Serializing a JSON value into a Vec cannot fail.
         self.key = Some(serde_json::to_vec(key).unwrap_or_default());
+    }
+}
+
+/// Buffers of records already packed, reused for the records of the next batch, so that a
+/// plugin does not allocate and free each key, value and topic of every record.
+#[derive(Default)]
+struct Pool {
+    bytes: Vec<Vec<u8>>,
+}
+
+/// At most this many buffers are kept, each at most this large.
+const POOL_BUFFERS: usize = 4096;
+const POOL_BUFFER_BYTES: usize = 64 * 1024;
+
+std::thread_local! {
+    static POOL: RefCell<Pool> = RefCell::new(Pool::default());
+}
+
+/// A buffer holding `src`, from the pool when it has one.
+pub fn take_bytes(src: &[u8]) -> Vec<u8> {
+    let mut buf = POOL
+        .with(|p| p.borrow_mut().bytes.pop())
+        .unwrap_or_default();
+    buf.clear();
+    crate::copy::append(&mut buf, src);
+    buf
+}
+
+fn take_string(src: &str) -> String {
+    // The bytes were a str: this cannot fail (and checks ASCII quickly).
+    String::from_utf8(take_bytes(src.as_bytes())).unwrap_or_default()
+}
+
+pub fn recycle_bytes(buf: Vec<u8>) {
+    if buf.capacity() > 0 && buf.capacity() <= POOL_BUFFER_BYTES {
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.bytes.len() < POOL_BUFFERS {
+                p.bytes.push(buf);
+            }
+        });
+    }
+}
+
+/// Gives a packed record's buffers back to the pool.
+pub fn recycle(record: Record) {
+    recycle_bytes(record.topic.into_bytes());
+    for buf in [record.key, record.value].into_iter().flatten() {
+        recycle_bytes(buf);
     }
 }
 
@@ -110,21 +160,28 @@ impl<'a> Unpacker<'a> {
     }
 
     /// The bytes of a span (empty if the host sent a span outside the batch, which it does not).
-    pub fn bytes(&self, (start, len): Span) -> &'a [u8] {
+    fn slice(&self, (start, len): Span) -> &'a [u8] {
         let start = start as usize;
         self.data
             .get(start..start + len as usize)
             .unwrap_or_default()
     }
 
+    pub fn bytes(&self, span: Span) -> Vec<u8> {
+        take_bytes(self.slice(span))
+    }
+
     pub fn text(&self, span: Span) -> String {
-        String::from_utf8_lossy(self.bytes(span)).into_owned()
+        match std::str::from_utf8(self.slice(span)) {
+            Ok(text) => take_string(text),
+            Err(_) => String::from_utf8_lossy(self.slice(span)).into_owned(),
+        }
     }
 
     /// A topic; consecutive records of one topic share a span, read once.
     pub fn topic(&mut self, span: Span) -> String {
         match &self.last_topic {
-            Some((last, topic)) if *last == span => topic.clone(),
+            Some((last, topic)) if *last == span => take_string(topic),
             _ => {
                 let topic = self.text(span);
                 self.last_topic = Some((span, topic.clone()));
@@ -152,7 +209,7 @@ impl Packer {
 
     pub fn bytes(&mut self, bytes: &[u8]) -> Span {
         let start = self.data.len() as u32;
-        self.data.extend_from_slice(bytes);
+        crate::copy::append(&mut self.data, bytes);
         (start, bytes.len() as u32)
     }
 

@@ -8,7 +8,7 @@
 //! as they were written), the schema is kept; otherwise the result is schemaless.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value as Json};
 use sluice_connector_api::{ConnectorConfig, ErrorKind, FieldError, SchemaRef, SchemaType, Value};
@@ -79,11 +79,17 @@ pub(crate) fn build(
             e.to_string(),
         )]
     })?;
-    Ok(Box::new(WasmStep { inner }))
+    Ok(Box::new(WasmStep {
+        inner,
+        spare: Mutex::new(None),
+    }))
 }
 
 struct WasmStep {
     inner: WasmTransform,
+    /// The last batch's buffers, reused for the next (a batch of a thousand records is some
+    /// hundred kilobytes: allocating them afresh costs page faults every call).
+    spare: Mutex<Option<Batch>>,
 }
 
 fn plugin_error(e: &sluice_wasm::WasmError) -> TransformError {
@@ -107,9 +113,29 @@ impl Transform for WasmStep {
         &self,
         records: Vec<TransformRecord>,
     ) -> Vec<Result<Option<TransformRecord>, TransformError>> {
-        let mut batch = Batch::with_capacity(records.len());
+        let spare = self.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut batch = match spare {
+            Some(mut batch) => {
+                batch.clear();
+                batch
+            }
+            None => Batch::with_capacity(records.len()),
+        };
         let members: Vec<Members> = records.iter().map(|r| pack(r, &mut batch)).collect();
-        match self.inner.apply(&batch) {
+        let out = self.apply_packed(records, &batch, members);
+        *self.spare.lock().unwrap_or_else(|e| e.into_inner()) = Some(batch);
+        out
+    }
+}
+
+impl WasmStep {
+    fn apply_packed(
+        &self,
+        records: Vec<TransformRecord>,
+        batch: &Batch,
+        members: Vec<Members>,
+    ) -> Vec<Result<Option<TransformRecord>, TransformError>> {
+        match self.inner.apply(batch) {
             Ok(results) => records
                 .into_iter()
                 .zip(members)
