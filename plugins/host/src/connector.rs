@@ -19,7 +19,7 @@ use crate::bindings::sink::Sink;
 use crate::bindings::source::Source;
 use crate::engine::{LoadedPlugin, PluginKind, load};
 use crate::error::WasmError;
-use crate::record::{sink_batch, source_record, view};
+use crate::record::{count, sink_batch, source_record, view};
 use crate::sandbox::Offsets;
 use crate::session::{Context, Session};
 use crate::spec::{PLUGIN_FIELD, path_field_spec, sandbox_from, sandbox_spec};
@@ -199,18 +199,21 @@ impl SourceTask for WasmSourceTask {
         if batch.records.is_empty() {
             tokio::time::sleep(IDLE_PAUSE).await;
         }
-        batch
-            .records
-            .iter()
-            .map(|r| {
-                view(&batch.data, &batch.headers, r)
-                    .and_then(source_record)
-                    .map_err(|message| {
-                        ConnectorError::from(WasmError::Contract {
-                            plugin: name.clone(),
-                            message: format!("poll: {message}"),
-                        })
-                    })
+        let contract = |message: String| {
+            ConnectorError::from(WasmError::Contract {
+                plugin: name.clone(),
+                message: format!("poll: {message}"),
+            })
+        };
+        let n = count(&batch).map_err(contract)?;
+        (0..n)
+            .map(|i| {
+                match view(&batch, i) {
+                    Ok(Some(record)) => source_record(record),
+                    Ok(None) => Err(format!("record {i} has no topic")),
+                    Err(e) => Err(format!("record {i}: {e}")),
+                }
+                .map_err(contract)
             })
             .collect()
     }

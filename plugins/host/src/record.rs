@@ -1,7 +1,8 @@
-//! Records as they cross the boundary, packed (see `plugins/wit`): one byte buffer per batch
-//! holds every record's topic, key, value, headers and source partition/offset, and each record
-//! points into it. Keys and values are schemaless JSON bytes (raw bytes stay raw), headers are
-//! bytes, source partition/offset are JSON text.
+//! Records as they cross the boundary, packed (the layout is documented on the WIT `batch`):
+//! one byte buffer per batch holds every record's topic, key, value, headers and source
+//! partition/offset, and a table of numbers says where each record's parts are. Keys and values
+//! are schemaless JSON bytes (raw bytes stay raw), headers are bytes, source partition/offset are
+//! JSON text.
 //!
 //! [`Batch`] packs records for a plugin; [`RecordView`] reads one a plugin returned, checking
 //! that every span lies inside the buffer and that text is UTF-8.
@@ -10,6 +11,23 @@ use serde_json::Value as Json;
 use sluice_connector_api::{Header, SinkRecord, SourceRecord, Value};
 
 use crate::bindings::types;
+
+/// Numbers per record and per header in a batch's tables.
+const RECORD_STRIDE: usize = 15;
+const HEADER_STRIDE: usize = 4;
+/// Positions in a record's numbers.
+const TOPIC: usize = 0;
+const PARTITION: usize = 2;
+const OFFSET: usize = 3;
+const KEY: usize = 4;
+const VALUE: usize = 6;
+const FIRST_HEADER: usize = 8;
+const HEADER_COUNT: usize = 9;
+const TIMESTAMP: usize = 10;
+const SOURCE_PARTITION: usize = 11;
+const SOURCE_OFFSET: usize = 13;
+/// What marks an absent span, partition, offset or timestamp.
+const NONE: i64 = -1;
 
 /// What a record carries besides its key and value bytes.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +44,7 @@ pub struct Meta<'a> {
 pub struct Batch {
     pub(crate) inner: types::Batch,
     /// The span of the last topic written: consecutive records of one topic share it.
-    last_topic: Option<types::Span>,
+    last_topic: Option<(i64, i64)>,
 }
 
 impl Batch {
@@ -35,15 +53,15 @@ impl Batch {
         Self {
             inner: types::Batch {
                 data: Vec::with_capacity(records * 128),
+                records: Vec::with_capacity(records * RECORD_STRIDE),
                 headers: Vec::new(),
-                records: Vec::with_capacity(records),
             },
             last_topic: None,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.inner.records.len()
+        self.inner.records.len() / RECORD_STRIDE
     }
 
     pub fn is_empty(&self) -> bool {
@@ -76,67 +94,72 @@ impl Batch {
         };
         let key = self.write_optional(key);
         let value = self.write_optional(value);
-        let first_header = self.inner.headers.len();
+        let first_header = (self.inner.headers.len() / HEADER_STRIDE) as i64;
         for h in meta.headers {
             let key = self.write(|d| d.extend_from_slice(h.key.as_bytes()));
-            let value = h
-                .value
-                .as_ref()
-                .map(|v| self.write(|d| d.extend_from_slice(v)));
-            self.inner.headers.push(types::Header { key, value });
+            let value = match &h.value {
+                Some(v) => self.write(|d| d.extend_from_slice(v)),
+                None => (0, NONE),
+            };
+            self.inner
+                .headers
+                .extend_from_slice(&[key.0, key.1, value.0, value.1]);
         }
-        self.inner.records.push(types::Record {
-            topic,
-            partition: meta.partition,
-            offset: meta.offset,
-            key,
-            value,
-            headers: span(first_header, self.inner.headers.len()),
-            timestamp: meta.timestamp,
-            source_partition: None,
-            source_offset: None,
-        });
+        self.inner.records.extend_from_slice(&[
+            topic.0,
+            topic.1,
+            meta.partition.map_or(NONE, i64::from),
+            meta.offset.unwrap_or(NONE),
+            key.0,
+            key.1,
+            value.0,
+            value.1,
+            first_header,
+            meta.headers.len() as i64,
+            meta.timestamp.unwrap_or(NONE),
+            0,
+            NONE,
+            0,
+            NONE,
+        ]);
     }
 
     /// The key bytes of record `i` as packed.
     pub fn key(&self, i: usize) -> Option<&[u8]> {
-        let span = self.inner.records.get(i)?.key?;
-        Some(self.bytes(span))
+        self.part(i, KEY)
     }
 
     /// The value bytes of record `i` as packed.
     pub fn value(&self, i: usize) -> Option<&[u8]> {
-        let span = self.inner.records.get(i)?.value?;
-        Some(self.bytes(span))
+        self.part(i, VALUE)
     }
 
-    fn bytes(&self, span: types::Span) -> &[u8] {
-        &self.inner.data[span.start as usize..(span.start + span.len) as usize]
+    fn part(&self, i: usize, at: usize) -> Option<&[u8]> {
+        let r = self
+            .inner
+            .records
+            .get(i * RECORD_STRIDE..(i + 1) * RECORD_STRIDE)?;
+        slice(&self.inner.data, r[at], r[at + 1])
     }
 
-    fn write(&mut self, f: impl FnOnce(&mut Vec<u8>)) -> types::Span {
+    fn bytes(&self, (start, len): (i64, i64)) -> &[u8] {
+        &self.inner.data[start as usize..(start + len) as usize]
+    }
+
+    fn write(&mut self, f: impl FnOnce(&mut Vec<u8>)) -> (i64, i64) {
         let start = self.inner.data.len();
         f(&mut self.inner.data);
-        span(start, self.inner.data.len())
+        (start as i64, (self.inner.data.len() - start) as i64)
     }
 
-    fn write_optional(&mut self, f: impl FnOnce(&mut Vec<u8>) -> bool) -> Option<types::Span> {
+    fn write_optional(&mut self, f: impl FnOnce(&mut Vec<u8>) -> bool) -> (i64, i64) {
         let start = self.inner.data.len();
         if f(&mut self.inner.data) {
-            Some(span(start, self.inner.data.len()))
+            (start as i64, (self.inner.data.len() - start) as i64)
         } else {
             self.inner.data.truncate(start);
-            None
+            (0, NONE)
         }
-    }
-}
-
-/// The span from `start` to `end`. Batches stay far below 4 GiB: a plugin's memory limit is
-/// smaller, and the runtime's batches are a few thousand records.
-fn span(start: usize, end: usize) -> types::Span {
-    types::Span {
-        start: start as u32,
-        len: (end - start) as u32,
     }
 }
 
@@ -148,7 +171,8 @@ pub struct RecordView<'a> {
     pub offset: Option<i64>,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
-    headers: &'a [types::Header],
+    /// The record's headers' numbers (4 per header).
+    headers: &'a [i64],
     data: &'a [u8],
     pub timestamp: Option<i64>,
     pub source_partition: Option<&'a str>,
@@ -159,109 +183,140 @@ impl RecordView<'_> {
     /// The record's headers, copied out.
     pub fn headers(&self) -> Vec<Header> {
         self.headers
-            .iter()
+            .chunks_exact(HEADER_STRIDE)
             .map(|h| Header {
                 // Checked when the view was made.
-                key: String::from_utf8_lossy(slice(self.data, h.key).unwrap_or_default())
+                key: String::from_utf8_lossy(slice(self.data, h[0], h[1]).unwrap_or_default())
                     .into_owned(),
-                value: h
-                    .value
-                    .and_then(|v| slice(self.data, v))
-                    .map(<[u8]>::to_vec),
+                value: slice(self.data, h[2], h[3]).map(<[u8]>::to_vec),
             })
             .collect()
     }
 }
 
-fn slice(data: &[u8], span: types::Span) -> Option<&[u8]> {
-    let start = span.start as usize;
-    data.get(start..start.checked_add(span.len as usize)?)
+/// The bytes of a span; `None` when it is absent (length -1) or outside `data`.
+fn slice(data: &[u8], start: i64, len: i64) -> Option<&[u8]> {
+    let start = usize::try_from(start).ok()?;
+    let len = usize::try_from(len).ok()?;
+    data.get(start..start.checked_add(len)?)
 }
 
-fn bytes<'a>(data: &'a [u8], span: types::Span, what: &str) -> Result<&'a [u8], String> {
-    slice(data, span).ok_or_else(|| {
+/// An optional span: `None` when its length is -1, an error naming `what` when it does not lie
+/// inside `data`.
+fn bytes<'a>(data: &'a [u8], start: i64, len: i64, what: &str) -> Result<Option<&'a [u8]>, String> {
+    if len == NONE {
+        return Ok(None);
+    }
+    slice(data, start, len).map(Some).ok_or_else(|| {
         format!(
-            "{what} points at bytes {}..{} of a {}-byte batch",
-            span.start,
-            span.start as u64 + span.len as u64,
+            "{what} points at bytes {start}..{} of a {}-byte batch",
+            start.saturating_add(len),
             data.len()
         )
     })
 }
 
-fn text<'a>(data: &'a [u8], span: types::Span, what: &str) -> Result<&'a str, String> {
-    std::str::from_utf8(bytes(data, span, what)?).map_err(|_| format!("{what} is not UTF-8"))
+fn text<'a>(data: &'a [u8], start: i64, len: i64, what: &str) -> Result<Option<&'a str>, String> {
+    match bytes(data, start, len, what)? {
+        Some(b) => std::str::from_utf8(b)
+            .map(Some)
+            .map_err(|_| format!("{what} is not UTF-8")),
+        None => Ok(None),
+    }
 }
 
-/// Record `record` of a batch a plugin returned, checked: spans inside the buffer, text UTF-8.
-pub(crate) fn view<'a>(
-    data: &'a [u8],
-    headers: &'a [types::Header],
-    record: &types::Record,
-) -> Result<RecordView<'a>, String> {
-    let first = record.headers.start as usize;
-    let headers = first
-        .checked_add(record.headers.len as usize)
-        .and_then(|end| headers.get(first..end))
+fn optional(n: i64) -> Option<i64> {
+    (n != NONE).then_some(n)
+}
+
+/// Record `i` of a batch a plugin returned, checked: spans inside the buffer, text UTF-8,
+/// numbers in range. `Ok(None)` when the record is dropped (topic length -1).
+pub(crate) fn view(batch: &types::Batch, i: usize) -> Result<Option<RecordView<'_>>, String> {
+    let data = &batch.data;
+    let r = batch
+        .records
+        .get(i * RECORD_STRIDE..(i + 1) * RECORD_STRIDE)
+        .ok_or_else(|| format!("no record {i}"))?;
+    let Some(topic) = text(data, r[TOPIC], r[TOPIC + 1], "the topic")? else {
+        return Ok(None);
+    };
+    let partition = match r[PARTITION] {
+        NONE => None,
+        p => Some(i32::try_from(p).map_err(|_| format!("partition {p} is out of range"))?),
+    };
+    let (first, count) = (r[FIRST_HEADER], r[HEADER_COUNT]);
+    let headers = usize::try_from(first)
+        .ok()
+        .zip(usize::try_from(count).ok())
+        .and_then(|(first, count)| {
+            let start = first.checked_mul(HEADER_STRIDE)?;
+            batch
+                .headers
+                .get(start..start.checked_add(count.checked_mul(HEADER_STRIDE)?)?)
+        })
         .ok_or_else(|| {
             format!(
                 "the record's headers are entries {first}..{} of {}",
-                first as u64 + record.headers.len as u64,
-                headers.len()
+                first.saturating_add(count),
+                batch.headers.len() / HEADER_STRIDE
             )
         })?;
-    for h in headers {
-        text(data, h.key, "a header key")?;
-        if let Some(v) = h.value {
-            bytes(data, v, "a header value")?;
-        }
+    for h in headers.chunks_exact(HEADER_STRIDE) {
+        text(data, h[0], h[1], "a header key")?.ok_or("a header has no key")?;
+        bytes(data, h[2], h[3], "a header value")?;
     }
-    Ok(RecordView {
-        topic: text(data, record.topic, "the topic")?,
-        partition: record.partition,
-        offset: record.offset,
-        key: record.key.map(|s| bytes(data, s, "the key")).transpose()?,
-        value: record
-            .value
-            .map(|s| bytes(data, s, "the value"))
-            .transpose()?,
+    Ok(Some(RecordView {
+        topic,
+        partition,
+        offset: optional(r[OFFSET]),
+        key: bytes(data, r[KEY], r[KEY + 1], "the key")?,
+        value: bytes(data, r[VALUE], r[VALUE + 1], "the value")?,
         headers,
         data,
-        timestamp: record.timestamp,
-        source_partition: record
-            .source_partition
-            .map(|s| text(data, s, "source-partition"))
-            .transpose()?,
-        source_offset: record
-            .source_offset
-            .map(|s| text(data, s, "source-offset"))
-            .transpose()?,
-    })
+        timestamp: optional(r[TIMESTAMP]),
+        source_partition: text(
+            data,
+            r[SOURCE_PARTITION],
+            r[SOURCE_PARTITION + 1],
+            "source-partition",
+        )?,
+        source_offset: text(
+            data,
+            r[SOURCE_OFFSET],
+            r[SOURCE_OFFSET + 1],
+            "source-offset",
+        )?,
+    }))
+}
+
+/// The number of records in a batch a plugin returned, or what is wrong with its tables.
+pub(crate) fn count(batch: &types::Batch) -> Result<usize, String> {
+    if !batch.records.len().is_multiple_of(RECORD_STRIDE) {
+        return Err(format!(
+            "the records table has {} numbers; expected {RECORD_STRIDE} per record",
+            batch.records.len()
+        ));
+    }
+    if !batch.headers.len().is_multiple_of(HEADER_STRIDE) {
+        return Err(format!(
+            "the headers table has {} numbers; expected {HEADER_STRIDE} per header",
+            batch.headers.len()
+        ));
+    }
+    Ok(batch.records.len() / RECORD_STRIDE)
 }
 
 /// What a transform plugin returned for a batch: one entry per input record.
 #[derive(Debug)]
 pub struct Results {
-    pub(crate) inner: types::Results,
+    pub(crate) inner: types::Batch,
 }
 
 impl Results {
-    pub fn len(&self) -> usize {
-        self.inner.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.inner.records.is_empty()
-    }
-
     /// The result for input record `i`: `Ok(None)` when the plugin dropped it, an error naming
     /// what is wrong when the plugin returned a malformed record.
     pub fn get(&self, i: usize) -> Result<Option<RecordView<'_>>, String> {
-        match self.inner.records.get(i) {
-            Some(Some(record)) => view(&self.inner.data, &self.inner.headers, record).map(Some),
-            Some(None) => Ok(None),
-            None => Err(format!("no result for record {i}")),
-        }
+        view(&self.inner, i)
     }
 }
 
@@ -391,7 +446,7 @@ mod tests {
                     partition: Some(i as i32),
                     offset: Some(10 + i as i64),
                     headers: if i == 1 { &headers } else { &[] },
-                    timestamp: Some(1000),
+                    timestamp: (i != 2).then_some(1000),
                 },
                 |out| {
                     out.extend_from_slice(format!("k{i}").as_bytes());
@@ -400,59 +455,69 @@ mod tests {
                 |out| encode_value(&Value::Int64(i as i64), out),
             );
         }
+        assert_eq!(batch.len(), 3);
         // Records of one topic share its bytes.
-        let topics: Vec<(u32, u32)> = batch
-            .inner
-            .records
-            .iter()
-            .map(|r| (r.topic.start, r.topic.len))
-            .collect();
-        assert_eq!(topics, [(0, 1), (0, 1), (topics[2].0, 1)]);
-        assert!(topics[2].0 > 0);
+        let r = &batch.inner.records;
+        assert_eq!(r[..2], r[RECORD_STRIDE..RECORD_STRIDE + 2]);
+        assert_ne!(r[0], r[2 * RECORD_STRIDE]);
         assert_eq!(batch.key(1), Some(&b"k1"[..]));
         assert_eq!(batch.key(2), None);
         assert_eq!(batch.value(2), Some(&b"2"[..]));
-        let b = &batch.inner;
-        let views: Vec<RecordView<'_>> = b
-            .records
-            .iter()
-            .map(|r| view(&b.data, &b.headers, r).unwrap())
+        assert_eq!(count(&batch.inner), Ok(3));
+        let views: Vec<RecordView<'_>> = (0..3)
+            .map(|i| view(&batch.inner, i).unwrap().unwrap())
             .collect();
         assert_eq!(
             views.iter().map(|v| v.topic).collect::<Vec<_>>(),
             ["a", "a", "b"]
         );
         assert_eq!(views[1].offset, Some(11));
+        assert_eq!(views[1].partition, Some(1));
         assert_eq!(views[1].headers(), headers);
         assert!(views[0].headers().is_empty());
         assert_eq!(views[2].key, None);
+        assert_eq!(views[2].timestamp, None);
         assert_eq!(views[0].value, Some(&b"0"[..]));
+        assert_eq!(views[0].source_offset, None);
     }
 
     #[test]
-    fn spans_outside_the_batch_and_bad_text_are_named() {
-        let data = b"topic\xff".to_vec();
-        let span = |start, len| types::Span { start, len };
-        let record = |topic, value| types::Record {
-            topic,
-            partition: None,
-            offset: None,
-            key: None,
-            value,
-            headers: span(0, 0),
-            timestamp: None,
-            source_partition: None,
-            source_offset: None,
+    fn bad_spans_text_and_tables_are_named() {
+        let record = |topic: [i64; 2], value: [i64; 2]| {
+            let mut r = vec![0i64; RECORD_STRIDE];
+            r[TOPIC..TOPIC + 2].copy_from_slice(&topic);
+            r[VALUE..VALUE + 2].copy_from_slice(&value);
+            for at in [KEY, SOURCE_PARTITION, SOURCE_OFFSET] {
+                r[at + 1] = NONE;
+            }
+            types::Batch {
+                data: b"topic\xff".to_vec(),
+                records: r,
+                headers: Vec::new(),
+            }
         };
-        let err = view(&data, &[], &record(span(0, 5), Some(span(3, 10)))).unwrap_err();
-        assert_eq!(err, "the value points at bytes 3..13 of a 6-byte batch");
-        let err = view(&data, &[], &record(span(0, 6), None)).unwrap_err();
-        assert_eq!(err, "the topic is not UTF-8");
-        let err = view(&data, &[], &record(span(u32::MAX, 2), None)).unwrap_err();
-        assert!(err.starts_with("the topic points at bytes"), "{err}");
-        let mut r = record(span(0, 5), None);
-        r.headers = span(1, 1);
-        let err = view(&data, &[], &r).unwrap_err();
-        assert_eq!(err, "the record's headers are entries 1..2 of 0");
+        let err = |b: &types::Batch| view(b, 0).unwrap_err();
+        assert_eq!(
+            err(&record([0, 5], [3, 10])),
+            "the value points at bytes 3..13 of a 6-byte batch"
+        );
+        assert_eq!(err(&record([0, 6], [0, NONE])), "the topic is not UTF-8");
+        assert!(err(&record([-5, 2], [0, NONE])).starts_with("the topic points at bytes"));
+        assert!(
+            view(&record([0, NONE], [0, 1]), 0).unwrap().is_none(),
+            "dropped"
+        );
+        let mut b = record([0, 5], [0, NONE]);
+        b.records[FIRST_HEADER] = 1;
+        b.records[HEADER_COUNT] = 1;
+        assert_eq!(err(&b), "the record's headers are entries 1..2 of 0");
+        b.records[PARTITION] = i64::from(i32::MAX) + 1;
+        b.records[HEADER_COUNT] = 0;
+        assert_eq!(err(&b), "partition 2147483648 is out of range");
+        b.records.pop();
+        assert_eq!(
+            count(&b),
+            Err("the records table has 14 numbers; expected 15 per record".to_owned())
+        );
     }
 }

@@ -268,7 +268,7 @@ impl Session<Transform> {
         })
     }
 
-    pub(crate) fn apply(&mut self, batch: &types::Batch) -> Result<types::Results> {
+    pub(crate) fn apply(&mut self, batch: &types::Batch) -> Result<types::Batch> {
         self.call("apply", |e, s| {
             e.sluice_connector_transformer().call_apply(s, batch)
         })

@@ -8,7 +8,7 @@ use sluice_connector_api::ConnectorConfig;
 use crate::bindings::transform::Transform;
 use crate::engine::{LoadedPlugin, PluginKind};
 use crate::error::{Result, WasmError};
-use crate::record::{Batch, Results};
+use crate::record::{Batch, Results, count};
 use crate::sandbox::Sandbox;
 use crate::session::{Context, Session};
 use crate::spec::sandbox_from;
@@ -88,18 +88,19 @@ impl WasmTransform {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(session);
         }
-        let out = Results { inner: result? };
-        if out.len() != batch.len() {
-            return Err(WasmError::Contract {
-                plugin: self.plugin.name.clone(),
-                message: format!(
-                    "`apply` returned {} results for {} records; expected one per record",
-                    out.len(),
-                    batch.len()
-                ),
-            });
+        let out = result?;
+        let contract = |message| WasmError::Contract {
+            plugin: self.plugin.name.clone(),
+            message,
+        };
+        let n = count(&out).map_err(|e| contract(format!("`apply`: {e}")))?;
+        if n != batch.len() {
+            return Err(contract(format!(
+                "`apply` returned {n} results for {} records; expected one per record",
+                batch.len()
+            )));
         }
-        Ok(out)
+        Ok(Results { inner: out })
     }
 }
 

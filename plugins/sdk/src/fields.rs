@@ -8,8 +8,6 @@
 
 use std::borrow::Cow;
 
-use crate::copy::append;
-
 /// Nesting deeper than this is refused (as serde_json refuses past 128).
 const MAX_DEPTH: usize = 128;
 
@@ -211,8 +209,8 @@ fn scan<'a>(
             let start = s.at;
             s.value(1)?;
             if let Some(new) = edit(&name, &text[start..s.at]) {
-                append(out, &json[copied..start]);
-                append(out, new.as_bytes());
+                out.extend_from_slice(&json[copied..start]);
+                out.extend_from_slice(new.as_bytes());
                 copied = s.at;
             }
             s.skip_ws();
@@ -233,7 +231,7 @@ fn scan<'a>(
     if s.at != json.len() {
         return None;
     }
-    append(out, &json[copied..]);
+    out.extend_from_slice(&json[copied..]);
     Some(())
 }
 

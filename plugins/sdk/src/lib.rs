@@ -31,7 +31,6 @@ pub use serde_json as __json;
 pub use wit_bindgen as __wit_bindgen;
 
 mod config;
-mod copy;
 mod fields;
 #[cfg_attr(
     not(any(feature = "transform", feature = "source", feature = "sink")),
@@ -56,122 +55,32 @@ macro_rules! common {
         #[doc(hidden)]
         pub mod __packed {
             use super::$bindings::sluice::connector::types as wit;
-            use $crate::record::{Packer, Span, Unpacker, packed_size, recycle};
-            use $crate::{Header, Record};
-
-            fn span(s: &wit::Span) -> Span {
-                (s.start, s.len)
-            }
-
-            fn wit_span((start, len): Span) -> wit::Span {
-                wit::Span { start, len }
-            }
+            use $crate::Record;
 
             /// The records of a batch the host sent.
             #[allow(dead_code)]
             pub fn unpack(batch: wit::Batch) -> Vec<Record> {
-                let mut u = Unpacker::new(&batch.data);
-                batch
-                    .records
-                    .iter()
-                    .map(|r| {
-                        let (first, count) = span(&r.headers);
-                        let headers = batch
-                            .headers
-                            .get(first as usize..(first + count) as usize)
-                            .unwrap_or_default()
-                            .iter()
-                            .map(|h| Header {
-                                key: u.text(span(&h.key)),
-                                value: h.value.as_ref().map(|v| u.bytes(span(v))),
-                            })
-                            .collect();
-                        Record {
-                            topic: u.topic(span(&r.topic)),
-                            partition: r.partition,
-                            offset: r.offset,
-                            key: r.key.as_ref().map(|k| u.bytes(span(k))),
-                            value: r.value.as_ref().map(|v| u.bytes(span(v))),
-                            headers,
-                            timestamp: r.timestamp,
-                            source_partition: r.source_partition.as_ref().map(|s| u.text(span(s))),
-                            source_offset: r.source_offset.as_ref().map(|s| u.text(span(s))),
-                        }
-                    })
-                    .collect()
+                $crate::record::unpack(&batch.data, &batch.records, &batch.headers)
             }
 
-            fn pack_one(p: &mut Packer, headers: &mut Vec<wit::Header>, r: &Record) -> wit::Record {
-                p.reserve(packed_size(r));
-                let topic = wit_span(p.topic(&r.topic));
-                let first = headers.len() as u32;
-                for h in &r.headers {
-                    let key = wit_span(p.bytes(h.key.as_bytes()));
-                    let value = h.value.as_ref().map(|v| wit_span(p.bytes(v)));
-                    headers.push(wit::Header { key, value });
-                }
-                wit::Record {
-                    topic,
-                    partition: r.partition,
-                    offset: r.offset,
-                    key: r.key.as_ref().map(|k| wit_span(p.bytes(k))),
-                    value: r.value.as_ref().map(|v| wit_span(p.bytes(v))),
-                    headers: wit::Span {
-                        start: first,
-                        len: headers.len() as u32 - first,
-                    },
-                    timestamp: r.timestamp,
-                    source_partition: r
-                        .source_partition
-                        .as_ref()
-                        .map(|s| wit_span(p.bytes(s.as_bytes()))),
-                    source_offset: r
-                        .source_offset
-                        .as_ref()
-                        .map(|s| wit_span(p.bytes(s.as_bytes()))),
+            fn wit(packed: $crate::record::Packed) -> wit::Batch {
+                wit::Batch {
+                    data: packed.data,
+                    records: packed.records,
+                    headers: packed.headers,
                 }
             }
 
             /// Records packed into a batch for the host (their buffers go back to the pool).
             #[allow(dead_code)]
             pub fn pack(records: Vec<Record>) -> wit::Batch {
-                let mut p = Packer::default();
-                let mut headers = Vec::new();
-                let records = records
-                    .into_iter()
-                    .map(|r| {
-                        let packed = pack_one(&mut p, &mut headers, &r);
-                        recycle(r);
-                        packed
-                    })
-                    .collect();
-                wit::Batch {
-                    data: p.data,
-                    headers,
-                    records,
-                }
+                wit($crate::record::pack(records.into_iter().map(Some), 0))
             }
 
             /// A transform's results packed for the host (`None`: dropped).
             #[allow(dead_code)]
-            pub fn pack_results(results: Vec<Option<Record>>, bytes_hint: usize) -> wit::Results {
-                let mut p = Packer::with_capacity(bytes_hint);
-                let mut headers = Vec::new();
-                let records = results
-                    .into_iter()
-                    .map(|r| {
-                        r.map(|r| {
-                            let packed = pack_one(&mut p, &mut headers, &r);
-                            recycle(r);
-                            packed
-                        })
-                    })
-                    .collect();
-                wit::Results {
-                    data: p.data,
-                    headers,
-                    records,
-                }
+            pub fn pack_results(results: Vec<Option<Record>>, bytes_hint: usize) -> wit::Batch {
+                wit($crate::record::pack(results.into_iter(), bytes_hint))
             }
         }
 
@@ -266,7 +175,7 @@ pub mod transform {
     #[doc(hidden)]
     pub fn __apply<T: Transform>(
         batch: bindings::sluice::connector::types::Batch,
-    ) -> Result<bindings::sluice::connector::types::Results, Error> {
+    ) -> Result<bindings::sluice::connector::types::Batch, Error> {
         let bytes = batch.data.len();
         let records = __packed::unpack(batch);
         STATE.with(|s| {
@@ -300,7 +209,7 @@ pub mod transform {
                 fn apply(
                     batch: $crate::transform::bindings::sluice::connector::types::Batch,
                 ) -> Result<
-                    $crate::transform::bindings::sluice::connector::types::Results,
+                    $crate::transform::bindings::sluice::connector::types::Batch,
                     $crate::transform::Error,
                 > {
                     $crate::transform::__apply::<$t>(batch)
@@ -347,11 +256,15 @@ pub mod transform {
             ];
             let batch = __packed::pack(records.clone());
             // Records of one topic share its bytes.
-            assert_eq!(batch.records[0].topic.start, batch.records[1].topic.start);
+            assert_eq!(batch.records[0], batch.records[15]);
+            assert_eq!(batch.records.len(), 3 * 15);
+            assert_eq!(batch.headers.len(), 2 * 4);
             assert_eq!(__packed::unpack(batch), records);
             let results = __packed::pack_results(vec![None, Some(records[0].clone())], 0);
-            assert!(results.records[0].is_none());
-            assert_eq!(results.records[1].unwrap().headers.len, 2);
+            // A dropped record has a topic length of -1.
+            assert_eq!(results.records[1], -1);
+            assert_eq!(results.records[15 + 9], 2, "header count");
+            assert_eq!(__packed::unpack(results)[1], records[0]);
         }
     }
 }

@@ -113,7 +113,7 @@ pub fn take_bytes(src: &[u8]) -> Vec<u8> {
         .with(|p| p.borrow_mut().bytes.pop())
         .unwrap_or_default();
     buf.clear();
-    crate::copy::append(&mut buf, src);
+    buf.extend_from_slice(src);
     buf
 }
 
@@ -141,99 +141,199 @@ pub fn recycle(record: Record) {
     }
 }
 
-/// A span of a batch's bytes as (start, len); the world modules turn it into their WIT `span`.
-pub type Span = (u32, u32);
+/// Numbers per record and per header in a batch's tables (see the WIT `batch`), what marks an
+/// absent part, and where each part sits among a record's numbers.
+const RECORD_STRIDE: usize = 15;
+const HEADER_STRIDE: usize = 4;
+const NONE: i64 = -1;
+const KEY: usize = 4;
+const VALUE: usize = 6;
+const SOURCE_PARTITION: usize = 11;
+const SOURCE_OFFSET: usize = 13;
 
-/// Reads records out of a batch's bytes.
-#[doc(hidden)]
-pub struct Unpacker<'a> {
+/// A batch's three lists.
+pub struct Packed {
+    pub data: Vec<u8>,
+    pub records: Vec<i64>,
+    pub headers: Vec<i64>,
+}
+
+/// Reads records out of a batch.
+struct Unpacker<'a> {
     data: &'a [u8],
-    last_topic: Option<(Span, String)>,
+    last_topic: Option<((i64, i64), String)>,
 }
 
 impl<'a> Unpacker<'a> {
-    pub fn new(data: &'a [u8]) -> Self {
-        Self {
-            data,
-            last_topic: None,
-        }
+    /// The bytes of a span; `None` when absent (or outside the batch, which the host never
+    /// sends).
+    fn slice(&self, start: i64, len: i64) -> Option<&'a [u8]> {
+        let start = usize::try_from(start).ok()?;
+        let len = usize::try_from(len).ok()?;
+        self.data.get(start..start.checked_add(len)?)
     }
 
-    /// The bytes of a span (empty if the host sent a span outside the batch, which it does not).
-    fn slice(&self, (start, len): Span) -> &'a [u8] {
-        let start = start as usize;
-        self.data
-            .get(start..start + len as usize)
-            .unwrap_or_default()
+    fn bytes(&self, span: &[i64]) -> Option<Vec<u8>> {
+        self.slice(span[0], span[1]).map(take_bytes)
     }
 
-    pub fn bytes(&self, span: Span) -> Vec<u8> {
-        take_bytes(self.slice(span))
-    }
-
-    pub fn text(&self, span: Span) -> String {
-        match std::str::from_utf8(self.slice(span)) {
+    fn text(&self, span: &[i64]) -> Option<String> {
+        let bytes = self.slice(span[0], span[1])?;
+        Some(match std::str::from_utf8(bytes) {
             Ok(text) => take_string(text),
-            Err(_) => String::from_utf8_lossy(self.slice(span)).into_owned(),
-        }
+            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        })
     }
 
     /// A topic; consecutive records of one topic share a span, read once.
-    pub fn topic(&mut self, span: Span) -> String {
+    fn topic(&mut self, span: &[i64]) -> String {
+        let key = (span[0], span[1]);
         match &self.last_topic {
-            Some((last, topic)) if *last == span => take_string(topic),
+            Some((last, topic)) if *last == key => take_string(topic),
             _ => {
-                let topic = self.text(span);
-                self.last_topic = Some((span, topic.clone()));
+                let topic = self.text(span).unwrap_or_default();
+                self.last_topic = Some((key, topic.clone()));
                 topic
             }
         }
     }
 }
 
-/// Writes records into a batch's bytes.
-#[doc(hidden)]
-#[derive(Default)]
-pub struct Packer {
-    pub data: Vec<u8>,
-    last_topic: Option<Span>,
+fn optional(n: i64) -> Option<i64> {
+    (n != NONE).then_some(n)
+}
+
+/// The records of a batch the host sent.
+pub fn unpack(data: &[u8], records: &[i64], headers: &[i64]) -> Vec<Record> {
+    let mut u = Unpacker {
+        data,
+        last_topic: None,
+    };
+    records
+        .chunks_exact(RECORD_STRIDE)
+        .map(|r| {
+            let first = usize::try_from(r[8]).unwrap_or(0) * HEADER_STRIDE;
+            let count = usize::try_from(r[9]).unwrap_or(0) * HEADER_STRIDE;
+            let headers = headers
+                .get(first..first + count)
+                .unwrap_or_default()
+                .chunks_exact(HEADER_STRIDE)
+                .map(|h| Header {
+                    key: u.text(&h[0..2]).unwrap_or_default(),
+                    value: u.bytes(&h[2..4]),
+                })
+                .collect();
+            Record {
+                topic: u.topic(&r[0..2]),
+                partition: optional(r[2]).and_then(|p| i32::try_from(p).ok()),
+                offset: optional(r[3]),
+                key: u.bytes(&r[KEY..KEY + 2]),
+                value: u.bytes(&r[VALUE..VALUE + 2]),
+                headers,
+                timestamp: optional(r[10]),
+                source_partition: u.text(&r[SOURCE_PARTITION..SOURCE_PARTITION + 2]),
+                source_offset: u.text(&r[SOURCE_OFFSET..SOURCE_OFFSET + 2]),
+            }
+        })
+        .collect()
+}
+
+/// Writes records into a batch.
+struct Packer {
+    out: Packed,
+    last_topic: Option<(i64, i64)>,
 }
 
 impl Packer {
-    pub fn with_capacity(bytes: usize) -> Self {
-        Self {
-            data: Vec::with_capacity(bytes),
-            last_topic: None,
-        }
+    fn bytes(&mut self, bytes: &[u8]) -> [i64; 2] {
+        let start = self.out.data.len() as i64;
+        self.out.data.extend_from_slice(bytes);
+        [start, bytes.len() as i64]
     }
 
-    pub fn bytes(&mut self, bytes: &[u8]) -> Span {
-        let start = self.data.len() as u32;
-        crate::copy::append(&mut self.data, bytes);
-        (start, bytes.len() as u32)
+    fn optional(&mut self, bytes: Option<&[u8]>) -> [i64; 2] {
+        match bytes {
+            Some(b) => self.bytes(b),
+            None => [0, NONE],
+        }
     }
 
     /// A topic; consecutive records of one topic share its bytes.
-    pub fn topic(&mut self, topic: &str) -> Span {
+    fn topic(&mut self, topic: &str) -> [i64; 2] {
         if let Some((start, len)) = self.last_topic
-            && self.data.get(start as usize..(start + len) as usize) == Some(topic.as_bytes())
+            && self.out.data.get(start as usize..(start + len) as usize) == Some(topic.as_bytes())
         {
-            return (start, len);
+            return [start, len];
         }
         let span = self.bytes(topic.as_bytes());
-        self.last_topic = Some(span);
+        self.last_topic = Some((span[0], span[1]));
         span
     }
 
-    /// Room for about this many more bytes.
-    pub fn reserve(&mut self, bytes: usize) {
-        self.data.reserve(bytes);
+    fn record(&mut self, r: &Record) {
+        self.out.data.reserve(packed_size(r));
+        let first_header = (self.out.headers.len() / HEADER_STRIDE) as i64;
+        for h in &r.headers {
+            let key = self.bytes(h.key.as_bytes());
+            let value = self.optional(h.value.as_deref());
+            self.out
+                .headers
+                .extend_from_slice(&[key[0], key[1], value[0], value[1]]);
+        }
+        let topic = self.topic(&r.topic);
+        let key = self.optional(r.key.as_deref());
+        let value = self.optional(r.value.as_deref());
+        let source_partition = self.optional(r.source_partition.as_deref().map(str::as_bytes));
+        let source_offset = self.optional(r.source_offset.as_deref().map(str::as_bytes));
+        self.out.records.extend_from_slice(&[
+            topic[0],
+            topic[1],
+            r.partition.map_or(NONE, i64::from),
+            r.offset.unwrap_or(NONE),
+            key[0],
+            key[1],
+            value[0],
+            value[1],
+            first_header,
+            r.headers.len() as i64,
+            r.timestamp.unwrap_or(NONE),
+            source_partition[0],
+            source_partition[1],
+            source_offset[0],
+            source_offset[1],
+        ]);
     }
 }
 
+/// Records packed into a batch; `None` entries (a transform's dropped records) get a topic
+/// length of -1. The records' buffers go back to the pool.
+pub fn pack(records: impl ExactSizeIterator<Item = Option<Record>>, bytes_hint: usize) -> Packed {
+    let mut p = Packer {
+        out: Packed {
+            data: Vec::with_capacity(bytes_hint),
+            records: Vec::with_capacity(records.len() * RECORD_STRIDE),
+            headers: Vec::new(),
+        },
+        last_topic: None,
+    };
+    for record in records {
+        match record {
+            Some(r) => {
+                p.record(&r);
+                recycle(r);
+            }
+            None => {
+                let mut dropped = [0; RECORD_STRIDE];
+                dropped[1] = NONE;
+                p.out.records.extend_from_slice(&dropped);
+            }
+        }
+    }
+    p.out
+}
+
 /// The bytes a record will take in a batch, roughly.
-#[doc(hidden)]
-pub fn packed_size(r: &Record) -> usize {
+fn packed_size(r: &Record) -> usize {
     r.topic.len()
         + r.key.as_ref().map_or(0, Vec::len)
         + r.value.as_ref().map_or(0, Vec::len)
