@@ -60,10 +60,10 @@ macro_rules! common {
             /// The records of a batch the host sent.
             #[allow(dead_code)]
             pub fn unpack(batch: wit::Batch) -> Vec<Record> {
-                $crate::record::unpack(&batch.data, &batch.records, &batch.headers)
+                $crate::record::records(&batch.data, &batch.records, &batch.headers).collect()
             }
 
-            fn wit(packed: $crate::record::Packed) -> wit::Batch {
+            pub fn wit(packed: $crate::record::Packed) -> wit::Batch {
                 wit::Batch {
                     data: packed.data,
                     records: packed.records,
@@ -74,13 +74,17 @@ macro_rules! common {
             /// Records packed into a batch for the host (their buffers go back to the pool).
             #[allow(dead_code)]
             pub fn pack(records: Vec<Record>) -> wit::Batch {
-                wit($crate::record::pack(records.into_iter().map(Some), 0))
+                pack_results(records.into_iter().map(Some).collect(), 0)
             }
 
             /// A transform's results packed for the host (`None`: dropped).
             #[allow(dead_code)]
             pub fn pack_results(results: Vec<Option<Record>>, bytes_hint: usize) -> wit::Batch {
-                wit($crate::record::pack(results.into_iter(), bytes_hint))
+                let mut p = $crate::record::Packer::new(results.len(), bytes_hint);
+                for r in results {
+                    p.push(r);
+                }
+                wit(p.finish())
             }
         }
 

@@ -203,43 +203,44 @@ fn optional(n: i64) -> Option<i64> {
     (n != NONE).then_some(n)
 }
 
-/// The records of a batch the host sent.
-pub fn unpack(data: &[u8], records: &[i64], headers: &[i64]) -> Vec<Record> {
+/// The records of a batch the host sent, read one by one.
+pub fn records<'a>(
+    data: &'a [u8],
+    records: &'a [i64],
+    headers: &'a [i64],
+) -> impl ExactSizeIterator<Item = Record> + 'a {
     let mut u = Unpacker {
         data,
         last_topic: None,
     };
-    records
-        .chunks_exact(RECORD_STRIDE)
-        .map(|r| {
-            let first = usize::try_from(r[8]).unwrap_or(0) * HEADER_STRIDE;
-            let count = usize::try_from(r[9]).unwrap_or(0) * HEADER_STRIDE;
-            let headers = headers
-                .get(first..first + count)
-                .unwrap_or_default()
-                .chunks_exact(HEADER_STRIDE)
-                .map(|h| Header {
-                    key: u.text(&h[0..2]).unwrap_or_default(),
-                    value: u.bytes(&h[2..4]),
-                })
-                .collect();
-            Record {
-                topic: u.topic(&r[0..2]),
-                partition: optional(r[2]).and_then(|p| i32::try_from(p).ok()),
-                offset: optional(r[3]),
-                key: u.bytes(&r[KEY..KEY + 2]),
-                value: u.bytes(&r[VALUE..VALUE + 2]),
-                headers,
-                timestamp: optional(r[10]),
-                source_partition: u.text(&r[SOURCE_PARTITION..SOURCE_PARTITION + 2]),
-                source_offset: u.text(&r[SOURCE_OFFSET..SOURCE_OFFSET + 2]),
-            }
-        })
-        .collect()
+    records.chunks_exact(RECORD_STRIDE).map(move |r| {
+        let first = usize::try_from(r[8]).unwrap_or(0) * HEADER_STRIDE;
+        let count = usize::try_from(r[9]).unwrap_or(0) * HEADER_STRIDE;
+        let headers = headers
+            .get(first..first + count)
+            .unwrap_or_default()
+            .chunks_exact(HEADER_STRIDE)
+            .map(|h| Header {
+                key: u.text(&h[0..2]).unwrap_or_default(),
+                value: u.bytes(&h[2..4]),
+            })
+            .collect();
+        Record {
+            topic: u.topic(&r[0..2]),
+            partition: optional(r[2]).and_then(|p| i32::try_from(p).ok()),
+            offset: optional(r[3]),
+            key: u.bytes(&r[KEY..KEY + 2]),
+            value: u.bytes(&r[VALUE..VALUE + 2]),
+            headers,
+            timestamp: optional(r[10]),
+            source_partition: u.text(&r[SOURCE_PARTITION..SOURCE_PARTITION + 2]),
+            source_offset: u.text(&r[SOURCE_OFFSET..SOURCE_OFFSET + 2]),
+        }
+    })
 }
 
 /// Writes records into a batch.
-struct Packer {
+pub struct Packer {
     out: Packed,
     last_topic: Option<(i64, i64)>,
 }
@@ -305,31 +306,38 @@ impl Packer {
     }
 }
 
-/// Records packed into a batch; `None` entries (a transform's dropped records) get a topic
-/// length of -1. The records' buffers go back to the pool.
-pub fn pack(records: impl ExactSizeIterator<Item = Option<Record>>, bytes_hint: usize) -> Packed {
-    let mut p = Packer {
-        out: Packed {
-            data: Vec::with_capacity(bytes_hint),
-            records: Vec::with_capacity(records.len() * RECORD_STRIDE),
-            headers: Vec::new(),
-        },
-        last_topic: None,
-    };
-    for record in records {
+impl Packer {
+    /// A packer for about `records` records of `bytes` bytes.
+    pub fn new(records: usize, bytes: usize) -> Self {
+        Self {
+            out: Packed {
+                data: Vec::with_capacity(bytes),
+                records: Vec::with_capacity(records * RECORD_STRIDE),
+                headers: Vec::new(),
+            },
+            last_topic: None,
+        }
+    }
+
+    /// Appends a record, or a dropped one (a topic length of -1) for `None`. The record's
+    /// buffers go back to the pool.
+    pub fn push(&mut self, record: Option<Record>) {
         match record {
             Some(r) => {
-                p.record(&r);
+                self.record(&r);
                 recycle(r);
             }
             None => {
                 let mut dropped = [0; RECORD_STRIDE];
                 dropped[1] = NONE;
-                p.out.records.extend_from_slice(&dropped);
+                self.out.records.extend_from_slice(&dropped);
             }
         }
     }
-    p.out
+
+    pub fn finish(self) -> Packed {
+        self.out
+    }
 }
 
 /// The bytes a record will take in a batch, roughly.
