@@ -297,3 +297,144 @@ transforms:
     );
     assert_eq!(a, b, "the WASM transform and MaskField disagree");
 }
+
+/// Serves `GET /greeting` with `body` on a free loopback port, on its own thread; returns the
+/// port.
+fn greeting_server(body: String) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("local addr").port();
+    let app = axum::Router::new().route(
+        "/greeting",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { body }
+        }),
+    );
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grants_open_listed_directories_and_hosts_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let granted = dir.path().join("granted");
+    std::fs::create_dir(&granted).expect("granted dir");
+    let secret = unique("granted-content");
+    std::fs::write(granted.join("secret.txt"), &secret).expect("write");
+    std::fs::write(dir.path().join("outside.txt"), "not granted").expect("write");
+    let greeting = unique("hello");
+    let http_port = greeting_server(greeting.clone());
+    let port = free_port();
+    let worker = write_worker(dir.path(), &format!("rest:\n  listen: 127.0.0.1:{port}\n"));
+    let plugin = plugins::path("misbehave");
+    let base = unique("wasm-grant");
+    let url = format!("http://127.0.0.1:{http_port}/greeting");
+    // (name, plugin config)
+    let cases = [
+        (
+            "file-ok",
+            format!(
+                "mode: file, path: {}, read_only_dirs: [{}]",
+                granted.join("secret.txt").display(),
+                granted.display()
+            ),
+        ),
+        (
+            "http-ok",
+            format!("mode: http, url: \"{url}\", allowed_hosts: [127.0.0.1]"),
+        ),
+        (
+            "file-outside",
+            format!(
+                "mode: file, path: {}, read_only_dirs: [{}]",
+                dir.path().join("outside.txt").display(),
+                granted.display()
+            ),
+        ),
+        (
+            "http-denied",
+            format!("mode: http, url: \"{url}\", allowed_hosts: [example.com]"),
+        ),
+    ];
+    let mut text = String::new();
+    for (case, config) in &cases {
+        let name = format!("{base}-{case}");
+        text.push_str(&format!(
+            "---\nname: {name}\nconnector: datagen\nconfig: {{topic: {name}, count: 20}}\nvalue_converter: {{type: json, schemas: false}}\ntransforms:\n  - {{name: probe, type: wasm, plugin: {}, {config}}}\n",
+            plugin.display()
+        ));
+    }
+    let pipeline = dir.path().join("pipeline.yaml");
+    std::fs::write(&pipeline, text).expect("write pipeline");
+    let sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
+
+    // Granted: every record went through and carries what the plugin read.
+    for (case, header, expected) in [
+        ("file-ok", "file", secret.clone()),
+        ("http-ok", "http", format!("200 {greeting}")),
+    ] {
+        let topic = format!("{base}-{case}");
+        let records = wait_for(
+            &format!("20 records in {topic}"),
+            Duration::from_secs(60),
+            || {
+                let records = kafka::read_all(&topic);
+                (records.len() == 20).then_some(records)
+            },
+        );
+        for r in &records {
+            let value = r
+                .headers
+                .iter()
+                .find(|(k, _)| k == header)
+                .and_then(|(_, v)| v.clone());
+            assert_eq!(
+                value.as_deref(),
+                Some(expected.as_bytes()),
+                "{case}: header {header} of {r:?}"
+            );
+        }
+    }
+
+    // Not granted: the task fails, saying why; nothing was written.
+    let rest = format!("http://127.0.0.1:{port}");
+    let outside = format!("open {}", dir.path().join("outside.txt").display());
+    for (case, reason) in [
+        ("file-outside", outside.as_str()),
+        ("http-denied", "HttpRequestDenied"),
+    ] {
+        let name = format!("{base}-{case}");
+        let trace = wait_async(
+            &format!("the {case} task FAILED"),
+            Duration::from_secs(60),
+            || async {
+                let status: Value = reqwest::get(format!("{rest}/connectors/{name}/status"))
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                let task = &status["tasks"][0];
+                (task["state"] == "FAILED")
+                    .then(|| task["trace"].as_str().unwrap_or_default().to_owned())
+            },
+        )
+        .await;
+        assert!(
+            trace.contains(reason),
+            "{case}: expected `{reason}` in: {trace}"
+        );
+        assert_eq!(kafka::end_offsets(&name).values().sum::<i64>(), 0, "{case}");
+    }
+    assert!(sluice.terminate(), "sluice did not stop cleanly");
+}
