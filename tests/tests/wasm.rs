@@ -438,3 +438,82 @@ async fn grants_open_listed_directories_and_hosts_and_nothing_else() {
     }
     assert!(sluice.terminate(), "sluice did not stop cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connector_plugins_lists_wasm_plugins_and_transforms_when_asked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let worker = write_worker(
+        dir.path(),
+        &format!(
+            "plugins_dir: {}\nrest:\n  listen: 127.0.0.1:{port}\n",
+            plugins::dir().display()
+        ),
+    );
+    let pipeline = dir.path().join("pipeline.yaml");
+    let name = unique("wasm-listing");
+    std::fs::write(
+        &pipeline,
+        format!("name: {name}\nconnector: datagen\nconfig: {{topic: {name}, count: 10}}\n"),
+    )
+    .expect("write pipeline");
+    let sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
+    let url = format!("http://127.0.0.1:{port}/connector-plugins");
+    let listed = |query: &'static str| {
+        let url = format!("{url}{query}");
+        async move {
+            let plugins: Value = wait_async("the REST API", Duration::from_secs(30), || async {
+                reqwest::get(&url).await.ok()?.json().await.ok()
+            })
+            .await;
+            plugins
+                .as_array()
+                .expect("a list")
+                .iter()
+                .map(|p| {
+                    (
+                        p["class"].as_str().unwrap_or_default().to_owned(),
+                        p["type"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect::<BTreeSet<_>>()
+        }
+    };
+    let pair = |c: &str, t: &str| (c.to_owned(), t.to_owned());
+    let connectors = listed("").await;
+    // Source and sink plugins from the plugins directory are connector types.
+    assert!(
+        connectors.contains(&pair("counter", "source")),
+        "{connectors:?}"
+    );
+    assert!(
+        connectors.contains(&pair("log-sink", "sink")),
+        "{connectors:?}"
+    );
+    assert!(
+        connectors.contains(&pair("datagen", "source")),
+        "{connectors:?}"
+    );
+    assert!(
+        connectors.iter().all(|(_, t)| t == "source" || t == "sink"),
+        "{connectors:?}"
+    );
+    let all = listed("?connectorsOnly=false").await;
+    assert!(connectors.is_subset(&all));
+    for expected in [
+        pair("redact", "transformation"),
+        pair("misbehave", "transformation"),
+        pair("wasm", "transformation"),
+        pair(
+            "org.apache.kafka.connect.transforms.MaskField$Value",
+            "transformation",
+        ),
+        pair(
+            "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
+            "predicate",
+        ),
+    ] {
+        assert!(all.contains(&expected), "{expected:?} missing from {all:?}");
+    }
+    assert!(sluice.terminate(), "sluice did not stop cleanly");
+}

@@ -406,6 +406,22 @@ pub fn named_transform(name: &str) -> Option<Arc<LoadedPlugin>> {
         .cloned()
 }
 
+/// The names of the transform plugins registered from the plugins directory, sorted.
+pub fn named_transforms() -> Vec<String> {
+    let mut names: Vec<String> = NAMED_TRANSFORMS
+        .get()
+        .map(|m| {
+            m.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// Registers the `wasm` connector type, and every `*.wasm` component in `dir` (when given) under
 /// its file stem: sources and sinks as connector types, transforms as transform types. Returns
 /// the plugins registered and the files that could not be loaded (a bad file does not stop the

@@ -28,7 +28,9 @@ mod session;
 mod spec;
 mod transform;
 
-pub use connector::{WasmResolver, WasmSinkPlugin, WasmSourcePlugin, named_transform, register};
+pub use connector::{
+    WasmResolver, WasmSinkPlugin, WasmSourcePlugin, named_transform, named_transforms, register,
+};
 pub use engine::{CACHE_DIR_ENV, LoadedPlugin, PluginKind, load, plugin_name};
 pub use error::{Result, WasmError};
 pub use record::{Batch, Meta, RecordView, Results, decode_value, encode_value};

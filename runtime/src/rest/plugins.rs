@@ -2,7 +2,7 @@
 //! validation in Kafka Connect's `ConfigInfos` shape.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 use sluice_connector_api::{ConfigField, FieldKind, MASK, Plugin};
@@ -18,19 +18,35 @@ fn kind_name(plugin: &Plugin) -> &'static str {
     }
 }
 
-pub(crate) async fn list(State(api): State<Api>) -> Json<Value> {
-    let plugins: Vec<Value> = api
+/// The connector types; with `?connectorsOnly=false` (as in Kafka Connect, KIP-769) also the
+/// transforms (built-in, `wasm`, and transform plugins from the plugins directory) and
+/// predicates.
+pub(crate) async fn list(State(api): State<Api>, RawQuery(query): RawQuery) -> Json<Value> {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut plugins: Vec<Value> = api
         .cluster
         .registry()
         .iter()
-        .map(|p| {
-            json!({
-                "class": p.name(),
-                "type": kind_name(p),
-                "version": env!("CARGO_PKG_VERSION"),
-            })
-        })
+        .map(|p| json!({"class": p.name(), "type": kind_name(p), "version": version}))
         .collect();
+    let connectors_only = !query
+        .unwrap_or_default()
+        .split('&')
+        .any(|p| p.eq_ignore_ascii_case("connectorsOnly=false"));
+    if !connectors_only {
+        let transforms = crate::transform::transform_classes()
+            .into_iter()
+            .chain(std::iter::once(crate::transform::WASM_TYPE.to_owned()))
+            .chain(sluice_wasm::named_transforms());
+        plugins.extend(
+            transforms.map(|c| json!({"class": c, "type": "transformation", "version": version})),
+        );
+        plugins.extend(
+            crate::transform::predicate_classes()
+                .into_iter()
+                .map(|c| json!({"class": c, "type": "predicate", "version": version})),
+        );
+    }
     Json(json!(plugins))
 }
 

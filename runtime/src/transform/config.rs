@@ -165,6 +165,30 @@ pub fn transform_names() -> Vec<String> {
         .collect()
 }
 
+/// Every built-in transform's full class name (`org.apache.kafka.connect.transforms.MaskField$Value`),
+/// as Kafka Connect lists them.
+pub fn transform_classes() -> Vec<String> {
+    TRANSFORMS
+        .iter()
+        .flat_map(|t| {
+            let class = format!("{}.{}", t.package, t.name);
+            if t.sided {
+                vec![format!("{class}$Key"), format!("{class}$Value")]
+            } else {
+                vec![class]
+            }
+        })
+        .collect()
+}
+
+/// Every predicate's full class name.
+pub fn predicate_classes() -> Vec<String> {
+    PREDICATES
+        .iter()
+        .map(|(n, _)| format!("{KAFKA_PREDICATES}.{n}"))
+        .collect()
+}
+
 /// Every predicate type name (short form).
 pub fn predicate_names() -> Vec<String> {
     PREDICATES.iter().map(|(n, _)| (*n).to_owned()).collect()

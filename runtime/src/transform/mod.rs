@@ -44,12 +44,16 @@ mod replace;
 mod route;
 mod timestamp;
 mod wasm;
+pub(crate) use wasm::WASM_TYPE;
 mod wasm_fit;
 
 #[cfg(test)]
 mod testing;
 
 pub use chain::{Chain, Predicate, Transform};
-pub use config::{chain_from_flat, chain_from_pipeline, predicate_names, transform_names};
+pub use config::{
+    chain_from_flat, chain_from_pipeline, predicate_classes, predicate_names, transform_classes,
+    transform_names,
+};
 pub use error::TransformError;
 pub use record::TransformRecord;
