@@ -31,21 +31,25 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
     }
 
+    #[inline(always)]
     fn skip_ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
             self.at += 1;
         }
     }
 
+    #[inline(always)]
     fn eat(&mut self, byte: u8) -> Option<()> {
         (self.peek()? == byte).then(|| self.at += 1)
     }
 
     /// A string from its opening quote; returns whether it had escapes.
+    #[inline(always)]
     fn string(&mut self) -> Option<bool> {
         self.eat(b'"')?;
         let mut escaped = false;
@@ -79,6 +83,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    #[inline(always)]
     fn digits(&mut self) -> Option<()> {
         let start = self.at;
         while self.peek().is_some_and(|b| b.is_ascii_digit()) {
@@ -87,6 +92,7 @@ impl<'a> Scanner<'a> {
         (self.at > start).then_some(())
     }
 
+    #[inline(always)]
     fn number(&mut self) -> Option<()> {
         let _ = self.eat(b'-');
         match self.peek()? {
@@ -107,12 +113,14 @@ impl<'a> Scanner<'a> {
         Some(())
     }
 
+    #[inline(always)]
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         let end = self.at + word.len();
         (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
     }
 
     /// Any JSON value.
+    #[inline(always)]
     fn value(&mut self, depth: usize) -> Option<()> {
         match self.peek()? {
             b'"' => self.string().map(drop),
@@ -126,6 +134,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// An object (members) or an array (values) from its opening bracket.
+    #[inline(never)]
     fn container(&mut self, close: u8, depth: usize, members: bool) -> Option<()> {
         if depth >= MAX_DEPTH {
             return None;
@@ -159,6 +168,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A member name: borrowed, or decoded when it has escapes.
+    #[inline(always)]
     fn name(&mut self) -> Option<Cow<'a, str>> {
         let start = self.at;
         let escaped = self.string()?;

@@ -104,7 +104,7 @@ const POOL_BUFFERS: usize = 4096;
 const POOL_BUFFER_BYTES: usize = 64 * 1024;
 
 std::thread_local! {
-    static POOL: RefCell<Pool> = RefCell::new(Pool::default());
+    static POOL: RefCell<Pool> = const { RefCell::new(Pool { bytes: Vec::new() }) };
 }
 
 /// A buffer holding `src`, from the pool when it has one.

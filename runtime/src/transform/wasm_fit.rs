@@ -303,9 +303,16 @@ pub(super) fn encode_struct(s: &Struct, out: &mut Vec<u8>) -> Vec<Range<usize>> 
             out.push(b',');
         }
         let start = out.len() - base;
-        // Writing a string into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, name);
-        out.push(b':');
+        if name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            // Nothing to escape (field names almost always): quoted as it is.
+            out.push(b'"');
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+        } else {
+            // Writing a string into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, name);
+            out.push(b':');
+        }
         value.write_plain_json(out);
         members.push(start..out.len() - base);
     }
