@@ -76,6 +76,31 @@ pub fn write_worker(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
+/// Serves `app` on `listener` from a thread of its own, with its own runtime, so that it keeps
+/// answering whatever the test's runtime is doing.
+pub fn serve_on(listener: std::net::TcpListener, app: axum::Router) {
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+}
+
+/// Serves `app` on a free loopback port (see [`serve_on`]); returns its address.
+pub fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let addr = listener.local_addr().expect("local addr");
+    serve_on(listener, app);
+    addr
+}
+
 /// A loopback port that was free a moment ago (for a REST API or a broker).
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");

@@ -143,22 +143,11 @@ impl TestServer {
             received: Mutex::new(Received::default()),
         });
         let listener = std::net::TcpListener::bind(addr).expect("bind the test server");
-        listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("local addr");
         let app = Router::new()
             .route("/ingest/{topic}", post(ingest))
             .with_state(state.clone());
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("server runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                axum::serve(listener, app).await.expect("serve");
-            });
-        });
+        sluice_tests::serve_on(listener, app);
         Self { state, addr }
     }
 

@@ -247,28 +247,16 @@ impl Server {
             refused: Arc::default(),
             ids: Arc::default(),
         };
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
-        let server = Self {
-            addr,
-            refused: state.refused.clone(),
-            ids: state.ids.clone(),
-        };
+        let refused = state.refused.clone();
+        let ids = state.ids.clone();
         let app = Router::new()
             .route("/ingest", post(ingest))
             .with_state(state);
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("server runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                axum::serve(listener, app).await.expect("serve");
-            });
-        });
-        server
+        Self {
+            addr: sluice_tests::serve(app),
+            refused,
+            ids,
+        }
     }
 
     fn ids(&self) -> BTreeSet<i64> {

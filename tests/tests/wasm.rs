@@ -197,23 +197,7 @@ async fn misbehaving_plugins_fail_only_their_own_task_with_the_reason_in_its_sta
     let url = format!("http://127.0.0.1:{port}");
 
     for ((mode, _, reason), name) in cases.iter().zip(&names) {
-        let trace = wait_async(
-            &format!("the {mode} task FAILED"),
-            Duration::from_secs(60),
-            || async {
-                // Until the worker serves REST, requests fail: keep waiting.
-                let status: Value = reqwest::get(format!("{url}/connectors/{name}/status"))
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                let task = &status["tasks"][0];
-                (task["state"] == "FAILED")
-                    .then(|| task["trace"].as_str().unwrap_or_default().to_owned())
-            },
-        )
-        .await;
+        let trace = failed_trace(&url, name, mode).await;
         assert!(trace.contains("plugin misbehave"), "{mode}: {trace}");
         assert!(
             trace.contains(reason),
@@ -298,12 +282,8 @@ transforms:
     assert_eq!(a, b, "the WASM transform and MaskField disagree");
 }
 
-/// Serves `GET /greeting` with `body` on a free loopback port, on its own thread; returns the
-/// port.
+/// Serves `GET /greeting` with `body` on a free loopback port; returns the port.
 fn greeting_server(body: String) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let port = listener.local_addr().expect("local addr").port();
     let app = axum::Router::new().route(
         "/greeting",
         axum::routing::get(move || {
@@ -311,17 +291,28 @@ fn greeting_server(body: String) -> u16 {
             async move { body }
         }),
     );
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("server runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            axum::serve(listener, app).await.expect("serve");
-        });
-    });
-    port
+    sluice_tests::serve(app).port()
+}
+
+/// Waits for task 0 of connector `name` to be FAILED (REST at `rest`); returns its trace.
+async fn failed_trace(rest: &str, name: &str, what: &str) -> String {
+    wait_async(
+        &format!("the {what} task FAILED"),
+        Duration::from_secs(60),
+        || async {
+            // Until the worker serves REST, requests fail: keep waiting.
+            let status: Value = reqwest::get(format!("{rest}/connectors/{name}/status"))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let task = &status["tasks"][0];
+            (task["state"] == "FAILED")
+                .then(|| task["trace"].as_str().unwrap_or_default().to_owned())
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -414,22 +405,7 @@ async fn grants_open_listed_directories_and_hosts_and_nothing_else() {
         ("http-denied", "HttpRequestDenied"),
     ] {
         let name = format!("{base}-{case}");
-        let trace = wait_async(
-            &format!("the {case} task FAILED"),
-            Duration::from_secs(60),
-            || async {
-                let status: Value = reqwest::get(format!("{rest}/connectors/{name}/status"))
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                let task = &status["tasks"][0];
-                (task["state"] == "FAILED")
-                    .then(|| task["trace"].as_str().unwrap_or_default().to_owned())
-            },
-        )
-        .await;
+        let trace = failed_trace(&rest, &name, case).await;
         assert!(
             trace.contains(reason),
             "{case}: expected `{reason}` in: {trace}"
