@@ -493,3 +493,99 @@ async fn connector_plugins_lists_wasm_plugins_and_transforms_when_asked() {
     }
     assert!(sluice.terminate(), "sluice did not stop cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn misbehaving_source_and_sink_plugins_fail_only_their_own_task() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let worker = write_worker(dir.path(), &format!("rest:\n  listen: 127.0.0.1:{port}\n"));
+    let good = unique("wasm-io-good");
+    // (connector name suffix, connector, mode, sandbox config, what the trace must say)
+    let cases = [
+        (
+            "source-trap",
+            "misbehave-source",
+            "trap",
+            "",
+            "deliberate panic in poll",
+        ),
+        (
+            "source-loop",
+            "misbehave-source",
+            "loop",
+            ", call_timeout: 1s",
+            "call `poll` exceeded the 1s time limit",
+        ),
+        (
+            "source-alloc",
+            "misbehave-source",
+            "alloc",
+            ", memory_limit_mib: 16",
+            "exceeded the 16 MiB memory limit",
+        ),
+        (
+            "sink-trap",
+            "misbehave-sink",
+            "trap",
+            "",
+            "deliberate panic in put",
+        ),
+        (
+            "sink-loop",
+            "misbehave-sink",
+            "loop",
+            ", call_timeout: 1s",
+            "call `put` exceeded the 1s time limit",
+        ),
+    ];
+    let mut text = format!(
+        "name: {good}\nconnector: datagen\nconfig: {{topic: {good}, rate: 200}}\nvalue_converter: {{type: json, schemas: false}}\n"
+    );
+    for (case, plugin, mode, sandbox, _) in &cases {
+        // Sinks read the healthy connector's topic (plain JSON).
+        let (topics, converter) = if plugin.ends_with("sink") {
+            (
+                format!(", topics: [{good}]"),
+                "value_converter: {type: json, schemas: false}\n",
+            )
+        } else {
+            (String::new(), "")
+        };
+        text.push_str(&format!(
+            "---\nname: {good}-{case}\nconnector: wasm\nconfig: {{plugin: {}, mode: {mode}{topics}{sandbox}}}\n{converter}",
+            plugins::path(plugin).display()
+        ));
+    }
+    let pipeline = dir.path().join("pipeline.yaml");
+    std::fs::write(&pipeline, text).expect("write pipeline");
+    let sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
+    let url = format!("http://127.0.0.1:{port}");
+
+    for (case, plugin, _, _, reason) in &cases {
+        let trace = failed_trace(&url, &format!("{good}-{case}"), case).await;
+        assert!(
+            trace.contains(&format!("plugin {plugin}")),
+            "{case}: {trace}"
+        );
+        assert!(
+            trace.contains(reason),
+            "{case}: expected `{reason}` in: {trace}"
+        );
+    }
+
+    // The well-behaved connector on the same worker keeps running and producing.
+    let (_, status) = call(
+        reqwest::Method::GET,
+        &format!("{url}/connectors/{good}/status"),
+        None,
+    )
+    .await;
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
+    let before: i64 = kafka::end_offsets(&good).values().sum();
+    wait_for(
+        "records still flowing after the failures",
+        Duration::from_secs(30),
+        || (kafka::end_offsets(&good).values().sum::<i64>() > before + 50).then_some(()),
+    );
+    assert!(sluice.terminate(), "sluice did not stop cleanly");
+}

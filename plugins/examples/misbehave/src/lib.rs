@@ -55,18 +55,11 @@ impl Transform for Misbehave {
 
     fn apply(&mut self, record: Record) -> Result<Option<Record>, Error> {
         match self.mode.as_str() {
-            "loop" => {
-                let mut n: u64 = 0;
-                loop {
-                    n = std::hint::black_box(n.wrapping_add(1));
-                }
+            "loop" | "alloc" | "trap" => {
+                let what = format!("apply, on a record for {}", record.topic);
+                misbehaviour::misbehave(&self.mode, &mut self.hoard, &what);
+                Ok(Some(record))
             }
-            "alloc" => loop {
-                let mut chunk = vec![0u8; 1 << 20];
-                chunk[0] = 1;
-                self.hoard.push(std::hint::black_box(chunk));
-            },
-            "trap" => panic!("misbehave: deliberate panic on record for {}", record.topic),
             "file" => match std::fs::read(&self.path) {
                 Ok(content) => Ok(Some(with_header(record, "file", content))),
                 Err(e) => Err(Error::Fatal(format!("open {}: {e}", self.path))),
