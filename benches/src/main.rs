@@ -89,7 +89,7 @@ enum Bench {
         #[arg(long, default_value_t = 500_000)]
         records: u64,
         /// Timed runs of each, alternating; the median is reported.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 5)]
         runs: usize,
         /// JSON with schemas (the WASM result is fitted back to the datagen schema).
         #[arg(long)]
