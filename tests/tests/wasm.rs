@@ -208,19 +208,7 @@ async fn misbehaving_plugins_fail_only_their_own_task_with_the_reason_in_its_sta
     }
 
     // The well-behaved connector on the same worker keeps running and producing.
-    let (_, status) = call(
-        reqwest::Method::GET,
-        &format!("{url}/connectors/{good}/status"),
-        None,
-    )
-    .await;
-    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
-    let before: i64 = kafka::end_offsets(&good).values().sum();
-    wait_for(
-        "records still flowing after the failures",
-        Duration::from_secs(30),
-        || (kafka::end_offsets(&good).values().sum::<i64>() > before + 50).then_some(()),
-    );
+    assert_still_producing(&url, &good).await;
     assert!(sluice.terminate(), "sluice did not stop cleanly");
 }
 
@@ -292,6 +280,24 @@ fn greeting_server(body: String) -> u16 {
         }),
     );
     sluice_tests::serve(app).port()
+}
+
+/// Asserts that connector `good` (REST at `rest`), whose topic is `good` too, is RUNNING and
+/// still writing records.
+async fn assert_still_producing(rest: &str, good: &str) {
+    let (_, status) = call(
+        reqwest::Method::GET,
+        &format!("{rest}/connectors/{good}/status"),
+        None,
+    )
+    .await;
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
+    let before: i64 = kafka::end_offsets(good).values().sum();
+    wait_for(
+        "records still flowing after the failures",
+        Duration::from_secs(30),
+        || (kafka::end_offsets(good).values().sum::<i64>() > before + 50).then_some(()),
+    );
 }
 
 /// Waits for task 0 of connector `name` to be FAILED (REST at `rest`); returns its trace.
@@ -574,18 +580,6 @@ async fn misbehaving_source_and_sink_plugins_fail_only_their_own_task() {
     }
 
     // The well-behaved connector on the same worker keeps running and producing.
-    let (_, status) = call(
-        reqwest::Method::GET,
-        &format!("{url}/connectors/{good}/status"),
-        None,
-    )
-    .await;
-    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
-    let before: i64 = kafka::end_offsets(&good).values().sum();
-    wait_for(
-        "records still flowing after the failures",
-        Duration::from_secs(30),
-        || (kafka::end_offsets(&good).values().sum::<i64>() > before + 50).then_some(()),
-    );
+    assert_still_producing(&url, &good).await;
     assert!(sluice.terminate(), "sluice did not stop cleanly");
 }
