@@ -74,14 +74,21 @@ macro_rules! common {
             /// Records packed into a batch for the host (their buffers go back to the pool).
             #[allow(dead_code)]
             pub fn pack(records: Vec<Record>) -> wit::Batch {
-                pack_results(records.into_iter().map(Some).collect(), 0)
+                packed(records.into_iter().map(Some), 0)
             }
 
             /// A transform's results packed for the host (`None`: dropped).
             #[allow(dead_code)]
             pub fn pack_results(results: Vec<Option<Record>>, bytes_hint: usize) -> wit::Batch {
-                let mut p = $crate::record::Packer::new(results.len(), bytes_hint);
-                for r in results {
+                packed(results.into_iter(), bytes_hint)
+            }
+
+            fn packed(
+                records: impl ExactSizeIterator<Item = Option<Record>>,
+                bytes_hint: usize,
+            ) -> wit::Batch {
+                let mut p = $crate::record::Packer::new(records.len(), bytes_hint);
+                for r in records {
                     p.push(r);
                 }
                 wit(p.finish())
