@@ -13,11 +13,15 @@ use super::catalog::{db_error, qualified};
 use super::reader::Out;
 use super::table::{Naming, OP_READ, SourceInfo, Table, heartbeat, now_ms};
 
-/// Reads every table in the exported snapshot `name`, emitting `r` events. The last record is
+/// Reads every table in the exported snapshot `snapshot`, emitting `r` events. The last record is
 /// stamped `snapshot_completed`, so the snapshot counts as done only once all of it is stored.
+///
+/// Without an exported snapshot (a snapshot taken again over a slot kept from an interrupted one)
+/// the tables are read in a snapshot of now; the stream then replays every change since the slot's
+/// start, so each key still ends at the table's state.
 pub(crate) async fn run(
     pool: &PgPool,
-    snapshot: &str,
+    snapshot: Option<&str>,
     consistent_lsn: u64,
     tables: &[Arc<Table>],
     chunk: i64,
@@ -32,29 +36,36 @@ pub(crate) async fn run(
         .execute(&mut *tx)
         .await
         .map_err(|e| db_error("cannot set the snapshot isolation level", e))?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SET TRANSACTION SNAPSHOT '{}'",
-        snapshot.replace('\'', "''")
-    )))
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| db_error("cannot import the slot's exported snapshot", e))?;
+    if let Some(snapshot) = snapshot {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SET TRANSACTION SNAPSHOT '{}'",
+            snapshot.replace('\'', "''")
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_error("cannot import the slot's exported snapshot", e))?;
+    }
     let offset = json!({"snapshot": true, "lsn": consistent_lsn})
         .as_object()
         .cloned()
         .unwrap_or_default();
-    for table in tables {
+    for (n, table) in tables.iter().enumerate() {
+        // A cursor of its own per table, fetched with an unprepared statement: sqlx caches a
+        // prepared statement's result description by its text, so one `FETCH` text reused for
+        // tables of other widths would decode rows with the first table's columns.
+        let cursor = format!("sluice_snapshot_{n}");
         let select: Vec<String> = table
             .columns
             .iter()
             .map(|c| format!("\"{}\"::text", c.name.replace('"', "\"\"")))
             .collect();
         let sql = format!(
-            "DECLARE sluice_snapshot NO SCROLL CURSOR FOR SELECT {} FROM {}",
+            "DECLARE {cursor} NO SCROLL CURSOR FOR SELECT {} FROM {}",
             select.join(", "),
             qualified(&table.schema, &table.name)
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
             .execute(&mut *tx)
             .await
             .map_err(|e| db_error(&format!("cannot read {}", table.full_name()), e))?;
@@ -67,8 +78,9 @@ pub(crate) async fn run(
         let mut total = 0u64;
         loop {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "FETCH FORWARD {chunk} FROM sluice_snapshot"
+                "FETCH FORWARD {chunk} FROM {cursor}"
             )))
+            .persistent(false)
             .fetch_all(&mut *tx)
             .await
             .map_err(|e| db_error(&format!("cannot read {}", table.full_name()), e))?;
@@ -76,8 +88,12 @@ pub(crate) async fn run(
                 break;
             }
             for row in &rows {
-                let values: Vec<Option<String>> =
-                    (0..table.columns.len()).map(|i| row.get(i)).collect();
+                let values = (0..table.columns.len())
+                    .map(|i| row.try_get::<Option<String>, _>(i))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| {
+                        db_error(&format!("cannot read a row of {}", table.full_name()), e)
+                    })?;
                 let named: Vec<(&str, Option<&str>)> = table
                     .columns
                     .iter()
@@ -99,7 +115,8 @@ pub(crate) async fn run(
             total += rows.len() as u64;
             info!(table = %table.full_name(), rows = total, "snapshot progress");
         }
-        sqlx::query("CLOSE sluice_snapshot")
+        sqlx::query(sqlx::AssertSqlSafe(format!("CLOSE {cursor}")))
+            .persistent(false)
             .execute(&mut *tx)
             .await
             .map_err(|e| db_error("cannot close the snapshot cursor", e))?;
