@@ -68,9 +68,10 @@ pub fn write_worker(dir: &Path, extra: &str) -> PathBuf {
         "rest:\n  listen: 127.0.0.1:0\n"
     };
     let text = format!(
-        "bootstrap_servers: {}\noffsets_file: {}\noffset_flush_interval: 100ms\nshutdown_timeout: 20s\n{rest}{extra}",
+        "bootstrap_servers: {}\noffsets_file: {}\ndata_dir: {}\noffset_flush_interval: 100ms\nshutdown_timeout: 20s\n{rest}{extra}",
         bootstrap(),
-        dir.join("offsets.json").display()
+        dir.join("offsets.json").display(),
+        dir.join("data").display()
     );
     std::fs::write(&path, text).expect("write worker file");
     path

@@ -21,6 +21,9 @@ pub struct SourceTaskContext {
     pub connector: String,
     pub task_id: u32,
     pub offsets: Arc<dyn OffsetReader>,
+    /// A directory of this task's own (connector and task id), for working files such as spools.
+    /// It may not exist yet; the task creates it, and cleans what an earlier run left there.
+    pub work_dir: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for SourceTaskContext {

@@ -200,6 +200,7 @@ mod tests {
             connector: "c".into(),
             task_id: 0,
             offsets: Arc::new(offsets),
+            work_dir: std::env::temp_dir(),
         };
         let mut t = DatagenTask::default();
         t.start(ctx, &config).await.unwrap();

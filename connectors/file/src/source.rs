@@ -238,6 +238,7 @@ mod tests {
             connector: "c".into(),
             task_id: 0,
             offsets: Arc::new(Offsets(stored)),
+            work_dir: std::env::temp_dir(),
         };
         let mut task = FileSourceTask::default();
         task.start(ctx, &config).await.unwrap();

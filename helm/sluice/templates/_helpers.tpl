@@ -135,5 +135,6 @@ release; or restAuth.existingSecretWorkerKey of the existing Secret). */}}
 {{- $_ := set $worker "rest" $rest }}
 {{- $_ := set $worker "plugins_dir" "/usr/local/lib/sluice/plugins" }}
 {{- $_ := set $worker "offsets_file" "/var/lib/sluice/offsets.json" }}
+{{- $_ := set $worker "data_dir" "/var/lib/sluice" }}
 {{- toYaml $worker }}
 {{- end }}

@@ -10,6 +10,7 @@ use sluice_connector_api::{ConfigSpec, FieldError, FieldKind, Secret, Validator}
 use crate::convert::ConverterConfig;
 
 const DEFAULT_OFFSETS_FILE: &str = "./data/offsets.json";
+const DEFAULT_DATA_DIR: &str = "./data";
 const DEFAULT_OFFSET_FLUSH_INTERVAL_MS: u64 = 5_000;
 const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
 const DEFAULT_MAX_IN_FLIGHT: i64 = 10_000;
@@ -24,6 +25,9 @@ pub struct WorkerConfig {
     pub bootstrap_servers: String,
     /// Standalone mode: where source offsets are kept.
     pub offsets_file: PathBuf,
+    /// Where tasks keep their working files (e.g. the CDC transaction spool), one directory per
+    /// connector and task below it.
+    pub data_dir: PathBuf,
     /// How often source offsets are written and sink offsets committed (milliseconds).
     pub offset_flush_interval: u64,
     /// How long a stop may take to flush and commit before tasks are abandoned (milliseconds).
@@ -251,6 +255,12 @@ pub fn worker_spec() -> ConfigSpec {
             FieldKind::String,
             DEFAULT_OFFSETS_FILE,
             "Standalone mode: where source offsets are kept.",
+        )
+        .optional(
+            "data_dir",
+            FieldKind::String,
+            DEFAULT_DATA_DIR,
+            "Where tasks keep their working files (the CDC transaction spool), a directory per connector and task below it.",
         )
         .optional(
             "offset_flush_interval",

@@ -63,6 +63,20 @@ pub(crate) struct TaskHooks {
 pub(crate) type TaskRun =
     std::pin::Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send + 'static>>;
 
+/// The working directory of task `id` of connector `name`: `<data_dir>/tasks/<name>-<id>`, the name
+/// percent-encoded where it is not a plain file name character (names are free text).
+fn task_work_dir(worker: &WorkerConfig, name: &str, id: u32) -> std::path::PathBuf {
+    let mut dir = String::with_capacity(name.len() + 8);
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_') {
+            dir.push(char::from(b));
+        } else {
+            dir.push_str(&format!("%{b:02X}"));
+        }
+    }
+    worker.data_dir.join("tasks").join(format!("{dir}-{id}"))
+}
+
 /// Builds a task loop for task `id` of `pipeline` with its task `config`.
 pub(crate) fn task_run(
     worker: &WorkerConfig,
@@ -96,7 +110,6 @@ pub(crate) fn task_run(
                 kafka::source_producer(worker, &format!("sluice-{name}-{id}"), acks.clone())?;
             let errors = error_handler(worker, pipeline, id, metrics.clone())?;
             let runner = SourceTaskRunner {
-                connector: name,
                 task_id: id,
                 task: plugin.task(),
                 config,
@@ -112,6 +125,8 @@ pub(crate) fn task_run(
                 errors,
                 transforms: pipeline.transforms.clone(),
                 metrics,
+                work_dir: task_work_dir(worker, &name, id),
+                connector: name,
             };
             Ok(Box::pin(runner.run(cancel)))
         }

@@ -82,6 +82,8 @@ pub(crate) struct SourceTaskRunner {
     /// The connector's transform chain (often empty).
     pub(crate) transforms: Arc<crate::transform::Chain>,
     pub(crate) metrics: Arc<crate::metrics::TaskMetrics>,
+    /// The task's own directory for working files (below the worker's `data_dir`).
+    pub(crate) work_dir: std::path::PathBuf,
 }
 
 /// Offsets whose records Kafka has acknowledged, in order, not yet stored.
@@ -102,6 +104,7 @@ impl SourceTaskRunner {
                 connector: self.connector.clone(),
                 store: self.offsets.clone(),
             }),
+            work_dir: self.work_dir.clone(),
         };
         self.task
             .start(ctx, &self.config)
