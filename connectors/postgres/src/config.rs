@@ -1,8 +1,11 @@
 use serde::Deserialize;
 use sluice_connector_api::{ConfigSpec, FieldKind, Validator};
 
-pub(crate) const DEFAULT_SLOT: &str = "sluice";
-pub(crate) const DEFAULT_PUBLICATION: &str = "sluice_publication";
+/// Slot and publication names left out are `sluice_<connector name>`: one of each per connector,
+/// so connectors on one database never share (and rewrite) each other's.
+const DEFAULT_NAME_PREFIX: &str = "sluice_";
+/// Postgres truncates identifiers longer than this.
+const MAX_IDENTIFIER: usize = 63;
 pub(crate) const DEFAULT_HEARTBEAT_MS: i64 = 10_000;
 pub(crate) const DEFAULT_MAX_BATCH: i64 = 2_048;
 pub(crate) const DEFAULT_SNAPSHOT_CHUNK: i64 = 10_000;
@@ -30,9 +33,13 @@ pub struct CdcConfig {
     pub url: String,
     /// Password for the connection (secret).
     pub password: Option<String>,
-    /// Replication slot name (created if missing).
+    /// Replication slot name (created if missing); empty until [`CdcConfig::name_defaults`] fills
+    /// it in from the connector's name.
+    #[serde(default)]
     pub slot: String,
-    /// Publication name (created if missing, for `tables` or all tables).
+    /// Publication name (created if missing, for `tables` or all tables; tables are only ever
+    /// added to it); defaulted like `slot`.
+    #[serde(default)]
     pub publication: String,
     /// Tables to capture, `schema.table`; empty means every table in the publication.
     pub tables: Vec<String>,
@@ -71,9 +78,13 @@ pub(crate) fn spec() -> ConfigSpec {
         .check(Validator::NonEmpty)
         .maybe("password", FieldKind::String, "Password for the connection.")
         .secret()
-        .optional("slot", FieldKind::String, DEFAULT_SLOT, "Replication slot name (created if missing).")
+        .maybe("slot", FieldKind::String, "Replication slot name (created if missing); default sluice_<connector name>, one per connector.")
         .check(Validator::Custom(std::sync::Arc::new(identifier)))
-        .optional("publication", FieldKind::String, DEFAULT_PUBLICATION, "Publication name (created if missing).")
+        .maybe(
+            "publication",
+            FieldKind::String,
+            "Publication name (created if missing; tables are only ever added to it, so it may be shared); default sluice_<connector name>.",
+        )
         .check(Validator::Custom(std::sync::Arc::new(identifier)))
         .optional("tables", FieldKind::List, serde_json::json!([]), "Tables to capture, schema.table; empty means all tables.")
         .optional("exclude_tables", FieldKind::List, serde_json::json!([]), "Tables to leave out, schema.table.")
@@ -116,6 +127,43 @@ pub(crate) fn spec() -> ConfigSpec {
             "Changes of one in-progress transaction kept in memory before the rest are written to a file.",
         )
         .check(Validator::range(1, 10_000_000))
+}
+
+impl CdcConfig {
+    /// Fills in the slot and publication names the config left out, from the connector's name.
+    pub(crate) fn name_defaults(&mut self, connector: &str) {
+        if self.slot.is_empty() {
+            self.slot = default_name(connector);
+        }
+        if self.publication.is_empty() {
+            self.publication = default_name(connector);
+        }
+    }
+}
+
+/// `sluice_<name>` as a Postgres identifier: lowercase letters, digits and `_`. A name that had to
+/// be changed to fit (other characters, or too long) gets a hash of the original, so two
+/// connectors whose names differ only there still get names of their own.
+fn default_name(connector: &str) -> String {
+    let plain: String = connector
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '_' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => '_',
+        })
+        .collect();
+    let name = format!("{DEFAULT_NAME_PREFIX}{plain}");
+    if plain == connector && name.len() <= MAX_IDENTIFIER {
+        return name;
+    }
+    // FNV-1a: stable across builds and platforms (std's hasher is not).
+    let hash = connector.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let suffix = format!("_{:08x}", hash as u32);
+    let keep = MAX_IDENTIFIER - suffix.len();
+    format!("{}{suffix}", &name[..name.len().min(keep)])
 }
 
 fn identifier(value: &serde_json::Value) -> Result<(), String> {
@@ -377,5 +425,54 @@ mod sink_tests {
         assert!(!format!("{config:?}").contains("s3cr3t"));
         let masked = sink_spec().mask(input.as_object().expect("object"));
         assert_eq!(masked["password"], json!(sluice_connector_api::MASK));
+    }
+}
+
+#[cfg(test)]
+mod cdc_tests {
+    use super::*;
+
+    fn parsed(input: serde_json::Value) -> CdcConfig {
+        spec()
+            .validate(input.as_object().expect("object"))
+            .expect("valid")
+            .parse()
+            .expect("parses")
+    }
+
+    #[test]
+    fn slot_and_publication_default_to_the_connector_name() {
+        let mut config = parsed(serde_json::json!({"url": "postgres://h/db", "topic_prefix": "p"}));
+        config.name_defaults("orders");
+        assert_eq!(
+            (config.slot.as_str(), config.publication.as_str()),
+            ("sluice_orders", "sluice_orders")
+        );
+        // Given names stay as they are.
+        let mut config = parsed(serde_json::json!({
+            "url": "postgres://h/db", "topic_prefix": "p", "slot": "s1", "publication": "p1",
+        }));
+        config.name_defaults("orders");
+        assert_eq!(
+            (config.slot.as_str(), config.publication.as_str()),
+            ("s1", "p1")
+        );
+    }
+
+    #[test]
+    fn default_names_are_identifiers_and_stay_apart() {
+        let names = [
+            "Orders-CDC",
+            "orders.cdc",
+            "orders_cdc",
+            &"x".repeat(100),
+            &"x".repeat(99),
+        ];
+        let defaults: Vec<String> = names.iter().map(|n| default_name(n)).collect();
+        for name in &defaults {
+            assert!(identifier(&serde_json::json!(name)).is_ok(), "{name}");
+        }
+        let distinct: std::collections::HashSet<&String> = defaults.iter().collect();
+        assert_eq!(distinct.len(), names.len(), "{defaults:?}");
     }
 }

@@ -88,6 +88,16 @@ fn url_password(url: &str) -> Result<Option<String>, ()> {
     Ok(userinfo.split_once(':').map(|(_, p)| p.to_owned()))
 }
 
+/// Column `i` of a row read from the database: a clear error, never a panic, when it is missing or
+/// of another type.
+pub(crate) fn column<'r, T>(row: &'r PgRow, i: usize, what: &str) -> Result<T, ConnectorError>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(i)
+        .map_err(|e| db_error(&format!("cannot read {what} (column {i})"), e))
+}
+
 async fn one(pool: &PgPool, sql: &'static str) -> Result<PgRow, ConnectorError> {
     sqlx::query(sql)
         .fetch_one(pool)
@@ -97,14 +107,17 @@ async fn one(pool: &PgPool, sql: &'static str) -> Result<PgRow, ConnectorError> 
 
 /// Fails with one clear error per problem that makes capture impossible.
 pub(crate) async fn check(pool: &PgPool, config: &CdcConfig) -> Result<(), ConnectorError> {
-    let wal_level: String = one(pool, "SHOW wal_level").await?.get(0);
+    let wal_level: String = column(&one(pool, "SHOW wal_level").await?, 0, "wal_level")?;
     if wal_level != "logical" {
         return Err(ConnectorError::config(format!(
             "Postgres has wal_level={wal_level}; change data capture needs wal_level=logical (set it in postgresql.conf and restart Postgres)"
         )));
     }
     let row = one(pool, "SELECT current_user::text, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user").await?;
-    let (user, can_replicate): (String, bool) = (row.get(0), row.get(1));
+    let (user, can_replicate): (String, bool) = (
+        column(&row, 0, "the current user")?,
+        column(&row, 1, "the replication attribute")?,
+    );
     if !can_replicate {
         return Err(ConnectorError::new(
             ErrorKind::Auth,
@@ -130,7 +143,10 @@ pub(crate) async fn check(pool: &PgPool, config: &CdcConfig) -> Result<(), Conne
                 "tables: table {schema}.{name} does not exist"
             )));
         };
-        let (identity, has_pk): (String, bool) = (row.get(0), row.get(1));
+        let (identity, has_pk): (String, bool) = (
+            column(&row, 0, "the replica identity")?,
+            column(&row, 1, "whether the table has a primary key")?,
+        );
         if identity == "d" && !has_pk {
             return Err(ConnectorError::config(format!(
                 "tables: table {schema}.{name} has no primary key and REPLICA IDENTITY DEFAULT, so its updates and deletes \
@@ -159,34 +175,80 @@ pub(crate) fn qualified(schema: &str, table: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(table))
 }
 
-/// Creates the publication if missing; when tables are configured, makes it cover exactly them.
+/// Creates the publication for the captured tables, or adds the ones it lacks. It never removes a
+/// table: a publication may be shared by connectors, and a table dropped from it would silently
+/// stop another connector's changes.
 pub(crate) async fn ensure_publication(
     pool: &PgPool,
     config: &CdcConfig,
 ) -> Result<(), ConnectorError> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
-            .bind(&config.publication)
-            .fetch_one(pool)
-            .await
-            .map_err(|e| db_error("cannot look up publications", e))?;
-    let tables = config
+    let wanted = config
         .tables
         .iter()
-        .map(|t| split_table(t).map(|(s, n)| qualified(s, n)))
-        .collect::<Result<Vec<_>, _>>()?
-        .join(", ");
+        .map(|t| split_table(t))
+        .collect::<Result<Vec<_>, _>>()?;
     let publication = quote_ident(&config.publication);
-    let sql = match (exists, tables.is_empty()) {
-        (false, true) => format!("CREATE PUBLICATION {publication} FOR ALL TABLES"),
-        (false, false) => format!("CREATE PUBLICATION {publication} FOR TABLE {tables}"),
-        (true, false) => format!("ALTER PUBLICATION {publication} SET TABLE {tables}"),
-        (true, true) => return Ok(()),
-    };
-    sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-        .execute(pool)
-        .await
-        .map_err(|e| db_error(&format!("cannot set up the publication ({sql})"), e))?;
+    // Two connectors may create the same publication at once: the loser adds its tables instead.
+    for attempt in 0..2 {
+        let row = sqlx::query("SELECT puballtables FROM pg_publication WHERE pubname = $1")
+            .bind(&config.publication)
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| db_error("cannot look up publications", e))?;
+        let sql = match row {
+            None if wanted.is_empty() => format!("CREATE PUBLICATION {publication} FOR ALL TABLES"),
+            None => format!(
+                "CREATE PUBLICATION {publication} FOR TABLE {}",
+                wanted
+                    .iter()
+                    .map(|(s, n)| qualified(s, n))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some(row) => {
+                if column::<bool>(&row, 0, "puballtables")? || wanted.is_empty() {
+                    return Ok(());
+                }
+                let present = sqlx::query(
+                    "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
+                )
+                .bind(&config.publication)
+                .fetch_all(pool)
+                .await
+                .map_err(|e| db_error("cannot list the publication's tables", e))?
+                .iter()
+                .map(|r| Ok((column::<String>(r, 0, "schemaname")?, column::<String>(r, 1, "tablename")?)))
+                .collect::<Result<Vec<_>, ConnectorError>>()?;
+                let missing: Vec<String> = wanted
+                    .iter()
+                    .filter(|(s, n)| !present.iter().any(|(ps, pn)| ps == *s && pn == *n))
+                    .map(|(s, n)| qualified(s, n))
+                    .collect();
+                if missing.is_empty() {
+                    return Ok(());
+                }
+                format!(
+                    "ALTER PUBLICATION {publication} ADD TABLE {}",
+                    missing.join(", ")
+                )
+            }
+        };
+        match sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(pool)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            // 42710 duplicate_object: created meanwhile; look again and add to it.
+            Err(sqlx::Error::Database(e))
+                if attempt == 0 && e.code().as_deref() == Some("42710") => {}
+            Err(e) => {
+                return Err(db_error(
+                    &format!("cannot set up the publication ({sql})"),
+                    e,
+                ));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -198,7 +260,8 @@ pub(crate) struct TableRef {
     pub(crate) name: String,
 }
 
-/// The publication's tables minus the excluded ones.
+/// The publication's tables that this connector captures: those in `tables` (all when empty)
+/// minus the excluded ones. A shared publication may hold other connectors' tables too.
 pub(crate) async fn captured_tables(
     pool: &PgPool,
     config: &CdcConfig,
@@ -213,22 +276,26 @@ pub(crate) async fn captured_tables(
     .fetch_all(pool)
     .await
     .map_err(|e| db_error("cannot list the publication's tables", e))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| TableRef {
-            oid: r.get::<i64, _>(0) as u32,
-            schema: r.get(1),
-            name: r.get(2),
-        })
-        .filter(|t| !excluded(config, &t.schema, &t.name))
-        .collect())
+    let mut tables = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let table = TableRef {
+            oid: column::<i64>(r, 0, "a table's oid")? as u32,
+            schema: column(r, 1, "a table's schema")?,
+            name: column(r, 2, "a table's name")?,
+        };
+        if captured(config, &table.schema, &table.name) {
+            tables.push(table);
+        }
+    }
+    Ok(tables)
 }
 
-pub(crate) fn excluded(config: &CdcConfig, schema: &str, name: &str) -> bool {
-    config
-        .exclude_tables
-        .iter()
-        .any(|x| split_table(x).is_ok_and(|(s, n)| s == schema && n == name))
+/// Whether this connector captures `schema.name`: listed in `tables` (or `tables` is empty) and
+/// not in `exclude_tables`.
+pub(crate) fn captured(config: &CdcConfig, schema: &str, name: &str) -> bool {
+    let is = |x: &String| split_table(x).is_ok_and(|(s, n)| s == schema && n == name);
+    (config.tables.is_empty() || config.tables.iter().any(is))
+        && !config.exclude_tables.iter().any(is)
 }
 
 /// A column as the catalog describes it.
@@ -251,15 +318,16 @@ pub(crate) async fn columns(pool: &PgPool, oid: u32) -> Result<Vec<CatalogColumn
     .fetch_all(pool)
     .await
     .map_err(|e| db_error("cannot read table columns", e))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| CatalogColumn {
-            name: r.get(0),
-            type_oid: r.get::<i64, _>(1) as u32,
-            typmod: r.get(2),
-            primary_key: r.get(3),
+    rows.iter()
+        .map(|r| {
+            Ok(CatalogColumn {
+                name: column(r, 0, "a column's name")?,
+                type_oid: column::<i64>(r, 1, "a column's type")? as u32,
+                typmod: column(r, 2, "a column's type modifier")?,
+                primary_key: column(r, 3, "whether a column is in the key")?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Custom types (enums, domains, arrays of them) by OID, read from the catalog.
@@ -286,21 +354,21 @@ impl Types {
             labels: Option<String>,
         }
         let raw: HashMap<u32, Raw> = rows
-            .into_iter()
+            .iter()
             .map(|r| {
-                let oid = r.get::<i64, _>(0) as u32;
-                (
+                let oid = column::<i64>(r, 0, "a type's oid")? as u32;
+                Ok((
                     oid,
                     Raw {
-                        name: r.get(1),
-                        kind: r.get(2),
-                        elem: r.get::<i64, _>(3) as u32,
-                        base: r.get::<i64, _>(4) as u32,
-                        labels: r.get(5),
+                        name: column(r, 1, "a type's name")?,
+                        kind: column(r, 2, "a type's kind")?,
+                        elem: column::<i64>(r, 3, "a type's element type")? as u32,
+                        base: column::<i64>(r, 4, "a type's base type")? as u32,
+                        labels: column(r, 5, "an enum's labels")?,
                     },
-                )
+                ))
             })
-            .collect();
+            .collect::<Result<_, ConnectorError>>()?;
         let resolve_one = |oid: u32| -> Option<PgType> {
             let t = raw.get(&oid)?;
             Some(match t.kind.as_str() {
@@ -347,21 +415,17 @@ pub(crate) async fn slot(pool: &PgPool, slot: &str) -> Result<Option<Option<u64>
     .fetch_optional(pool)
     .await
     .map_err(|e| db_error("cannot look up the replication slot", e))?;
-    Ok(row.map(|r| {
-        r.get::<Option<String>, _>(0)
-            .and_then(|lsn| pg_walstream::parse_lsn(&lsn).ok())
-    }))
-}
-
-pub(crate) async fn drop_slot(pool: &PgPool, slot: &str) -> Result<(), ConnectorError> {
-    sqlx::query("SELECT pg_drop_replication_slot($1)")
-        .bind(slot)
-        .execute(pool)
-        .await
-        .map_err(|e| db_error("cannot drop the replication slot", e))?;
-    Ok(())
+    row.map(|r| {
+        Ok(column::<Option<String>>(&r, 0, "the slot's confirmed LSN")?
+            .and_then(|lsn| pg_walstream::parse_lsn(&lsn).ok()))
+    })
+    .transpose()
 }
 
 pub(crate) async fn database(pool: &PgPool) -> Result<String, ConnectorError> {
-    Ok(one(pool, "SELECT current_database()::text").await?.get(0))
+    column(
+        &one(pool, "SELECT current_database()::text").await?,
+        0,
+        "the database name",
+    )
 }

@@ -14,7 +14,7 @@ use pg_walstream::{
     ReplicationSlotOptions, ReplicationStreamConfig, RowData, StreamingMode,
 };
 use sluice_connector_api::{
-    ConnectorError, ErrorKind, SourceOffset, SourcePartition, SourceRecord, Struct,
+    ConnectorError, ErrorKind, Header, SourceOffset, SourcePartition, SourceRecord, Struct,
 };
 use sqlx::postgres::PgPool;
 use tokio::sync::{Notify, mpsc};
@@ -22,12 +22,17 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::catalog::{self, Types, excluded};
+use super::catalog::{self, Types, captured};
 use super::table::{
     Column, Naming, OP_CREATE, OP_DELETE, OP_TRUNCATE, OP_UPDATE, SourceInfo, Table, heartbeat,
 };
 use super::types::PgType;
 use crate::config::CdcConfig;
+
+/// Debezium's headers on the two events of a primary-key change: the delete names the new key,
+/// the create the old one (each the key's fields as a JSON object).
+const NEW_KEY_HEADER: &str = "__debezium.newkey";
+const OLD_KEY_HEADER: &str = "__debezium.oldkey";
 
 /// What the reader sends the task: a batch of records, or the error that stops it.
 pub(crate) type Batch = Result<Vec<SourceRecord>, ConnectorError>;
@@ -228,6 +233,7 @@ impl Streamer {
         confirmed: Arc<Confirmed>,
         cancel: CancellationToken,
         out: Out,
+        spool_dir: std::path::PathBuf,
     ) -> Self {
         let identity = identity(&stream);
         Self {
@@ -248,8 +254,7 @@ impl Streamer {
             emitted: 0,
             streaming: None,
             spools: HashMap::new(),
-            spool_dir: std::env::temp_dir()
-                .join(format!("sluice-cdc-spool-{}", std::process::id())),
+            spool_dir,
         }
     }
 
@@ -477,7 +482,7 @@ impl Streamer {
         name: &str,
         columns: &[pg_walstream::RelationColumn],
     ) -> Result<(), ConnectorError> {
-        if excluded(&self.config, namespace, name) {
+        if !captured(&self.config, namespace, name) {
             self.tables.insert(oid, None);
             return Ok(());
         }
@@ -642,6 +647,24 @@ impl Streamer {
         )
     }
 
+    /// An update that changed the row's key, as Debezium emits it: a delete under the old key
+    /// (header `__debezium.newkey`), its tombstone, and a create under the new key (header
+    /// `__debezium.oldkey`). As one `u` under the new key, the old key would stay alive for every
+    /// consumer that keeps state by key (a JDBC sink, a compacted topic).
+    fn key_change(&mut self, table: &Table, before: Struct, after: Struct, lsn: u64) {
+        let (old_key, new_key) = (table.key_json(&before), table.key_json(&after));
+        let mut delete = self.record(table, OP_DELETE, Some(before), None, lsn);
+        delete.headers.push(Header::new(NEW_KEY_HEADER, new_key));
+        let tombstone = self.config.tombstones.then(|| table.tombstone(&delete));
+        let mut create = self.record(table, OP_CREATE, None, Some(after), lsn);
+        create.headers.push(Header::new(OLD_KEY_HEADER, old_key));
+        self.out.push(delete);
+        if let Some(tombstone) = tombstone {
+            self.out.push(tombstone);
+        }
+        self.out.push(create);
+    }
+
     /// One row change of a committed transaction (or one being replayed from its spool).
     async fn change(&mut self, event: ChangeEvent) -> Result<(), ConnectorError> {
         let lsn = event.lsn.0;
@@ -662,13 +685,24 @@ impl Streamer {
                 ..
             } => {
                 if let Some(table) = self.table(relation_oid) {
-                    let before = old_data
+                    let old = old_data.as_ref().map(values);
+                    let new = values(&new_data);
+                    let before = old
                         .as_ref()
-                        .map(|old| table.row(&values(old), &self.naming.placeholder))
+                        .map(|old| table.row(old, &self.naming.placeholder))
                         .transpose()?;
-                    let after = table.row(&values(&new_data), &self.naming.placeholder)?;
-                    let record = self.record(&table, OP_UPDATE, before, Some(after), lsn);
-                    self.out.push(record);
+                    let after = table.row(&new, &self.naming.placeholder)?;
+                    match before {
+                        Some(before)
+                            if old.as_ref().is_some_and(|old| table.key_changed(old, &new)) =>
+                        {
+                            self.key_change(&table, before, after, lsn);
+                        }
+                        before => {
+                            let record = self.record(&table, OP_UPDATE, before, Some(after), lsn);
+                            self.out.push(record);
+                        }
+                    }
                 }
             }
             EventType::Delete {
@@ -718,6 +752,19 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Empties the spool directory of a task that starts: whatever an earlier run left there (killed
+/// mid-transaction) belongs to transactions Postgres streams again from the slot's position.
+pub(crate) async fn clean_spool_dir(dir: &std::path::Path) -> Result<(), ConnectorError> {
+    match tokio::fs::remove_dir_all(dir).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(spool_error(
+            &format!("cannot clean {} left by an earlier run", dir.display()),
+            e,
+        )),
     }
 }
 

@@ -203,6 +203,30 @@ impl Table {
         }
     }
 
+    /// Whether an update moved the row to another key: a key column whose new text differs from
+    /// the old. A key column missing from the new values (an unchanged TOAST value) is unchanged,
+    /// and so is every column of a table without a key.
+    pub(crate) fn key_changed(
+        &self,
+        old: &[(&str, Option<&str>)],
+        new: &[(&str, Option<&str>)],
+    ) -> bool {
+        fn text<'a>(values: &[(&str, Option<&'a str>)], name: &str) -> Option<Option<&'a str>> {
+            values.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        }
+        self.columns.iter().filter(|c| c.key).any(|c| {
+            match (text(old, &c.name), text(new, &c.name)) {
+                (Some(old), Some(new)) => old != new,
+                _ => false,
+            }
+        })
+    }
+
+    /// The key of `row` as a JSON object of its fields (the value of Debezium's key headers).
+    pub(crate) fn key_json(&self, row: &Struct) -> Vec<u8> {
+        self.key_of(row).to_plain_json_bytes()
+    }
+
     fn key_of(&self, row: &Struct) -> Value {
         if self.key_schema.is_none() {
             return Value::Null;
@@ -310,4 +334,68 @@ pub(crate) fn heartbeat(naming: &Naming, partition: &SourcePartition, lsn: u64) 
         Some(key_schema),
         Value::Struct(Struct::new().with("serverName", naming.topic_prefix.clone())),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        let column = |name: &str, ty: PgType, key: bool| Column {
+            name: name.to_owned(),
+            ty,
+            key,
+        };
+        let naming = Naming {
+            topic_prefix: "p".into(),
+            database: "db".into(),
+            placeholder: "__unavailable".into(),
+        };
+        Table::new(
+            "public",
+            "t",
+            vec![
+                column("k1", PgType::Int4, true),
+                column("v", PgType::Text, false),
+                column("k2", PgType::Text, true),
+            ],
+            &naming,
+            &Arc::new(source_schema()),
+        )
+    }
+
+    #[test]
+    fn a_key_change_is_a_changed_key_column_only() {
+        let t = table();
+        let old = [("k1", Some("1")), ("v", Some("a")), ("k2", Some("x"))];
+        // Another value column: not a key change (REPLICA IDENTITY FULL sends the whole old row).
+        assert!(!t.key_changed(
+            &old,
+            &[("k1", Some("1")), ("v", Some("b")), ("k2", Some("x"))]
+        ));
+        // Either column of a composite key.
+        assert!(t.key_changed(
+            &old,
+            &[("k1", Some("2")), ("v", Some("a")), ("k2", Some("x"))]
+        ));
+        assert!(t.key_changed(
+            &old,
+            &[("k1", Some("1")), ("v", Some("a")), ("k2", Some("y"))]
+        ));
+        // A key column left out of the new row (an unchanged TOAST value) is unchanged.
+        assert!(!t.key_changed(&old, &[("k1", Some("1")), ("v", Some("a"))]));
+    }
+
+    #[test]
+    fn key_headers_hold_the_key_fields_as_json() {
+        let t = table();
+        let row = t
+            .row(
+                &[("k1", Some("7")), ("v", Some("a")), ("k2", Some("x\"y"))],
+                "",
+            )
+            .expect("row");
+        let json: serde_json::Value = serde_json::from_slice(&t.key_json(&row)).expect("json");
+        assert_eq!(json, serde_json::json!({"k1": 7, "k2": "x\"y"}));
+    }
 }

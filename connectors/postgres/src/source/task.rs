@@ -121,7 +121,8 @@ async fn snapshot_tables(
 #[async_trait]
 impl SourceTask for CdcTask {
     async fn start(&mut self, ctx: SourceTaskContext, config: &ConnectorConfig) -> Result<()> {
-        let config: CdcConfig = config.parse()?;
+        let mut config: CdcConfig = config.parse()?;
+        config.name_defaults(&ctx.connector);
         let pool = catalog::pool(&config).await?;
         catalog::check(&pool, &config).await?;
         catalog::ensure_publication(&pool, &config).await?;
@@ -144,10 +145,13 @@ impl SourceTask for CdcTask {
                 config.slot
             )));
         }
-        if snapshot && slot.is_some() {
-            // A consistent snapshot needs a fresh slot that exports it.
-            info!(slot = %config.slot, "dropping the replication slot to take a consistent snapshot");
-            catalog::drop_slot(&pool, &config.slot).await?;
+        // A snapshot over a slot that exists already (one interrupted by a crash, or offsets that
+        // were lost) keeps the slot: it holds every change since it was created, which a new slot
+        // would lose (a row the interrupted snapshot emitted and that was deleted since would stay
+        // alive downstream). The tables are read again and then the slot's changes replayed.
+        let export = snapshot && slot.is_none();
+        if snapshot && !export {
+            info!(slot = %config.slot, "taking the snapshot again over the existing replication slot; its changes are replayed after it");
         }
         let initial_only = config.snapshot_mode == SnapshotMode::InitialOnly;
         if initial_only && !snapshot {
@@ -158,23 +162,23 @@ impl SourceTask for CdcTask {
             return Ok(());
         }
         let conninfo = catalog::replication_conninfo(&config)?;
-        let mut stream = LogicalReplicationStream::new(
-            &conninfo,
-            stream_config(&config, snapshot, initial_only),
-        )
-        .await
-        .map_err(|e| replication_error("cannot open a replication connection", e))?;
+        let mut stream =
+            LogicalReplicationStream::new(&conninfo, stream_config(&config, export, initial_only))
+                .await
+                .map_err(|e| replication_error("cannot open a replication connection", e))?;
         stream
             .ensure_replication_slot()
             .await
             .map_err(|e| replication_error("cannot create the replication slot", e))?;
-        let snapshot_name = if snapshot {
+        let snapshot_name = if export {
             Some(stream.exported_snapshot_name().map(str::to_owned).ok_or_else(|| {
                 ConnectorError::fatal("the replication slot did not export a snapshot (was it created concurrently?)")
             })?)
         } else {
             None
         };
+        let spool_dir = ctx.work_dir.join("cdc-spool").join(&config.slot);
+        super::reader::clean_spool_dir(&spool_dir).await?;
         let naming = Naming {
             topic_prefix: config.topic_prefix.clone(),
             database: catalog::database(&pool).await?,
@@ -188,7 +192,7 @@ impl SourceTask for CdcTask {
         self.cancel = cancel.clone();
         let confirmed = self.confirmed.clone();
         let reader = async move {
-            if let Some(name) = snapshot_name {
+            if snapshot {
                 let consistent = catalog::slot(&pool, &config.slot)
                     .await?
                     .flatten()
@@ -197,7 +201,7 @@ impl SourceTask for CdcTask {
                 info!(tables = tables.len(), lsn = %pg_walstream::format_lsn(consistent), "snapshot started");
                 snapshot::run(
                     &pool,
-                    &name,
+                    snapshot_name.as_deref(),
                     consistent,
                     &tables,
                     config.snapshot_chunk_size,
@@ -213,6 +217,7 @@ impl SourceTask for CdcTask {
             }
             Streamer::new(
                 stream, conninfo, config, pool, naming, types, source, confirmed, cancel, out,
+                spool_dir,
             )
             .run()
             .await
