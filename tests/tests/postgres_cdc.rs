@@ -439,14 +439,19 @@ async fn sigkill_three_times_during_200k_changes_loses_nothing() {
     }
     writer.join().expect("writer");
     let topic = cdc.topic("events");
-    wait_for("all 200,000 changes", Duration::from_secs(300), || {
-        let records = kafka::read_all(&topic);
-        let ids: std::collections::HashSet<String> = records
-            .iter()
-            .map(|r| String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned())
-            .collect();
-        (ids.len() >= 200_000).then_some(())
-    });
+    kafka::wait_while_growing(
+        "all 200,000 changes",
+        &[&topic],
+        Duration::from_secs(120),
+        || {
+            let records = kafka::read_all(&topic);
+            let ids: std::collections::HashSet<String> = records
+                .iter()
+                .map(|r| String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned())
+                .collect();
+            (ids.len() >= 200_000).then_some(())
+        },
+    );
     assert!(sluice.terminate());
     let mut seen: HashMap<i64, Vec<i64>> = HashMap::new();
     for (_, _, key, value) in events(&topic).await {
@@ -614,4 +619,540 @@ async fn large_streamed_transactions_arrive_whole_and_aborted_ones_never() {
         .chain([999_999])
         .collect();
     assert_eq!(ids, expected);
+}
+
+/// A table of the CDC equality workload: its name, DDL, seed rows and key columns.
+struct Shape {
+    name: &'static str,
+    ddl: &'static str,
+    seed: &'static str,
+    key: &'static [&'static str],
+}
+
+/// Three widths: 3 columns, 4 with a composite key and REPLICA IDENTITY FULL, 9 with NULLs.
+fn shapes(wide_first: bool) -> [Shape; 3] {
+    // Snapshots read tables in name order: the names put the widths in the order wanted.
+    let (narrow, wide) = if wide_first {
+        ("c_narrow", "a_wide")
+    } else {
+        ("a_narrow", "c_wide")
+    };
+    [
+        Shape {
+            name: narrow,
+            ddl: "(id int8 PRIMARY KEY, label text, n int4)",
+            seed: "SELECT g, 'n' || g, g % 100 FROM generate_series(1, {rows}) g",
+            key: &["id"],
+        },
+        Shape {
+            name: "b_mid",
+            ddl: "(k1 int4, k2 text, v text, amount int8, PRIMARY KEY (k1, k2))",
+            seed: "SELECT g % 500, 'k' || g, 'v' || g, g FROM generate_series(1, {rows}) g",
+            key: &["k1", "k2"],
+        },
+        Shape {
+            name: wide,
+            ddl: "(id int8 PRIMARY KEY, c1 text, c2 int4, c3 int2, c4 bool, c5 varchar(40), c6 int8, c7 text, c8 bool)",
+            seed: "SELECT g, 'w' || g, g, (g % 1000)::int2, g % 2 = 0, 'v' || g, g * 3, NULL, NULL FROM generate_series(1, {rows}) g",
+            key: &["id"],
+        },
+    ]
+}
+
+/// A small deterministic random number generator (xorshift), so a failing run can be repeated.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// One transaction of mixed changes over the three tables: inserts, updates, deletes and updates
+/// of the primary key (single and composite). `fresh` hands out keys never used before.
+fn mixed_transaction(shapes: &[Shape; 3], rng: &mut Rng, fresh: &mut u64, rows: u64) -> String {
+    let [narrow, mid, wide] = shapes.each_ref().map(|s| s.name);
+    let mut sql = String::from("BEGIN;\n");
+    for _ in 0..(3 + rng.below(4)) {
+        *fresh += 1;
+        let (f, r, k1) = (*fresh, 1 + rng.below(rows), rng.below(500));
+        let pick = |t: &str| format!("(SELECT id FROM {t} WHERE id >= {r} ORDER BY id LIMIT 1)");
+        let pick_mid = format!("(SELECT ctid FROM {mid} WHERE k1 = {k1} LIMIT 1)");
+        sql.push_str(&match rng.below(12) {
+            0 => format!("INSERT INTO {narrow} VALUES ({f}, 'i{f}', {r});\n"),
+            1 => format!("UPDATE {narrow} SET label = 'u{f}', n = n + 1 WHERE id = {};\n", pick(narrow)),
+            2 => format!("UPDATE {narrow} SET id = {f} WHERE id = {};\n", pick(narrow)),
+            3 => format!("DELETE FROM {narrow} WHERE id = {};\n", pick(narrow)),
+            4 => format!("INSERT INTO {mid} VALUES ({k1}, 'f{f}', 'i{f}', {f});\n"),
+            5 => format!("UPDATE {mid} SET v = 'u{f}', amount = amount + 1 WHERE ctid = {pick_mid};\n"),
+            6 => format!("UPDATE {mid} SET k1 = {}, k2 = 'p{f}' WHERE ctid = {pick_mid};\n", rng.below(500)),
+            7 => format!("DELETE FROM {mid} WHERE ctid = {pick_mid};\n"),
+            8 => format!(
+                "INSERT INTO {wide} VALUES ({f}, 'i{f}', {r}, 1, true, NULL, {f}, repeat('x', {}), false);\n",
+                rng.below(300)
+            ),
+            9 => format!("UPDATE {wide} SET c1 = NULL, c4 = NOT c4, c7 = 'u{f}' WHERE id = {};\n", pick(wide)),
+            10 => format!("UPDATE {wide} SET id = {f}, c2 = c2 + 1 WHERE id = {};\n", pick(wide)),
+            _ => format!("DELETE FROM {wide} WHERE id = {};\n", pick(wide)),
+        });
+    }
+    sql.push_str("COMMIT;\n");
+    sql
+}
+
+/// A key as text: its columns' JSON values in key order.
+fn key_text(shape: &Shape, fields: &serde_json::Map<String, Json>) -> String {
+    shape
+        .key
+        .iter()
+        .map(|k| fields.get(*k).map_or("?".to_owned(), Json::to_string))
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// The table as Postgres has it: key -> row.
+fn table_state(pg: &Postgres, db: &str, shape: &Shape) -> BTreeMap<String, Json> {
+    let text = pg.psql(
+        db,
+        &format!("SELECT row_to_json(t)::text FROM {} t", shape.name),
+    );
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let row: Json = serde_json::from_str(line).expect("row json");
+            let fields = row.as_object().expect("row object");
+            (key_text(shape, fields), row.clone())
+        })
+        .collect()
+}
+
+/// The state a consumer that knows nothing of Sluice builds from the topic: the last event per
+/// key wins, and a delete or a tombstone removes the key.
+fn topic_state(shape: &Shape, records: &[kafka::Read]) -> BTreeMap<String, Json> {
+    let mut state = BTreeMap::new();
+    for r in records {
+        let key: Json = serde_json::from_slice(r.key.as_deref().expect("a key")).expect("key json");
+        let key = key_text(shape, key["payload"].as_object().expect("key payload"));
+        let Some(value) = r.value.as_deref() else {
+            state.remove(&key);
+            continue;
+        };
+        let value: Json = serde_json::from_slice(value).expect("value json");
+        match value["payload"]["op"].as_str() {
+            Some("d") => {
+                state.remove(&key);
+            }
+            _ => {
+                state.insert(key, value["payload"]["after"].clone());
+            }
+        }
+    }
+    state
+}
+
+fn stored_offset(path: &Path) -> Option<Json> {
+    let stored: Json = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    Some(stored["offsets"][0]["value"].clone())
+}
+
+/// The stored offset once `ready` holds for it.
+fn wait_offset(cdc: &Cdc, what: &str, ready: impl Fn(&Json) -> bool) -> Json {
+    wait_for(what, Duration::from_secs(300), || {
+        stored_offset(&cdc.offsets_file()).filter(|o| ready(o))
+    })
+}
+
+/// Acceptance for CDC equality: three tables of 3, 4 and 9 columns, mixed changes with key
+/// updates from a concurrent writer, SIGKILL during the snapshot (with rows the aborted snapshot
+/// emitted deleted and re-keyed while Sluice is down) and twice during streaming.
+async fn tables_and_topics_end_equal(wide_first: bool) {
+    const ROWS: u64 = 20_000;
+    let pg = postgres::shared();
+    let db = pg.database(if wide_first { "eq_wide" } else { "eq_narrow" });
+    let shapes = shapes(wide_first);
+    for s in &shapes {
+        pg.psql(&db, &format!("CREATE TABLE {} {}", s.name, s.ddl));
+        let seed = s.seed.replace("{rows}", &ROWS.to_string());
+        pg.psql(&db, &format!("INSERT INTO {} {seed}", s.name));
+    }
+    pg.psql(&db, "ALTER TABLE b_mid REPLICA IDENTITY FULL");
+    // Listed in the config in the other order than the snapshot reads them.
+    let listed: Vec<String> = shapes
+        .iter()
+        .rev()
+        .map(|s| format!("public.{}", s.name))
+        .collect();
+    let cdc = cdc(
+        pg,
+        &db,
+        &listed.join(", "),
+        "  snapshot_mode: initial\n  snapshot_chunk_size: 100\n  max_batch: 200\n",
+    );
+    let topics: Vec<String> = shapes.iter().map(|s| cdc.topic(s.name)).collect();
+    let mut sluice = cdc.run();
+
+    // The writer keeps changing all three tables, also while Sluice is down.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (url, stop) = (pg.url(&db), stop.clone());
+        let shapes = self::shapes(wide_first);
+        std::thread::spawn(move || {
+            let mut rng = Rng(if wide_first { 0x9e37_79b9 } else { 0x2545_f491 });
+            let mut fresh = 10 * ROWS;
+            let mut batches = 0;
+            while batches < 40 || !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let script: String = (0..20)
+                    .map(|_| mixed_transaction(&shapes, &mut rng, &mut fresh, ROWS))
+                    .collect();
+                let status = std::process::Command::new("psql")
+                    .args([
+                        "-X",
+                        "-q",
+                        "-v",
+                        "ON_ERROR_STOP=1",
+                        "-d",
+                        &url,
+                        "-c",
+                        &script,
+                    ])
+                    .stdout(std::process::Stdio::null())
+                    .status()
+                    .expect("psql");
+                assert!(status.success(), "the writer's psql failed");
+                batches += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            batches
+        })
+    };
+
+    // 1. SIGKILL during the snapshot.
+    let offset = wait_offset(&cdc, "a stored snapshot offset", |o| {
+        o["snapshot"] == json!(true)
+    });
+    sluice.kill_hard();
+    let stored = stored_offset(&cdc.offsets_file()).expect("stored offset");
+    assert!(
+        stored["snapshot"] == json!(true) && stored.get("snapshot_completed").is_none(),
+        "the kill came after the snapshot finished ({stored}); the test needs more rows"
+    );
+    let snapshot_lsn = offset["lsn"].as_u64().expect("snapshot lsn");
+    // While Sluice is down: delete and re-key rows the aborted snapshot already emitted (from the
+    // table it read first; both it and the last have an `id` key).
+    let first = shapes.iter().min_by_key(|s| s.name).expect("tables");
+    let emitted: Vec<i64> = kafka::read_all(&cdc.topic(first.name))
+        .iter()
+        .filter_map(|r| {
+            let key: Json = serde_json::from_slice(r.key.as_deref()?).ok()?;
+            key["payload"]["id"].as_i64()
+        })
+        .take(100)
+        .collect();
+    assert!(!emitted.is_empty(), "the aborted snapshot emitted nothing");
+    for (i, id) in emitted.iter().enumerate() {
+        let sql = if i % 2 == 0 {
+            format!("DELETE FROM {} WHERE id = {id}", first.name)
+        } else {
+            format!(
+                "UPDATE {} SET id = id + {} WHERE id = {id}",
+                first.name,
+                100 * ROWS
+            )
+        };
+        pg.psql(&db, &sql);
+    }
+    sluice = cdc.run();
+
+    // 2. and 3. SIGKILL while streaming, each after some progress past the snapshot.
+    let mut streamed = snapshot_lsn;
+    for round in 0..2u64 {
+        let at = wait_offset(&cdc, "streaming progress", |o| {
+            o.get("snapshot").is_none() && o["lsn"].as_u64().unwrap_or(0) > streamed
+        });
+        streamed = at["lsn"].as_u64().unwrap_or(streamed);
+        std::thread::sleep(Duration::from_millis(200 * (round + 1)));
+        sluice.kill_hard();
+        sluice = cdc.run();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let batches = writer.join().expect("writer");
+    // The last transaction: one sentinel row per table. One slot streams in commit order, so
+    // when the sentinels are in, so is everything before them.
+    pg.psql(
+        &db,
+        &format!(
+            "BEGIN; INSERT INTO {} VALUES (0, 'end', 0); INSERT INTO b_mid VALUES (-1, 'end', 'end', 0); \
+             INSERT INTO {} (id) VALUES (0); COMMIT;",
+            shapes[0].name, shapes[2].name
+        ),
+    );
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    kafka::wait_while_growing(
+        "the sentinel rows",
+        &topic_refs,
+        Duration::from_secs(120),
+        || {
+            shapes
+                .iter()
+                .zip(&topics)
+                .all(|(s, t)| {
+                    let sentinel = if s.key.len() == 2 { "-1|\"end\"" } else { "0" };
+                    topic_state(s, &kafka::read_all(t)).contains_key(sentinel)
+                })
+                .then_some(())
+        },
+    );
+    assert!(sluice.terminate(), "sluice did not stop cleanly");
+
+    let mut key_changes = 0;
+    for (shape, topic) in shapes.iter().zip(&topics) {
+        let records = kafka::read_all(topic);
+        let expected = table_state(pg, &db, shape);
+        let got = topic_state(shape, &records);
+        let missing: Vec<&String> = expected
+            .keys()
+            .filter(|k| !got.contains_key(*k))
+            .take(5)
+            .collect();
+        let stale: Vec<&String> = got
+            .keys()
+            .filter(|k| !expected.contains_key(*k))
+            .take(5)
+            .collect();
+        let differ: Vec<&String> = expected
+            .iter()
+            .filter(|(k, row)| got.get(*k).is_some_and(|g| g != *row))
+            .map(|(k, _)| k)
+            .take(5)
+            .collect();
+        assert!(
+            missing.is_empty() && stale.is_empty() && differ.is_empty(),
+            "{}: topic state != table ({} keys vs {}): missing {missing:?}, still alive {stale:?}, different {differ:?}",
+            shape.name,
+            got.len(),
+            expected.len()
+        );
+        key_changes += pk_changes_are_debezium_shaped(shape, &records);
+    }
+    assert!(
+        key_changes > 0,
+        "the workload ({batches} batches) changed no primary key"
+    );
+}
+
+/// Checks each primary-key change in `records`: a delete under the old key naming the new key in
+/// `__debezium.newkey`, its tombstone after it (a crash between the two replays both), and a create under the new key naming the old
+/// one in `__debezium.oldkey`. Returns how many there were.
+fn pk_changes_are_debezium_shaped(shape: &Shape, records: &[kafka::Read]) -> usize {
+    let header = |r: &kafka::Read, name: &str| -> Option<Json> {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| serde_json::from_slice(v.as_deref()?).ok())
+    };
+    let key_of = |r: &kafka::Read| -> Json {
+        let key: Json = serde_json::from_slice(r.key.as_deref().expect("key")).expect("key json");
+        key["payload"].clone()
+    };
+    let creates: HashMap<String, Json> = records
+        .iter()
+        .filter_map(|r| {
+            let old = header(r, "__debezium.oldkey")?;
+            let value: Json = serde_json::from_slice(r.value.as_deref()?).ok()?;
+            assert_eq!(
+                value["payload"]["op"], "c",
+                "{}: the oldkey record is not a create",
+                shape.name
+            );
+            Some((key_of(r).to_string(), old))
+        })
+        .collect();
+    let mut n = 0;
+    for (i, r) in records.iter().enumerate() {
+        // The tombstone carries the delete's headers too, as Debezium's does.
+        let (Some(new_key), Some(value)) = (header(r, "__debezium.newkey"), r.value.as_deref())
+        else {
+            continue;
+        };
+        let value: Json = serde_json::from_slice(value).expect("json");
+        assert_eq!(
+            value["payload"]["op"], "d",
+            "{}: the newkey record is not a delete",
+            shape.name
+        );
+        let old_key = key_of(r);
+        assert!(
+            records[i + 1..]
+                .iter()
+                .any(|t| t.partition == r.partition && t.value.is_none() && key_of(t) == old_key),
+            "{}: no tombstone after the delete of {old_key}",
+            shape.name
+        );
+        assert_eq!(
+            creates.get(&new_key.to_string()),
+            Some(&old_key),
+            "{}: no create under {new_key} naming the old key {old_key}",
+            shape.name
+        );
+        n += 1;
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_tables_narrow_first_end_equal_to_the_topics_after_sigkills() {
+    tables_and_topics_end_equal(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_tables_wide_first_end_equal_to_the_topics_after_sigkills() {
+    tables_and_topics_end_equal(true).await;
+}
+
+/// Acceptance for connectors side by side: two postgres-cdc connectors in one worker on one
+/// database, one publication named by both, slots left to their defaults, and a 120k-row
+/// transaction over both connectors' tables that Postgres streams and both spool to disk. The
+/// second connector starts (over REST) while the first streams.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_connectors_on_one_database_keep_their_own_tables_and_spools() {
+    const ROWS: i64 = 120_000;
+    let pg = Postgres::start("logical");
+    pg.psql(
+        "postgres",
+        "ALTER SYSTEM SET logical_decoding_work_mem = '64kB'",
+    );
+    pg.psql("postgres", "SELECT pg_reload_conf()");
+    let db = pg.database("pair");
+    pg.psql(
+        &db,
+        "CREATE TABLE left_t (id int8 PRIMARY KEY, note text); CREATE TABLE right_t (id int8 PRIMARY KEY, note text)",
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = sluice_tests::free_port();
+    let worker = write_worker(dir.path(), &format!("rest:\n  listen: 127.0.0.1:{port}\n"));
+    let prefix = unique("pair").replace('-', "_");
+    let publication = format!("pub_{prefix}");
+    let config = |side: &str| {
+        json!({
+            "url": pg.url(&db), "publication": publication, "tables": [format!("public.{side}_t")],
+            "topic_prefix": format!("{prefix}_{side}"), "heartbeat_interval": "500ms",
+            "max_buffered_changes": 5000,
+        })
+    };
+    let first = format!("{prefix}_left");
+    let pipeline = dir.path().join("left.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name: {first}\nconnector: postgres-cdc\nconfig: {}\nkey_converter: {{type: json}}\n",
+            config("left")
+        ),
+    )
+    .expect("write pipeline");
+    let sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
+    wait_slot(&pg, &db, &format!("sluice_{first}"));
+    let (left, right) = (
+        format!("{prefix}_left.public.left_t"),
+        format!("{prefix}_right.public.right_t"),
+    );
+    pg.psql(
+        &db,
+        "INSERT INTO left_t VALUES (1, 'before the second connector')",
+    );
+    wait_events(&left, 1).await;
+
+    let second = format!("{prefix}_right");
+    let (status, body) = sluice_tests::cluster::call(
+        reqwest::Method::PUT,
+        &format!("http://127.0.0.1:{port}/connectors/{second}/config"),
+        Some(json!({"connector": "postgres-cdc", "config": config("right"), "key_converter": {"type": "json"}})),
+    )
+    .await;
+    assert!(
+        status == 201 || status == 200,
+        "creating {second}: {status} {body}"
+    );
+    wait_slot(&pg, &db, &format!("sluice_{second}"));
+
+    // One transaction over both tables (both connectors spool the same transaction id), then a
+    // change of the first connector's table alone.
+    pg.psql(
+        &db,
+        &format!(
+            "BEGIN; INSERT INTO left_t SELECT g, 'left ' || g FROM generate_series(1000, {end}) g; \
+             INSERT INTO right_t SELECT g, 'right ' || g FROM generate_series(1000, {end}) g; COMMIT;",
+            end = 1000 + ROWS - 1
+        ),
+    );
+    pg.psql(&db, "INSERT INTO left_t VALUES (999999999, 'after')");
+    pg.psql(&db, "INSERT INTO right_t VALUES (999999999, 'after')");
+    let expected_left: Vec<i64> = [1]
+        .into_iter()
+        .chain(1000..1000 + ROWS)
+        .chain([999_999_999])
+        .collect();
+    let expected_right: Vec<i64> = (1000..1000 + ROWS).chain([999_999_999]).collect();
+    kafka::wait_while_growing(
+        "both connectors' last rows",
+        &[&left, &right],
+        Duration::from_secs(120),
+        || {
+            let done = |topic: &str| {
+                kafka::read_all(topic).iter().any(|r| {
+                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default())
+                        .contains("999999999")
+                })
+            };
+            (done(&left) && done(&right)).then_some(())
+        },
+    );
+    let spools = dir.path().join("data/tasks");
+    assert!(sluice.terminate(), "sluice did not stop cleanly");
+
+    for (topic, table, expected) in [
+        (&left, "left_t", &expected_left),
+        (&right, "right_t", &expected_right),
+    ] {
+        let mut ids: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+        for (partition, _, key, value) in events(topic).await {
+            assert_eq!(
+                value["payload"]["source"]["table"], table,
+                "{topic} holds another table's change"
+            );
+            ids.entry(partition)
+                .or_default()
+                .push(key["payload"]["id"].as_i64().expect("id"));
+        }
+        for (partition, in_partition) in &ids {
+            assert!(
+                in_partition.windows(2).all(|w| w[0] < w[1]),
+                "{topic} partition {partition}: changes out of commit order or repeated"
+            );
+        }
+        let mut all: Vec<i64> = ids.into_values().flatten().collect();
+        all.sort_unstable();
+        assert_eq!(
+            all.len(),
+            expected.len(),
+            "{topic}: wrong number of changes"
+        );
+        assert!(all == *expected, "{topic}: not exactly its table's changes");
+    }
+    // The spools were under the worker's data directory, one per connector.
+    let spool_dirs: Vec<String> = std::fs::read_dir(&spools)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        spool_dirs.iter().any(|d| d.starts_with(&first))
+            && spool_dirs.iter().any(|d| d.starts_with(&second)),
+        "no spool directory per connector under {}: {spool_dirs:?}",
+        spools.display()
+    );
 }
