@@ -1088,6 +1088,28 @@ async fn a_worker_refuses_an_internal_topic_that_is_not_compacted() {
     );
 }
 
+/// `compact,delete` is compacted, but its retention would still delete configs and offsets that
+/// were never overwritten: refused like an uncompacted topic, naming the topic and the policy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_refuses_an_internal_topic_that_is_compact_and_delete() {
+    let mut cluster = Cluster::start(0, "");
+    let offsets_topic = format!("{}-offsets", cluster.group);
+    kafka::create_topic_with(&offsets_topic, 5, &[("cleanup.policy", "compact,delete")]).await;
+    let worker = cluster.add_worker();
+    let process = cluster.workers[worker].process.as_mut().expect("process");
+    assert!(
+        !process.wait_exit(Duration::from_secs(60)),
+        "the worker should refuse to start"
+    );
+    let log = cluster.workers[worker].log_text();
+    assert!(
+        log.contains(&format!(
+            "topic {offsets_topic} exists with cleanup.policy =compact,delete"
+        )) && log.contains("cleanup.policy=compact exactly"),
+        "{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_config_topic_never_holds_masked_or_resolved_secrets() {
     let cluster = Cluster::start(1, "");
