@@ -81,6 +81,10 @@ pub enum TaskError {
     Config(String),
     #[error("internal: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// The task's code panicked: a bug, in a connector or in the runtime. Restarted by policy,
+    /// as an unexpected exception is in Kafka Connect.
+    #[error("the task panicked: {0}")]
+    Panicked(String),
 }
 
 impl TaskError {
@@ -96,7 +100,11 @@ impl TaskError {
             Self::Connector { source, .. } | Self::RetriesExhausted { source, .. } => {
                 !matches!(source.kind(), ErrorKind::Data | ErrorKind::Config)
             }
-            Self::Delivery { .. } | Self::Kafka(_) | Self::Storage(_) | Self::Join(_) => true,
+            Self::Delivery { .. }
+            | Self::Kafka(_)
+            | Self::Storage(_)
+            | Self::Join(_)
+            | Self::Panicked(_) => true,
             Self::Convert { .. } | Self::Transform { .. } | Self::Config(_) => false,
         }
     }

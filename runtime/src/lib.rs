@@ -50,6 +50,18 @@ pub async fn run_standalone(
     pipelines: Vec<config::Pipeline>,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
+    let registry = registry::with_plugins(worker.plugins_dir.as_deref());
+    run_standalone_with(worker, registry, pipelines, cancel).await
+}
+
+/// [`run_standalone`] with the connector types of `registry`, which must hold the types the
+/// pipelines were loaded with (an embedding program or a test may add its own).
+pub async fn run_standalone_with(
+    worker: config::WorkerConfig,
+    registry: sluice_connector_api::Registry,
+    pipelines: Vec<config::Pipeline>,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
     let mut seen = std::collections::HashSet::new();
     let duplicates: Vec<config::Problem> = pipelines
         .iter()
@@ -67,7 +79,6 @@ pub async fn run_standalone(
     if !duplicates.is_empty() {
         return Err(Error::Config(duplicates));
     }
-    let registry = registry::with_plugins(worker.plugins_dir.as_deref());
     run(
         worker,
         registry,

@@ -1088,6 +1088,28 @@ async fn a_worker_refuses_an_internal_topic_that_is_not_compacted() {
     );
 }
 
+/// `compact,delete` is compacted, but its retention would still delete configs and offsets that
+/// were never overwritten: refused like an uncompacted topic, naming the topic and the policy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_refuses_an_internal_topic_that_is_compact_and_delete() {
+    let mut cluster = Cluster::start(0, "");
+    let offsets_topic = format!("{}-offsets", cluster.group);
+    kafka::create_topic_with(&offsets_topic, 5, &[("cleanup.policy", "compact,delete")]).await;
+    let worker = cluster.add_worker();
+    let process = cluster.workers[worker].process.as_mut().expect("process");
+    assert!(
+        !process.wait_exit(Duration::from_secs(60)),
+        "the worker should refuse to start"
+    );
+    let log = cluster.workers[worker].log_text();
+    assert!(
+        log.contains(&format!(
+            "topic {offsets_topic} exists with cleanup.policy =compact,delete"
+        )) && log.contains("cleanup.policy=compact exactly"),
+        "{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_config_topic_never_holds_masked_or_resolved_secrets() {
     let cluster = Cluster::start(1, "");
@@ -1171,4 +1193,139 @@ async fn the_config_topic_never_holds_masked_or_resolved_secrets() {
         "{task}"
     );
     assert!(!task.contains(&format!("\"{resolved_topic}\"")), "{task}");
+}
+
+/// Deleting a connector tombstones its task configs and their commit record. A worker that
+/// reads the config topic after compaction (which keeps each key's newest record, tombstones
+/// included, in the order written) must not hand a connector created again under the same name
+/// the task configs of the deleted one. Compaction runs on the broker's own timer, so the test
+/// builds that compacted topic itself from what a plain consumer reads off the real one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_and_recreated_connector_runs_only_its_new_task_configs() {
+    let cluster = Cluster::start(1, "");
+    cluster.wait_healthy().await;
+    let url = cluster.workers[0].url.clone();
+    let name = unique("recreated");
+    let (old_topic, new_topic) = (format!("{name}-old"), format!("{name}-new"));
+    kafka::create_topic(&old_topic, 1).await;
+    kafka::create_topic(&new_topic, 1).await;
+    let (code, body) = call(
+        Method::POST,
+        &format!("{url}/connectors"),
+        Some(json!({"name": name, "config": datagen(&old_topic, 3, json!({"count": "30"}))})),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    cluster.wait_running(0, &name, 3).await;
+    let (code, body) = call(Method::DELETE, &format!("{url}/connectors/{name}"), None).await;
+    assert_eq!(code, 204, "{body}");
+    let status_url = format!("{url}/connectors/{name}/status");
+    wait_async(
+        "the connector to be gone",
+        Duration::from_secs(60),
+        || async {
+            let (code, _) = call(Method::GET, &status_url, None).await;
+            (code == 404).then_some(())
+        },
+    )
+    .await;
+    // Created again, stopped: nothing generates task configs for it yet.
+    let (code, body) = call(
+        Method::POST,
+        &format!("{url}/connectors"),
+        Some(json!({
+            "name": name,
+            "config": datagen(&new_topic, 1, json!({"count": "10"})),
+            "initial_state": "STOPPED",
+        })),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+
+    let configs_topic = format!("{}-configs", cluster.group);
+    let records = tokio::task::spawn_blocking(move || kafka::read_all(&configs_topic))
+        .await
+        .expect("read the config topic");
+    let keys_of = |r: &kafka::Read| {
+        String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned()
+    };
+    let tombstones: BTreeSet<String> = records
+        .iter()
+        .filter(|r| r.value.is_none())
+        .map(keys_of)
+        .collect();
+    for key in (0..3)
+        .map(|t| format!("task-{name}-{t}"))
+        .chain([format!("commit-{name}"), format!("connector-{name}")])
+    {
+        assert!(
+            tombstones.contains(&key),
+            "no tombstone for {key}: {tombstones:?}"
+        );
+    }
+    let compacted: Vec<&kafka::Read> = records
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| {
+            let key = keys_of(r);
+            records[i + 1..].iter().all(|later| keys_of(later) != key)
+        })
+        .map(|(_, r)| r)
+        .collect();
+
+    // A fresh worker on a config topic holding exactly what compaction leaves.
+    let mut fresh = Cluster::start(0, "");
+    let fresh_configs = format!("{}-configs", fresh.group);
+    kafka::create_topic_with(&fresh_configs, 1, &[("cleanup.policy", "compact")]).await;
+    let producer = kafka::producer();
+    for record in compacted {
+        let key = record.key.clone().unwrap_or_default();
+        let mut out = rdkafka::producer::FutureRecord::to(&fresh_configs).key(&key);
+        if let Some(value) = &record.value {
+            out = out.payload(value);
+        }
+        producer
+            .send(out, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("copy a config record");
+    }
+    fresh.add_worker();
+    fresh.wait_healthy().await;
+    let fresh_url = fresh.workers[0].url.clone();
+    let (code, tasks) = call(
+        Method::GET,
+        &format!("{fresh_url}/connectors/{name}/tasks"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{tasks}");
+    assert_eq!(
+        tasks,
+        json!([]),
+        "the stopped connector inherited the deleted one's task configs"
+    );
+    let (code, body) = call(
+        Method::PUT,
+        &format!("{fresh_url}/connectors/{name}/resume"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    fresh.wait_running(0, &name, 1).await;
+    let (_, tasks) = call(
+        Method::GET,
+        &format!("{fresh_url}/connectors/{name}/tasks"),
+        None,
+    )
+    .await;
+    let list = tasks.as_array().expect("task list");
+    assert_eq!(list.len(), 1, "{tasks}");
+    assert_eq!(list[0]["config"]["topic"], json!(new_topic), "{tasks}");
+    wait_async(
+        "the new task's 10 records",
+        Duration::from_secs(60),
+        || async { (seqs(&new_topic).await.len() == 10).then_some(()) },
+    )
+    .await;
 }

@@ -13,6 +13,7 @@ mod postgres_sink;
 mod reference_docs;
 mod s3_archive;
 mod security;
+mod task_panic;
 mod transforms;
 mod validate_cli;
 mod wasm;

@@ -495,3 +495,109 @@ async fn replay_restores_the_topic() {
         assert_eq!(per_partition(copy), original, "the restored topic differs");
     }
 }
+
+/// Acceptance (issue 19): records the field partitioner cannot place (a tombstone, a value that
+/// is not a struct) are bad records like any other: with `errors.tolerance: all` they land in
+/// the dead-letter topic with the error headers, the task keeps running, and every other record
+/// is archived exactly once under its field's directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn records_the_field_partitioner_cannot_place_go_to_the_dead_letter_topic() {
+    const TOTAL: i64 = 40;
+    const TOMBSTONE: i64 = 7;
+    const NOT_A_STRUCT: i64 = 23;
+    let server = S3Server::start(BUCKET);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let topic = unique("s3-poison");
+    let dlq = format!("{topic}-dlq");
+    kafka::create_topic(&topic, 1).await;
+    kafka::create_topic(&dlq, 1).await;
+    let region = |n: i64| if n % 2 == 0 { "eu" } else { "us" };
+    let producer = kafka::producer();
+    for n in 0..TOTAL {
+        let key = format!("k{n}");
+        let value = match n {
+            TOMBSTONE => None,
+            NOT_A_STRUCT => {
+                Some(r#"{"schema":{"type":"string"},"payload":"not a struct"}"#.to_owned())
+            }
+            _ => Some(format!(
+                r#"{{"schema":{{"type":"struct","fields":[{{"field":"region","type":"string"}},{{"field":"n","type":"int64"}}]}},"payload":{{"region":"{}","n":{n}}}}}"#,
+                region(n)
+            )),
+        };
+        let mut record = FutureRecord::to(&topic).partition(0).key(&key);
+        if let Some(value) = &value {
+            record = record.payload(value);
+        }
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produce");
+    }
+    let name = unique("poison");
+    let pipeline = write_pipeline(
+        dir.path(),
+        "poison",
+        &format!(
+            "name: {name}\nconnector: s3-sink\nconfig:\n{}  topics: [{topic}]\n  topics_dir: {name}\n  partitioner: field\n  partition_fields: [region]\n  flush_size: 6\n  rotate_schedule_interval: 2s\nkey_converter: {{type: string}}\nvalue_converter: {{type: json}}\nerrors: {{tolerance: all, dlq_topic: {dlq}}}\n",
+            server.pipeline_config(BUCKET)
+        ),
+    );
+    let worker = write_worker(dir.path(), "");
+    let mut sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
+    caught_up(&name, &topic, Duration::from_secs(120)).await;
+    assert!(sluice.is_running(), "sluice exited: {}", sluice.log_text());
+    assert!(sluice.terminate(), "sluice did not stop cleanly");
+
+    // The archive: every other record once, in its region's directory.
+    let mut archived: BTreeMap<i64, String> = BTreeMap::new();
+    for key in server.list(BUCKET, &format!("{name}/{topic}/")).await {
+        let text = String::from_utf8(server.get(BUCKET, &key).await).expect("utf-8 JSON lines");
+        for line in text.lines() {
+            let record: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+            let offset = record["offset"].as_i64().expect("offset");
+            assert_eq!(record["value"]["n"], offset, "{line}");
+            assert!(
+                key.starts_with(&format!("{name}/{topic}/region={}/", region(offset))),
+                "offset {offset} is in {key}"
+            );
+            assert!(
+                archived.insert(offset, key.clone()).is_none(),
+                "offset {offset} archived twice"
+            );
+        }
+    }
+    let want: BTreeSet<i64> = (0..TOTAL)
+        .filter(|n| ![TOMBSTONE, NOT_A_STRUCT].contains(n))
+        .collect();
+    assert_eq!(archived.keys().copied().collect::<BTreeSet<_>>(), want);
+
+    // The dead letters: exactly the two, with headers naming the record and the reason.
+    let dead = tokio::task::spawn_blocking(move || kafka::read_all(&dlq))
+        .await
+        .expect("read the dead-letter topic");
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    for (letter, offset) in dead.iter().zip([TOMBSTONE, NOT_A_STRUCT]) {
+        let header = |key: &str| {
+            letter
+                .headers
+                .iter()
+                .find(|(k, _)| k == key)
+                .and_then(|(_, v)| v.as_deref())
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_else(|| panic!("no header {key}: {letter:?}"))
+        };
+        assert_eq!(letter.key.as_deref(), Some(format!("k{offset}").as_bytes()));
+        assert_eq!(header("__connect.errors.topic"), topic);
+        assert_eq!(header("__connect.errors.partition"), "0");
+        assert_eq!(header("__connect.errors.offset"), offset.to_string());
+        assert_eq!(header("__connect.errors.connector.name"), name);
+        assert_eq!(header("__connect.errors.stage"), "TASK_PUT");
+        let message = header("__connect.errors.exception.message");
+        assert!(
+            message.contains("the field partitioner needs a struct value"),
+            "{message}"
+        );
+    }
+}

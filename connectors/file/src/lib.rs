@@ -7,6 +7,8 @@
 //! - `file-sink` appends one line per record: the value as text (`format: value`), or a JSON
 //!   object with topic, partition, offset, timestamp, key and value (`format: record`). `flush`
 //!   fsyncs the file before the runtime commits the Kafka offsets, so nothing committed is lost.
+//!   On start it cuts a partial last line (a crash in the middle of a write) back to the last
+//!   newline: that record was not committed, so it is written again whole.
 
 mod config;
 mod sink;

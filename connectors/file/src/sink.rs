@@ -1,4 +1,6 @@
 use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
 
 use async_trait::async_trait;
 use serde_json::json;
@@ -8,6 +10,7 @@ use sluice_connector_api::{
 };
 use tokio::fs::{File, OpenOptions};
 use tokio::io::{AsyncWriteExt, BufWriter};
+use tracing::warn;
 
 use crate::config::{FileSinkConfig, SinkFormat, sink_spec};
 
@@ -79,6 +82,42 @@ fn record_line(format: SinkFormat, record: &SinkRecord) -> String {
     }
 }
 
+/// How much of the file's end is read at a time when looking for its last newline.
+const TAIL_CHUNK: u64 = 64 * 1024;
+
+/// Truncates `path` after its last newline (to empty when it has none), so that the next line
+/// written starts a line of its own; returns how many bytes were cut. A missing file is created
+/// empty. The cut is made durable before anything new is written.
+fn cut_partial_line(path: &Path) -> std::io::Result<u64> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut chunk = Vec::new();
+    let keep = loop {
+        if end == 0 {
+            break 0;
+        }
+        let start = end.saturating_sub(TAIL_CHUNK);
+        chunk.resize((end - start) as usize, 0);
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut chunk)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            break start + i as u64 + 1;
+        }
+        end = start;
+    };
+    if keep < len {
+        file.set_len(keep)?;
+        file.sync_data()?;
+    }
+    Ok(len - keep)
+}
+
 #[async_trait]
 impl SinkTask for FileSinkTask {
     async fn start(&mut self, _ctx: SinkTaskContext, config: &ConnectorConfig) -> Result<()> {
@@ -87,6 +126,24 @@ impl SinkTask for FileSinkTask {
             tokio::fs::create_dir_all(dir)
                 .await
                 .map_err(|e| ConnectorError::io(format!("cannot create {}", dir.display()), e))?;
+        }
+        // A crash in the middle of a write leaves a partial last line; the record it belonged
+        // to was not committed, so it is delivered again and written whole after the cut.
+        let path = config.file.clone();
+        let cut = tokio::task::spawn_blocking(move || cut_partial_line(&path))
+            .await
+            .map_err(|e| ConnectorError::fatal(format!("file-sink start thread failed: {e}")))?
+            .map_err(|e| {
+                ConnectorError::io(
+                    format!(
+                        "cannot cut the partial last line of {}",
+                        config.file.display()
+                    ),
+                    e,
+                )
+            })?;
+        if cut > 0 {
+            warn!(file = %config.file.display(), bytes = cut, "cut a partial last line left by an interrupted write; its record is written again");
         }
         let file = OpenOptions::new()
             .create(true)
@@ -166,5 +223,34 @@ mod tests {
             r#"{"topic":"t","partition":2,"offset":7,"timestamp":5,"key":"k","value":{"a":1,"b":"x"}}"#
         );
         assert_eq!(value_text(&Value::String("plain".into())), "plain");
+    }
+
+    #[test]
+    fn a_partial_last_line_is_cut_back_to_the_last_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        let cases: [(&[u8], &[u8]); 5] = [
+            (b"", b""),
+            (b"a\nb\n", b"a\nb\n"),
+            (b"a\nb\npart", b"a\nb\n"),
+            (b"no newline at all", b""),
+            (b"a\n\n{\"torn\":", b"a\n\n"),
+        ];
+        for (before, after) in cases {
+            std::fs::write(&path, before).unwrap();
+            let cut = cut_partial_line(&path).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), after);
+            assert_eq!(cut as usize, before.len() - after.len());
+        }
+        // The last newline far before the end (more than one chunk back).
+        let mut long = b"first\n".to_vec();
+        long.resize(long.len() + 3 * TAIL_CHUNK as usize + 17, b'x');
+        std::fs::write(&path, &long).unwrap();
+        assert_eq!(cut_partial_line(&path).unwrap(), 3 * TAIL_CHUNK + 17);
+        assert_eq!(std::fs::read(&path).unwrap(), b"first\n");
+        // A missing file is created empty.
+        let missing = dir.path().join("new.txt");
+        assert_eq!(cut_partial_line(&missing).unwrap(), 0);
+        assert!(missing.exists());
     }
 }

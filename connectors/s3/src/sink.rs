@@ -16,6 +16,9 @@
 //! durable only once every upload of it, and of every set before it, succeeded; an upload that
 //! still fails after the store's retries fails the task, which then restarts from the last
 //! committed offset.
+//!
+//! A record the partitioner cannot place goes to the runtime's error policy (`errors.tolerance`,
+//! the dead-letter topic) through the task context's errant record reporter, as in every sink.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -26,8 +29,8 @@ use bytes::Bytes;
 use chrono::{Offset, TimeZone};
 use chrono_tz::Tz;
 use sluice_connector_api::{
-    ConfigSpec, ConnectorConfig, ConnectorError, Result, SinkConnector, SinkPlugin, SinkRecord,
-    SinkTask, SinkTaskContext, TopicPartition,
+    ConfigSpec, ConnectorConfig, ConnectorError, ErrantRecordReporter, Result, SinkConnector,
+    SinkPlugin, SinkRecord, SinkTask, SinkTaskContext, TopicPartition,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -120,6 +123,8 @@ async fn finished<T>(upload: Upload<T>) -> Result<T, Error> {
 struct S3SinkTask {
     settings: Option<Settings>,
     partitions: HashMap<TopicPartition, PartitionWriter>,
+    /// The runtime's error policy for records the task cannot archive (from the task context).
+    errant_records: Option<Arc<dyn ErrantRecordReporter>>,
 }
 
 /// The encoder of one file, taken out while it runs on a blocking thread.
@@ -525,6 +530,7 @@ impl SinkTask for S3SinkTask {
         let partitioner = Partitioner::from_config(&config)?;
         let zone = parse_zone(&config.timezone)?;
         info!(connector = %ctx.connector, task = ctx.task_id, bucket = %config.connection.bucket, format = ?config.format, "s3-sink task started");
+        self.errant_records = ctx.errant_records;
         self.settings = Some(Settings {
             extension: extension(config.format, config.compression),
             uploads: Arc::new(Semaphore::new(UPLOADS_IN_FLIGHT)),
@@ -552,8 +558,23 @@ impl SinkTask for S3SinkTask {
             if writer.next.is_some_and(|n| record.offset < n) {
                 continue;
             }
-            // A record the partitioner refuses fails before anything changed.
-            let encoded = settings.partitioner.encode(&record, now)?;
+            let encoded = match settings.partitioner.encode(&record, now) {
+                Ok(encoded) => encoded,
+                // A record the partitioner cannot place (a tombstone or a value that is not a
+                // struct under the field partitioner, no timestamp under the time partitioner)
+                // is a bad record like any other: the pipeline's error policy decides, before
+                // anything of it is written. Once reported it is handled for good (dead-lettered
+                // if so configured), so its offset may be committed with the records around it.
+                Err(e) => {
+                    let error = ConnectorError::from(e);
+                    let Some(reporter) = &self.errant_records else {
+                        return Err(error);
+                    };
+                    reporter.report(&record, error).await?;
+                    writer.next = Some(record.offset + 1);
+                    continue;
+                }
+            };
             // From here on a failure leaves written state behind that a retry of the batch would
             // not restore: it fails the task, which restarts from the committed offsets.
             writer.next = Some(record.offset + 1);

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use serde_json::{Map, Value as Json};
 use sluice_connector_api::{ConnectorConfig, Registry};
 use tokio::sync::{mpsc, watch};
@@ -863,15 +864,26 @@ impl Reconciler {
                         let started = self.started.clone();
                         let (connector, epoch) = (name.to_owned(), self.epoch);
                         running.starting = Some(tokio::spawn(async move {
-                            let result =
-                            tokio::time::timeout(CONNECTOR_CALL_TIMEOUT, start_connector(&pipeline))
-                                .await
-                                .unwrap_or_else(|_| {
-                                    Err(sluice_connector_api::ConnectorError::retriable(format!(
-                                        "starting the connector took longer than {CONNECTOR_CALL_TIMEOUT:?}"
-                                    )))
-                                })
-                                .map_err(|e| e.to_string());
+                            // A panic in the connector's start fails the connector with its
+                            // message, instead of leaving it without a state.
+                            let result = std::panic::AssertUnwindSafe(tokio::time::timeout(
+                                CONNECTOR_CALL_TIMEOUT,
+                                start_connector(&pipeline),
+                            ))
+                            .catch_unwind()
+                            .await
+                            .map_err(|panic| {
+                                format!("the connector panicked: {}", panic_message(panic.as_ref()))
+                            })
+                            .and_then(|started| {
+                                started
+                                    .unwrap_or_else(|_| {
+                                        Err(sluice_connector_api::ConnectorError::retriable(format!(
+                                            "starting the connector took longer than {CONNECTOR_CALL_TIMEOUT:?}"
+                                        )))
+                                    })
+                                    .map_err(|e| e.to_string())
+                            });
                             let _ = started.send(ConnectorStarted {
                                 connector,
                                 epoch,
@@ -1184,9 +1196,15 @@ impl Reconciler {
         if let Some((cancel, mut handle)) = running.run {
             cancel.cancel();
             let timeout = Duration::from_millis(self.cluster.worker.shutdown_timeout);
-            if tokio::time::timeout(timeout, &mut handle).await.is_err() {
-                warn!(task = %id, "task did not stop within the shutdown timeout; abandoning it (uncommitted records are delivered again)");
-                handle.abort();
+            match tokio::time::timeout(timeout, &mut handle).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    error!(task = %id, error = %e, "the task's supervising loop ended abnormally")
+                }
+                Err(_) => {
+                    warn!(task = %id, "task did not stop within the shutdown timeout; abandoning it (uncommitted records are delivered again)");
+                    handle.abort();
+                }
             }
         }
     }
@@ -1281,7 +1299,9 @@ fn with_placeholders(
         .collect()
 }
 
-/// Runs a task's loop; a source first reads the stored offsets to their end.
+/// Runs a task's loop; a source first reads the stored offsets to their end. A panic in the
+/// loop (a connector's or the runtime's own bug) ends it like an error, with the panic's message:
+/// it is reported and restarted by policy instead of leaving the task RUNNING forever.
 async fn run_task(cluster: &Cluster, source: bool, run: TaskRun) -> Result<(), TaskError> {
     // A source must start from the newest stored offsets (an offsets change made through
     // another worker included), or it could skip or repeat data.
@@ -1289,7 +1309,19 @@ async fn run_task(cluster: &Cluster, source: bool, run: TaskRun) -> Result<(), T
         cluster.offsets.read_to_end().await?;
     }
     info!("task starting");
-    run.await
+    std::panic::AssertUnwindSafe(run)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| Err(TaskError::Panicked(panic_message(panic.as_ref()))))
+}
+
+/// The message a panic was raised with (`panic!("...")` gives a `&str` or a `String`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// Sends task configs to the leader's internal endpoint.

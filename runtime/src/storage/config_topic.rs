@@ -60,6 +60,17 @@ impl ConfigState {
         self.tasks.get(connector).map_or(0, |t| t.len() as u32)
     }
 
+    /// How many `task-<connector>-<n>` keys may hold a config: the committed tasks and any
+    /// written but not (yet) committed.
+    fn task_slots(&self, connector: &str) -> u32 {
+        let pending = self
+            .pending
+            .get(connector)
+            .and_then(|p| p.keys().next_back())
+            .map_or(0, |last| last + 1);
+        self.task_count(connector).max(pending)
+    }
+
     fn apply(&mut self, key: &str, value: Option<&[u8]>, offset: i64) {
         self.offset = offset + 1;
         let value: Option<Json> = match value.map(serde_json::from_slice) {
@@ -103,13 +114,18 @@ impl ConfigState {
             let Some((name, id)) = rest.rsplit_once('-') else {
                 return;
             };
-            let (Ok(id), Some(props)) = (
-                id.parse::<u32>(),
-                value
-                    .as_ref()
-                    .and_then(|v| v.get("properties"))
-                    .and_then(Json::as_object),
-            ) else {
+            let Ok(id) = id.parse::<u32>() else {
+                return;
+            };
+            // A tombstone (the connector was deleted) drops a config not committed yet.
+            let Some(props) = value
+                .as_ref()
+                .and_then(|v| v.get("properties"))
+                .and_then(Json::as_object)
+            else {
+                if let Some(pending) = self.pending.get_mut(name) {
+                    pending.remove(&id);
+                }
                 return;
             };
             self.pending
@@ -117,6 +133,11 @@ impl ConfigState {
                 .or_default()
                 .insert(id, props.clone());
         } else if let Some(name) = key.strip_prefix("commit-") {
+            if value.is_none() {
+                // The connector was deleted: its committed tasks go with it.
+                self.tasks.remove(name);
+                return;
+            }
             let Some(count) = value
                 .as_ref()
                 .and_then(|v| v.get("tasks"))
@@ -250,9 +271,19 @@ impl ConfigStore {
         .await
     }
 
+    /// Deletes a connector: tombstones for its task configs and their commit record first, then
+    /// for its target state and config. Without the task tombstones a compacted topic would keep
+    /// the old `task-*`/`commit-*` records after the connector's own tombstone is gone, and a
+    /// connector created again under the same name would start with the old task configs on a
+    /// worker that reads the topic from the start. The config record goes last, so a delete cut
+    /// short leaves the connector in place (its tasks are generated again) and can be repeated.
     pub async fn delete_connector(&self, name: &str) -> Result<(), StorageError> {
-        self.write(&format!("connector-{name}"), None).await?;
-        self.write(&format!("target-state-{name}"), None).await
+        for task in 0..self.snapshot().task_slots(name) {
+            self.write(&format!("task-{name}-{task}"), None).await?;
+        }
+        self.write(&format!("commit-{name}"), None).await?;
+        self.write(&format!("target-state-{name}"), None).await?;
+        self.write(&format!("connector-{name}"), None).await
     }
 
     pub async fn put_target(&self, name: &str, state: TargetState) -> Result<(), StorageError> {
@@ -349,5 +380,63 @@ mod tests {
         assert_eq!(state.task_count("a"), 0);
         assert_eq!(state.target("a"), TargetState::Started);
         assert_eq!(state.offset, 7);
+    }
+
+    /// A compacted config topic keeps only each key's newest record, in the order they were
+    /// written. After a delete and a re-create (not started yet) that is: the task configs and
+    /// commit of the deleted connector, then the new connector record.
+    #[test]
+    fn a_connector_created_again_does_not_inherit_task_configs_once_compacted() {
+        let old_tasks = vec![
+            ("task-a-0", Some(json!({"properties": {"x": 1}}))),
+            ("task-a-1", Some(json!({"properties": {"x": 2}}))),
+            ("commit-a", Some(json!({"tasks": 2}))),
+        ];
+        let recreated = (
+            "connector-a",
+            Some(json!({"properties": {"connector.class": "datagen"}})),
+        );
+        // Without task tombstones (before the fix) the old tasks come back with the new config.
+        let mut state = ConfigState::default();
+        for (key, value) in old_tasks.iter().cloned().chain([recreated.clone()]) {
+            apply(&mut state, key, value);
+        }
+        assert_eq!(state.task_count("a"), 2);
+
+        // A delete writes tombstones for every task key and the commit; compaction keeps those.
+        let mut live = ConfigState::default();
+        apply(
+            &mut live,
+            "connector-a",
+            Some(json!({"properties": {"connector.class": "datagen"}})),
+        );
+        for (key, value) in &old_tasks {
+            apply(&mut live, key, value.clone());
+        }
+        assert_eq!(live.task_slots("a"), 2);
+        let mut state = ConfigState::default();
+        for key in ["task-a-0", "task-a-1", "commit-a"] {
+            apply(&mut state, key, None);
+        }
+        apply(&mut state, recreated.0, recreated.1);
+        assert_eq!(state.task_count("a"), 0);
+        assert!(state.pending.is_empty());
+
+        // Read in full order the tombstones also drop what they cover.
+        let mut state = ConfigState::default();
+        for (key, value) in &old_tasks {
+            apply(&mut state, key, value.clone());
+        }
+        apply(
+            &mut state,
+            "task-a-2",
+            Some(json!({"properties": {"x": 3}})),
+        );
+        assert_eq!(state.task_slots("a"), 3);
+        for key in ["task-a-0", "task-a-1", "task-a-2", "commit-a"] {
+            apply(&mut state, key, None);
+        }
+        assert_eq!(state.task_count("a"), 0);
+        assert!(state.pending.get("a").is_none_or(BTreeMap::is_empty));
     }
 }

@@ -1,5 +1,7 @@
 //! Internal topics of distributed mode: created compacted when missing, refused when an existing
 //! one is not compacted (compaction is what keeps the latest config, offset and status per key).
+//! `compact,delete` is refused too, as Kafka Connect does: its retention would delete configs and
+//! offsets that were never overwritten.
 
 use std::time::Duration;
 
@@ -85,21 +87,53 @@ pub(crate) async fn ensure_internal_topics(
             .get("cleanup.policy")
             .and_then(|entry| entry.value.clone())
             .unwrap_or_default();
-        if !policy.split(',').any(|p| p.trim() == "compact") {
-            let policy = if policy.is_empty() {
-                "unset (the broker's default, delete)".to_owned()
-            } else {
-                format!("={policy}")
-            };
+        if let Some(problem) = policy_problem(&policy) {
             return Err(StorageError::Topic {
                 topic: topic.name.clone(),
                 message: format!(
-                    "exists with cleanup.policy {policy}; Sluice's internal topics must be compacted \
-                     (cleanup.policy=compact) or old configs and offsets would be deleted. Fix it with \
-                     kafka-configs --alter --add-config cleanup.policy=compact, or choose another topic name"
+                    "exists with cleanup.policy {problem}; Sluice's internal topics must be compacted \
+                     with cleanup.policy=compact exactly, or old configs and offsets would be deleted. \
+                     Fix it with kafka-configs --alter --add-config cleanup.policy=compact, or choose \
+                     another topic name"
                 ),
             });
         }
     }
     Ok(())
+}
+
+/// What is wrong with an internal topic's `cleanup.policy`, if anything: only `compact` alone
+/// keeps every key's latest record for good.
+fn policy_problem(policy: &str) -> Option<String> {
+    let policies: Vec<&str> = policy
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    match policies.as_slice() {
+        [] => Some("unset (the broker's default, delete)".to_owned()),
+        ["compact"] => None,
+        _ => Some(format!("={policy}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::policy_problem;
+
+    #[test]
+    fn only_compact_alone_is_accepted() {
+        assert_eq!(policy_problem("compact"), None);
+        assert_eq!(policy_problem(" compact "), None);
+        assert_eq!(
+            policy_problem("compact,delete").as_deref(),
+            Some("=compact,delete")
+        );
+        assert_eq!(
+            policy_problem("delete,compact").as_deref(),
+            Some("=delete,compact")
+        );
+        assert_eq!(policy_problem("delete").as_deref(), Some("=delete"));
+        assert!(policy_problem("").is_some_and(|p| p.contains("unset")));
+    }
 }
