@@ -4,6 +4,9 @@ use sluice_connector_api::{ConfigSpec, FieldKind, Validator};
 /// Slot and publication names left out are `sluice_<connector name>`: one of each per connector,
 /// so connectors on one database never share (and rewrite) each other's.
 const DEFAULT_NAME_PREFIX: &str = "sluice_";
+/// The slot and publication every connector defaulted to before they were named after it.
+pub(crate) const LEGACY_SLOT: &str = "sluice";
+pub(crate) const LEGACY_PUBLICATION: &str = "sluice_publication";
 /// Postgres truncates identifiers longer than this.
 const MAX_IDENTIFIER: usize = 63;
 pub(crate) const DEFAULT_HEARTBEAT_MS: i64 = 10_000;

@@ -209,8 +209,11 @@ pub(crate) async fn ensure_publication(
                 if column::<bool>(&row, 0, "puballtables")? || wanted.is_empty() {
                     return Ok(());
                 }
+                // The tables added to it (a partitioned table as itself, not its partitions).
                 let present = sqlx::query(
-                    "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
+                    "SELECT n.nspname::text, c.relname::text FROM pg_publication_rel r \
+                     JOIN pg_publication p ON p.oid = r.prpubid JOIN pg_class c ON c.oid = r.prrelid \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.pubname = $1",
                 )
                 .bind(&config.publication)
                 .fetch_all(pool)
@@ -283,19 +286,55 @@ pub(crate) async fn captured_tables(
             schema: column(r, 1, "a table's schema")?,
             name: column(r, 2, "a table's name")?,
         };
-        if captured(config, &table.schema, &table.name) {
+        if captured(pool, config, table.oid, &table.schema, &table.name).await? {
             tables.push(table);
         }
     }
     Ok(tables)
 }
 
-/// Whether this connector captures `schema.name`: listed in `tables` (or `tables` is empty) and
-/// not in `exclude_tables`.
-pub(crate) fn captured(config: &CdcConfig, schema: &str, name: &str) -> bool {
-    let is = |x: &String| split_table(x).is_ok_and(|(s, n)| s == schema && n == name);
-    (config.tables.is_empty() || config.tables.iter().any(is))
-        && !config.exclude_tables.iter().any(is)
+/// Whether this connector captures table `oid` (`schema.name`): it is not in `exclude_tables`,
+/// and `tables` is empty or lists it or a partitioned table it is a partition of (a publication
+/// of a partitioned table sends its partitions' changes under their own names).
+pub(crate) async fn captured(
+    pool: &PgPool,
+    config: &CdcConfig,
+    oid: u32,
+    schema: &str,
+    name: &str,
+) -> Result<bool, ConnectorError> {
+    let named = |list: &[String], schema: &str, name: &str| {
+        list.iter()
+            .any(|x| split_table(x).is_ok_and(|(s, n)| s == schema && n == name))
+    };
+    if named(&config.exclude_tables, schema, name) {
+        return Ok(false);
+    }
+    if config.tables.is_empty() || named(&config.tables, schema, name) {
+        return Ok(true);
+    }
+    let ancestors = sqlx::query(
+        "SELECT n.nspname::text, c.relname::text FROM pg_partition_ancestors($1::int8::oid) a \
+         JOIN pg_class c ON c.oid = a.relid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE a.relid <> $1::int8::oid",
+    )
+    .bind(i64::from(oid))
+    .fetch_all(pool)
+    .await
+    .map_err(|e| db_error("cannot look up a table's partition parents", e))?;
+    for row in &ancestors {
+        let (s, n): (String, String) = (
+            column(row, 0, "a parent table's schema")?,
+            column(row, 1, "a parent table's name")?,
+        );
+        if named(&config.exclude_tables, &s, &n) {
+            return Ok(false);
+        }
+        if named(&config.tables, &s, &n) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// A column as the catalog describes it.
@@ -420,6 +459,27 @@ pub(crate) async fn slot(pool: &PgPool, slot: &str) -> Result<Option<Option<u64>
             .and_then(|lsn| pg_walstream::parse_lsn(&lsn).ok()))
     })
     .transpose()
+}
+
+/// Whether Postgres invalidated the slot (removed WAL it still needed): it can never stream again.
+pub(crate) async fn slot_lost(pool: &PgPool, slot: &str) -> Result<bool, ConnectorError> {
+    let row = sqlx::query(
+        "SELECT COALESCE(wal_status = 'lost', false) FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(slot)
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| db_error("cannot look up the replication slot", e))?;
+    row.map_or(Ok(false), |r| column(&r, 0, "the slot's WAL status"))
+}
+
+pub(crate) async fn drop_slot(pool: &PgPool, slot: &str) -> Result<(), ConnectorError> {
+    sqlx::query("SELECT pg_drop_replication_slot($1)")
+        .bind(slot)
+        .execute(pool)
+        .await
+        .map_err(|e| db_error("cannot drop the replication slot", e))?;
+    Ok(())
 }
 
 pub(crate) async fn database(pool: &PgPool) -> Result<String, ConnectorError> {

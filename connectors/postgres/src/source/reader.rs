@@ -482,7 +482,7 @@ impl Streamer {
         name: &str,
         columns: &[pg_walstream::RelationColumn],
     ) -> Result<(), ConnectorError> {
-        if !captured(&self.config, namespace, name) {
+        if !captured(&self.pool, &self.config, oid, namespace, name).await? {
             self.tables.insert(oid, None);
             return Ok(());
         }
@@ -686,7 +686,7 @@ impl Streamer {
             } => {
                 if let Some(table) = self.table(relation_oid) {
                     let old = old_data.as_ref().map(values);
-                    let new = values(&new_data);
+                    let mut new = values(&new_data);
                     let before = old
                         .as_ref()
                         .map(|old| table.row(old, &self.naming.placeholder))
@@ -696,6 +696,20 @@ impl Streamer {
                         Some(before)
                             if old.as_ref().is_some_and(|old| table.key_changed(old, &new)) =>
                         {
+                            // The create under the new key stands alone: an unchanged TOAST value
+                            // it lacks comes from the old row where that has it (REPLICA IDENTITY
+                            // FULL sends the old row whole); else it stays the placeholder.
+                            let mut after = after;
+                            if let Some(old) = &old
+                                && new.len() < table.columns.len()
+                            {
+                                for (name, value) in old {
+                                    if value.is_some() && !new.iter().any(|(n, _)| n == name) {
+                                        new.push((name, *value));
+                                    }
+                                }
+                                after = table.row(&new, &self.naming.placeholder)?;
+                            }
                             self.key_change(&table, before, after, lsn);
                         }
                         before => {
@@ -756,16 +770,23 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Empties the spool directory of a task that starts: whatever an earlier run left there (killed
-/// mid-transaction) belongs to transactions Postgres streams again from the slot's position.
+/// mid-transaction) belongs to transactions Postgres streams again from the slot's position. It
+/// is made again at once, so a directory that cannot be written fails the start, not the first
+/// large transaction.
 pub(crate) async fn clean_spool_dir(dir: &std::path::Path) -> Result<(), ConnectorError> {
     match tokio::fs::remove_dir_all(dir).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(spool_error(
-            &format!("cannot clean {} left by an earlier run", dir.display()),
-            e,
-        )),
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(spool_error(
+                &format!("cannot clean {} left by an earlier run", dir.display()),
+                e,
+            ));
+        }
     }
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| spool_error(&format!("cannot create {}", dir.display()), e))
 }
 
 /// The changes of one in-progress transaction that Postgres streams before it commits: kept in

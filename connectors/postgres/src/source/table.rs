@@ -205,7 +205,8 @@ impl Table {
 
     /// Whether an update moved the row to another key: a key column whose new text differs from
     /// the old. A key column missing from the new values (an unchanged TOAST value) is unchanged,
-    /// and so is every column of a table without a key.
+    /// and so is every column of a table without a key. An old key column that is NULL is not
+    /// known (REPLICA IDENTITY USING INDEX sends only the index's columns): not a change.
     pub(crate) fn key_changed(
         &self,
         old: &[(&str, Option<&str>)],
@@ -216,7 +217,7 @@ impl Table {
         }
         self.columns.iter().filter(|c| c.key).any(|c| {
             match (text(old, &c.name), text(new, &c.name)) {
-                (Some(old), Some(new)) => old != new,
+                (Some(Some(old)), Some(new)) => Some(old) != new,
                 _ => false,
             }
         })
@@ -384,6 +385,12 @@ mod tests {
         ));
         // A key column left out of the new row (an unchanged TOAST value) is unchanged.
         assert!(!t.key_changed(&old, &[("k1", Some("1")), ("v", Some("a"))]));
+        // An old key column sent as NULL (an identity index without it) is not known.
+        let partial = [("k1", None), ("v", Some("a")), ("k2", Some("x"))];
+        assert!(!t.key_changed(
+            &partial,
+            &[("k1", Some("2")), ("v", Some("a")), ("k2", Some("x"))]
+        ));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::catalog::{self, Types};
 use super::reader::{Batch, Confirmed, Out, Streamer, replication_error, stream_config};
 use super::snapshot;
 use super::table::{Column, Naming, Table, source_schema};
-use crate::config::{CdcConfig, SnapshotMode, spec};
+use crate::config::{CdcConfig, LEGACY_PUBLICATION, LEGACY_SLOT, SnapshotMode, spec};
 
 /// How long `poll` waits for changes before returning an empty batch.
 const POLL_WAIT: Duration = Duration::from_millis(500);
@@ -122,13 +122,46 @@ async fn snapshot_tables(
 impl SourceTask for CdcTask {
     async fn start(&mut self, ctx: SourceTaskContext, config: &ConnectorConfig) -> Result<()> {
         let mut config: CdcConfig = config.parse()?;
+        let (slot_given, publication_given) =
+            (!config.slot.is_empty(), !config.publication.is_empty());
         config.name_defaults(&ctx.connector);
         let pool = catalog::pool(&config).await?;
         catalog::check(&pool, &config).await?;
-        catalog::ensure_publication(&pool, &config).await?;
         let partition = partition(&config);
         let stored = ctx.offsets.offset(&partition).await?;
-        let slot = catalog::slot(&pool, &config.slot).await?;
+        // Started before the names defaulted to the connector's: keep streaming from the slot it
+        // has, or the changes in it would be lost.
+        if !slot_given
+            && stored.is_some()
+            && catalog::slot(&pool, &config.slot).await?.is_none()
+            && catalog::slot(&pool, LEGACY_SLOT).await?.is_some()
+        {
+            warn!(
+                slot = LEGACY_SLOT,
+                "this connector has offsets for the replication slot `sluice` (the default before slots were named after the connector); it keeps using it and, unless set, the publication `sluice_publication`: set `slot` and `publication` to say so"
+            );
+            config.slot = LEGACY_SLOT.to_owned();
+            if !publication_given {
+                config.publication = LEGACY_PUBLICATION.to_owned();
+            }
+        }
+        catalog::ensure_publication(&pool, &config).await?;
+        let mut slot = catalog::slot(&pool, &config.slot).await?;
+        let initial_only = config.snapshot_mode == SnapshotMode::InitialOnly;
+        if slot.is_some() && catalog::slot_lost(&pool, &config.slot).await? {
+            // Postgres removed WAL the slot still needed (max_slot_wal_keep_size).
+            if config.snapshot_mode == SnapshotMode::WhenNeeded || !snapshot_done(&stored) {
+                warn!(slot = %config.slot, "the replication slot was invalidated by Postgres; dropping it to take a new snapshot");
+                catalog::drop_slot(&pool, &config.slot).await?;
+                slot = None;
+            } else {
+                return Err(ConnectorError::config(format!(
+                    "replication slot {} was invalidated by Postgres (its WAL was removed, see max_slot_wal_keep_size): \
+                     the changes since its position are lost; use snapshot_mode: when_needed to take a new snapshot",
+                    config.slot
+                )));
+            }
+        }
         let snapshot = match config.snapshot_mode {
             SnapshotMode::Never => false,
             SnapshotMode::Initial | SnapshotMode::InitialOnly => !snapshot_done(&stored),
@@ -137,7 +170,10 @@ impl SourceTask for CdcTask {
         if !snapshot
             && slot.is_none()
             && stored.is_some()
-            && config.snapshot_mode == SnapshotMode::Initial
+            && matches!(
+                config.snapshot_mode,
+                SnapshotMode::Initial | SnapshotMode::Never
+            )
         {
             return Err(ConnectorError::config(format!(
                 "replication slot {} is gone but offsets exist: changes since then cannot be recovered; \
@@ -149,11 +185,15 @@ impl SourceTask for CdcTask {
         // were lost) keeps the slot: it holds every change since it was created, which a new slot
         // would lose (a row the interrupted snapshot emitted and that was deleted since would stay
         // alive downstream). The tables are read again and then the slot's changes replayed.
+        // initial_only streams nothing: its snapshot always comes from a new temporary slot.
+        if snapshot && initial_only && slot.is_some() {
+            catalog::drop_slot(&pool, &config.slot).await?;
+            slot = None;
+        }
         let export = snapshot && slot.is_none();
         if snapshot && !export {
             info!(slot = %config.slot, "taking the snapshot again over the existing replication slot; its changes are replayed after it");
         }
-        let initial_only = config.snapshot_mode == SnapshotMode::InitialOnly;
         if initial_only && !snapshot {
             info!("snapshot_mode initial_only: the snapshot was taken already; nothing to do");
             let (_, closed) = mpsc::channel(1);
