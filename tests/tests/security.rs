@@ -713,6 +713,137 @@ async fn mtls_refuses_clients_without_a_certificate_and_workers_forward_with_the
     assert!(!ok, "the CLI without a client certificate was served");
 }
 
+/// Three workers with REST tokens and a worker secret (`tls`: also HTTPS with client certificates
+/// from a private CA): connectors created through a follower get all their tasks, which needs
+/// every worker-to-worker call (task configs handed to the leader included) to be signed and to
+/// trust and present certificates as configured; a forged `forward=false` write stays refused.
+async fn a_secured_cluster_runs_the_tasks_of_connectors_created_through_a_follower(tls: bool) {
+    let mut group = Group::new();
+    let tokens = group.path().join("tokens");
+    std::fs::write(&tokens, format!("admin:{ADMIN}\n")).expect("tokens");
+    let mut rest = format!(
+        "  auth:\n    tokens_file: {}\n    worker_secret: {WORKER_SECRET}\n",
+        tokens.display()
+    );
+    let mut http = reqwest::Client::builder();
+    let scheme = if tls {
+        let certs = group.path().join("certs");
+        std::fs::create_dir(&certs).expect("certs dir");
+        certificates(&certs);
+        let c = |f: &str| certs.join(f).display().to_string();
+        rest.push_str(&format!(
+            "  tls:\n    cert_file: {}\n    key_file: {}\n    client_ca_file: {}\n    ca_file: {}\n",
+            c("server.pem"),
+            c("server.key"),
+            c("ca.pem"),
+            c("ca.pem")
+        ));
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.join("ca.pem")).expect("ca"))
+            .expect("ca pem");
+        let identity = reqwest::Identity::from_pem(
+            &std::fs::read(certs.join("client-bundle.pem")).expect("bundle"),
+        )
+        .expect("identity");
+        http = http.tls_certs_merge([ca]).identity(identity);
+        "https"
+    } else {
+        "http"
+    };
+    for _ in 0..3 {
+        group.start(scheme, &rest);
+    }
+    let http = http.build().expect("client");
+    group.wait_healthy(&http).await;
+    let leader = group.leader(&http).await;
+    let follower = (leader + 1) % 3;
+    let admin = bearer(ADMIN);
+    let base = group.url(follower).to_owned();
+
+    let names = [unique("secured-a"), unique("secured-b")];
+    for name in &names {
+        let config = json!({"connector.class": "datagen", "tasks.max": "2", "topic": name,
+                            "batch_size": "10", "rate": "20"});
+        let (status, body) = send(
+            &http,
+            Method::POST,
+            &format!("{base}/connectors"),
+            Some(&admin),
+            Some(json!({"name": name, "config": config})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // Each connector's instance hands its task configs to the leader, from wherever it runs.
+    let mut workers = std::collections::BTreeSet::new();
+    for name in &names {
+        let url = format!("{base}/connectors/{name}/status");
+        let status = wait_async(
+            &format!("{name} RUNNING with 2 RUNNING tasks"),
+            Duration::from_secs(120),
+            || async {
+                let (_, status) = send(&http, Method::GET, &url, Some(&admin), None).await;
+                let tasks = status["tasks"].as_array()?;
+                let ok = status["connector"]["state"] == "RUNNING"
+                    && tasks.len() == 2
+                    && tasks.iter().all(|t| t["state"] == "RUNNING");
+                ok.then_some(status)
+            },
+        )
+        .await;
+        for task in status["tasks"].as_array().into_iter().flatten() {
+            workers.insert(task["worker_id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert!(
+        workers.len() >= 2,
+        "the 4 tasks all run on one worker: {workers:?}"
+    );
+    let logs = group.logs();
+    assert!(
+        !logs.contains("cannot hand task configs to the leader"),
+        "a follower's task configs were refused: {logs}"
+    );
+
+    // Admin credentials without a worker signature cannot pose as a worker.
+    let forged = format!(
+        "{}/connectors/{}/tasks?forward=false",
+        group.url(leader),
+        names[0]
+    );
+    let (status, body) = send(
+        &http,
+        Method::POST,
+        &forged,
+        Some(&admin),
+        Some(json!([{"task.class": "forged"}])),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (_, tasks) = send(
+        &http,
+        Method::GET,
+        &format!("{base}/connectors/{}/tasks", names[0]),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(
+        tasks.as_array().map(Vec::len),
+        Some(2),
+        "a forged write changed the tasks: {tasks}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_with_tokens_and_a_worker_secret_runs_follower_connectors_tasks() {
+    a_secured_cluster_runs_the_tasks_of_connectors_created_through_a_follower(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_with_tokens_a_worker_secret_and_mtls_runs_follower_connectors_tasks() {
+    a_secured_cluster_runs_the_tasks_of_connectors_created_through_a_follower(true).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_open_non_loopback_listener_is_refused_unless_allowed() {
     let group = Group::new();

@@ -52,6 +52,8 @@ pub struct Cluster {
     pub(crate) registry: Registry,
     /// This worker's REST URL, also its worker id.
     pub url: String,
+    /// The signing, TLS-configured client for calls to other workers.
+    pub(crate) peers: crate::rest::Peers,
     pub configs: ConfigStore,
     pub status: StatusStore,
     pub offsets: Arc<dyn OffsetStore>,
@@ -281,6 +283,7 @@ pub async fn run_herder(
     worker: WorkerConfig,
     registry: Registry,
     url: String,
+    peers: crate::rest::Peers,
     mode: Mode,
     cancel: CancellationToken,
     ready: impl FnOnce(Arc<Cluster>),
@@ -354,6 +357,7 @@ pub async fn run_herder(
         worker: worker.clone(),
         registry,
         url: url.clone(),
+        peers,
         configs: configs.clone(),
         status,
         offsets,
@@ -965,7 +969,7 @@ impl Reconciler {
                         .await
                         .map_err(|e| e.to_string())
                 } else if let Some(leader) = membership.leader_url {
-                    forward_task_configs(&leader, &name, &tasks).await
+                    forward_task_configs(&cluster.peers, &leader, &name, &tasks).await
                 } else {
                     Err("no leader known yet".to_owned())
                 };
@@ -1292,16 +1296,21 @@ async fn run_task(cluster: &Cluster, source: bool, run: TaskRun) -> Result<(), T
     run.await
 }
 
-/// Sends task configs to the leader's internal endpoint.
+/// Sends task configs to the leader's internal endpoint, signed like any worker-to-worker call.
 async fn forward_task_configs(
+    peers: &crate::rest::Peers,
     leader: &str,
     connector: &str,
     tasks: &[Map<String, Json>],
 ) -> Result<(), String> {
-    let url = format!("{leader}/connectors/{connector}/tasks?forward=false");
-    let response = reqwest::Client::new()
-        .post(&url)
-        .json(tasks)
+    let body = serde_json::to_vec(tasks).map_err(|e| e.to_string())?;
+    let response = peers
+        .request(
+            reqwest::Method::POST,
+            leader,
+            &format!("/connectors/{connector}/tasks?forward=false"),
+            body,
+        )
         .timeout(Duration::from_secs(30))
         .send()
         .await
