@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use sluice_connector_api::{ConfigSpec, FieldError, FieldKind, Secret, Validator};
 
+use super::provider::{DEFAULT_MAX_FILE_BYTES, ProviderPolicy};
 use crate::convert::ConverterConfig;
 
 const DEFAULT_OFFSETS_FILE: &str = "./data/offsets.json";
@@ -51,6 +52,8 @@ pub struct WorkerConfig {
     pub plugins_dir: Option<PathBuf>,
     /// Automatic restarts of failed tasks.
     pub task_restart: RestartSettings,
+    /// What `${env:...}`/`${file:...}` in connector configs given through the REST API may read.
+    pub config_providers: ProviderPolicy,
 }
 
 /// Automatic restarts of failed tasks (`task_restart`). Durations in ms.
@@ -88,6 +91,38 @@ pub fn restart_spec() -> ConfigSpec {
         .check(Validator::range(0, 1_000_000))
         .optional("reset_after", FieldKind::Duration, 600_000, "A task that ran this long since its last restart starts counting its restarts from zero again.")
         .check(Validator::min(1))
+}
+
+/// Spec of the `config_providers` block.
+pub fn providers_spec() -> ConfigSpec {
+    ConfigSpec::new()
+        .optional("enabled", FieldKind::List, json!(["env", "file"]), "Config providers connector configs given through the REST API may use: `env`, `file`; a reference to another is refused.")
+        .check(Validator::Custom(std::sync::Arc::new(|value: &Json| {
+            let known = ["env", "file"];
+            match value.as_array() {
+                Some(items) if items.iter().all(|i| i.as_str().is_some_and(|p| known.contains(&p))) => Ok(()),
+                _ => Err("a list of env and file".to_owned()),
+            }
+        })))
+        .optional("env", FieldKind::Object(env_provider_spec()), json!({}), "The `${env:NAME}` provider.")
+        .optional("file", FieldKind::Object(file_provider_spec()), json!({}), "The `${file:path:key}` provider.")
+}
+
+/// Spec of the `config_providers.env` block.
+pub fn env_provider_spec() -> ConfigSpec {
+    ConfigSpec::new().maybe(
+        "allowed_names",
+        FieldKind::List,
+        "Environment variables `${env:...}` may read: names, or prefixes ending in `*` (`HTTP_SINK_*`); unset means any. Set it so a REST client cannot read the worker's other variables.",
+    )
+}
+
+/// Spec of the `config_providers.file` block.
+pub fn file_provider_spec() -> ConfigSpec {
+    ConfigSpec::new()
+        .maybe("allowed_paths", FieldKind::List, "Directories (or files) `${file:...}` may read under (Kafka Connect's `allowed.paths`); symbolic links and `..` are resolved first. Unset means any path.")
+        .optional("max_bytes", FieldKind::Int, DEFAULT_MAX_FILE_BYTES as i64, "Largest file `${file:...}` reads, in bytes; only regular files are read.")
+        .check(Validator::range(1, 64 << 20))
 }
 
 /// Distributed mode (`sluice worker`): the group and its internal topics. Durations in ms.
@@ -331,6 +366,12 @@ pub fn worker_spec() -> ConfigSpec {
             FieldKind::Object(rest_spec()),
             json!({}),
             "The Kafka Connect compatible REST API.",
+        )
+        .optional(
+            "config_providers",
+            FieldKind::Object(providers_spec()),
+            json!({}),
+            "What `${env:...}` and `${file:...}` in connector configs given through the REST API may read (files the operator wrote may use every provider).",
         )
 }
 

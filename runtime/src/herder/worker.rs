@@ -23,7 +23,7 @@ use crate::cluster::{
     MemberConfig, MemberEvent, MemberMetadata, TaskId, Work, configured_work,
 };
 use crate::config::{
-    Pipeline, WorkerConfig, flat_from_pipeline_settings, pipeline_from_flat, resolve_providers,
+    Pipeline, WorkerConfig, flat_from_pipeline_settings, pipeline_from_flat, resolve_providers_with,
 };
 use crate::error::{Error, TaskError};
 use crate::metrics::{Metrics, TaskMetrics};
@@ -827,7 +827,8 @@ impl Reconciler {
     }
 
     fn pipeline(&self, name: &str, props: &Map<String, Json>) -> Result<Pipeline, String> {
-        pipeline_from_flat(name, props, &self.cluster.registry).map_err(|errors| {
+        let policy = &self.cluster.worker.config_providers;
+        pipeline_from_flat(name, props, &self.cluster.registry, policy).map_err(|errors| {
             errors
                 .iter()
                 .map(ToString::to_string)
@@ -922,7 +923,8 @@ impl Reconciler {
                 running.instance = Some(instance);
                 info!(connector = %name, tasks = tasks.len(), "connector started");
                 self.cluster.metrics.connector_start(false);
-                let tasks = with_placeholders(&running.props, tasks);
+                let tasks =
+                    with_placeholders(&running.props, tasks, &self.cluster.worker.config_providers);
                 let tasks: Vec<Map<String, Json>> = tasks.into_iter().map(|c| c.0).collect();
                 running.generated = Some(tasks.clone());
                 let state = if running.target == TargetState::Paused {
@@ -1066,7 +1068,7 @@ impl Reconciler {
         });
         // Task configs hold `${...}` placeholders as the user wrote them; resolved only here.
         let mut resolved = Json::Object(config.clone());
-        let problems = resolve_providers(&mut resolved);
+        let problems = resolve_providers_with(&mut resolved, &self.cluster.worker.config_providers);
         if !problems.is_empty() {
             return Err(problems
                 .iter()
@@ -1247,40 +1249,25 @@ impl Reconciler {
     }
 }
 
-/// Task configs with every value that came from a `${...}` placeholder of the connector config
-/// put back as the placeholder, so the config topic (and GET .../tasks) never holds resolved
-/// secrets; tasks resolve them when they start.
+/// Task configs with every value that came from a `${...}` reference of the connector config
+/// (at any depth: a header in a map, part of a URL) put back as the reference, so the config
+/// topic (and GET .../tasks) never holds resolved secrets; tasks resolve them when they start.
 fn with_placeholders(
     props: &Map<String, Json>,
     tasks: Vec<ConnectorConfig>,
+    policy: &crate::config::ProviderPolicy,
 ) -> Vec<ConnectorConfig> {
-    let placeholders: Vec<(String, Json)> = props
-        .values()
-        .filter_map(|raw| {
-            let text = raw.as_str().filter(|t| t.contains("${"))?;
-            let mut resolved = Json::String(text.to_owned());
-            if !resolve_providers(&mut resolved).is_empty() {
-                return None;
-            }
-            let resolved = resolved.as_str()?.to_owned();
-            (!resolved.is_empty() && resolved != text).then(|| (resolved, raw.clone()))
-        })
-        .collect();
-    if placeholders.is_empty() {
-        return tasks;
-    }
+    let mut resolved = Json::Object(props.clone());
+    let (_, substitutions) = crate::config::resolve_recording(&mut resolved, policy);
     tasks
         .into_iter()
-        .map(|mut config| {
-            for value in config.0.values_mut() {
-                if let Some((_, raw)) = placeholders
-                    .iter()
-                    .find(|(resolved, _)| value.as_str() == Some(resolved.as_str()))
-                {
-                    *value = raw.clone();
-                }
+        .map(|config| {
+            let mut value = Json::Object(config.0);
+            crate::config::restore_references(&mut value, &substitutions);
+            match value {
+                Json::Object(map) => ConnectorConfig(map),
+                _ => ConnectorConfig(Map::new()),
             }
-            config
         })
         .collect()
 }
