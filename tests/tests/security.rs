@@ -907,6 +907,52 @@ async fn a_nested_secret_reaches_the_task_resolved_but_never_the_config_topic_or
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_loopback_api_refuses_requests_naming_a_foreign_host() {
+    let mut group = Group::new();
+    group.start("http", "  allowed_hosts: [sluice.internal]\n");
+    let http = reqwest::Client::new();
+    group.wait_healthy(&http).await;
+    let url = format!("{}/connectors", group.url(0));
+    let port = url
+        .split(':')
+        .nth(2)
+        .and_then(|p| p.split('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    for (host, expected) in [
+        ("evil.example".to_owned(), 403),
+        (format!("evil.example:{port}"), 403),
+        (format!("127.0.0.1.nip.io:{port}"), 403),
+        (format!("localhost:{port}"), 200),
+        (format!("127.0.0.1:{port}"), 200),
+        ("sluice.internal".to_owned(), 200),
+    ] {
+        let response = http
+            .get(&url)
+            .header("host", &host)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status().as_u16(), expected, "Host: {host}");
+        if expected == 403 {
+            let body = response.text().await.unwrap_or_default();
+            assert!(body.contains("allowed_hosts"), "{body}");
+        }
+    }
+    // A write through a rebinding name is refused too, and nothing was created.
+    let response = http
+        .post(&url)
+        .header("host", "evil.example")
+        .json(&json!({"name": "rebound", "config": datagen("rebound")}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 403);
+    let (_, body) = send(&http, Method::GET, &url, None, None).await;
+    assert_eq!(body, json!([]));
+}
+
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, made with `openssl`.
 fn certificates(dir: &Path) {
     let run = |args: &[&str]| {

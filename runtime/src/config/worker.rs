@@ -151,6 +151,8 @@ pub struct RestSettings {
     pub advertised_url: Option<String>,
     /// Serve a non-loopback listener without authentication (refused unless set).
     pub allow_unauthenticated: bool,
+    /// Host names accepted besides loopback ones when a loopback API has no authentication.
+    pub allowed_hosts: Vec<String>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Who may call the API.
@@ -230,6 +232,7 @@ pub fn rest_spec() -> ConfigSpec {
         .check(Validator::NonEmpty)
         .maybe("advertised_url", FieldKind::String, "URL other workers and clients use to reach this worker; http(s)://<host>:<port> of `listen` when unset.")
         .optional("allow_unauthenticated", FieldKind::Bool, false, "Serve a non-loopback `listen` address without authentication; without it such a worker refuses to start.")
+        .optional("allowed_hosts", FieldKind::List, json!([]), "Without `auth` on a loopback `listen`, requests must name this worker by a loopback name or address (or `advertised_url`'s host) in their Host header, against DNS rebinding from a browser; further host names accepted.")
         .optional("max_body_bytes", FieldKind::Int, DEFAULT_MAX_BODY_BYTES, "Largest request body accepted, in bytes; larger requests get 413.")
         .check(Validator::range(1024, 1 << 30))
         .optional("auth", FieldKind::Object(auth_spec()), json!({}), "Who may call the API: bearer tokens and basic users with a role (`admin` may write, `read` may only GET).")

@@ -6,6 +6,7 @@ mod auth;
 mod connectors;
 mod error;
 pub(crate) mod forward;
+mod host;
 mod offsets;
 mod peer;
 mod plugins;
@@ -109,6 +110,11 @@ pub fn router(cluster: Arc<Cluster>, kafka_cluster_id: String, security: &Securi
             auth::check,
         ))
         .layer(DefaultBodyLimit::max(security.max_body_bytes))
+        // Outermost: a request naming a foreign host is refused before anything else.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&security.hosts),
+            host::check,
+        ))
 }
 
 /// Serves the API on `listener` until `cancel` fires.

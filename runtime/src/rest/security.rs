@@ -38,6 +38,8 @@ pub struct Security {
     /// The client this worker calls other workers with.
     pub peers: super::Peers,
     pub(crate) max_body_bytes: usize,
+    /// The DNS rebinding guard of an unauthenticated loopback API.
+    pub(crate) hosts: Arc<super::host::HostCheck>,
 }
 
 impl std::fmt::Debug for Security {
@@ -74,6 +76,7 @@ impl Security {
             tls: rest.tls.as_ref().map(tls::server_config).transpose()?,
             peers: super::Peers::new(rest)?,
             max_body_bytes: rest.max_body_bytes,
+            hosts: Arc::new(super::host::HostCheck::new(rest)),
         })
     }
 }
