@@ -105,6 +105,11 @@ async fn run(
     } else {
         None
     };
+    // Without a REST API a worker still hands task configs to the leader.
+    let peers = match &security {
+        Some(security) => security.peers.clone(),
+        None => rest::Peers::new(&rest).map_err(rest::SecurityError::from)?,
+    };
     if matches!(mode, herder::Mode::Distributed) {
         kafka::preflight::check_membership(&worker)?;
     }
@@ -129,6 +134,7 @@ async fn run(
         worker,
         registry,
         url,
+        peers,
         mode,
         cancel.clone(),
         move |cluster| {

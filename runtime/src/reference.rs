@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use sluice_connector_api::{ConfigSpec, FieldKind, Registry};
 
 use crate::config::{
-    cluster_spec, converter_spec, pipeline_spec, rest_spec, restart_spec, worker_spec,
+    cluster_spec, converter_spec, env_provider_spec, file_provider_spec, pipeline_spec,
+    providers_spec, rest_spec, restart_spec, worker_spec,
 };
 
 /// The short type name shown in docs and `sluice plugins`.
@@ -68,6 +69,12 @@ pub fn markdown(registry: &Registry) -> String {
     table(&mut out, &rest_spec());
     out.push_str("### Automatic task restarts (`task_restart`)\n\nA failed task restarts by itself with exponential backoff, up to a crash-loop limit.\n\n");
     table(&mut out, &restart_spec());
+    out.push_str("### Config providers (`config_providers`)\n\nWhat `${env:...}` and `${file:...}` in connector configs given through the REST API may read. Files are read only when regular and at most `file.max_bytes` long.\n\n");
+    table(&mut out, &providers_spec());
+    out.push_str("#### `config_providers.env`\n\n");
+    table(&mut out, &env_provider_spec());
+    out.push_str("#### `config_providers.file`\n\n");
+    table(&mut out, &file_provider_spec());
     out.push_str("## Pipeline file\n\nOne connector per YAML document; several documents may share a file, separated by `---`.\n\n");
     table(&mut out, &pipeline_spec());
     out.push_str("## Converters (`key_converter`, `value_converter`)\n\n");

@@ -98,11 +98,17 @@ impl Sluice {
 
     /// Starts `sluice worker <worker>` (distributed mode), logging to `<dir>/<name>.log`.
     pub fn worker(dir: &Path, name: &str, worker: &Path) -> Self {
+        Self::worker_with_env(dir, name, worker, &[])
+    }
+
+    /// [`worker`](Self::worker) with extra environment variables.
+    pub fn worker_with_env(dir: &Path, name: &str, worker: &Path, env: &[(&str, &str)]) -> Self {
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(sluice_bin())
             .arg("worker")
             .arg(worker)
+            .envs(env.iter().copied())
             .env("SLUICE_LOG", "info,librdkafka=warn,rdkafka=warn")
             .stdout(Stdio::null())
             .stderr(out)

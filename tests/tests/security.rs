@@ -53,10 +53,15 @@ impl Group {
     }
 
     fn start(&mut self, scheme: &str, rest: &str) {
+        self.start_with_env(scheme, rest, &[]);
+    }
+
+    /// A worker with extra environment variables; `rest` may end with top-level blocks.
+    fn start_with_env(&mut self, scheme: &str, rest: &str, env: &[(&str, &str)]) {
         let name = format!("worker-{}", self.workers.len());
         let port = free_port();
         let file = self.worker_file(&name, &format!("127.0.0.1:{port}"), rest);
-        let process = Sluice::worker(self.path(), &name, &file);
+        let process = Sluice::worker_with_env(self.path(), &name, &file, env);
         self.workers
             .push((process, format!("{scheme}://127.0.0.1:{port}")));
     }
@@ -532,6 +537,422 @@ async fn a_password_never_appears_in_rest_output_logs_or_internal_topics() {
     }
 }
 
+/// Planted secrets: an environment variable of the worker and a line of a file it may read.
+const ENV_SECRET: &str = "planted-env-secret-9f3a0c";
+const FILE_SECRET: &str = "planted-file-secret-77c1e4";
+const OTHER_ENV_SECRET: &str = "planted-unlisted-secret-5b2d";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_references_resolve_under_the_policy_and_never_echo_a_resolved_value() {
+    let mut group = Group::new();
+    let secrets = group.path().join("secrets");
+    std::fs::create_dir(&secrets).expect("secrets dir");
+    let app = secrets.join("app.properties");
+    std::fs::write(&app, format!("count={FILE_SECRET}\nsmall=5\n")).expect("secrets file");
+    let fifo = secrets.join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let outside = group.path().join("outside.properties");
+    std::fs::write(&outside, format!("count={FILE_SECRET}\n")).expect("outside file");
+    // /dev/zero is listed so that the regular-file check, not the path list, must refuse it.
+    let policy = format!(
+        "config_providers:\n  env:\n    allowed_names: [SLUICE_PLANTED_*]\n  file:\n    allowed_paths: [{}, /dev/zero]\n",
+        secrets.display()
+    );
+    group.start_with_env(
+        "http",
+        &policy,
+        &[
+            ("SLUICE_PLANTED_SECRET", ENV_SECRET),
+            ("UNLISTED_PLANTED_SECRET", OTHER_ENV_SECRET),
+        ],
+    );
+    // Generous: a read that blocked would hang the request far longer.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    group.wait_healthy(&http).await;
+    let base = group.url(0).to_owned();
+    let validate = format!("{base}/connector-plugins/datagen/config/validate");
+    let mut answers = String::new();
+    let config =
+        |count: String| json!({"connector.class": "datagen", "topic": "t", "count": count});
+    let env_ref = "${env:SLUICE_PLANTED_SECRET}".to_owned();
+    let file_ref = format!("${{file:{}:count}}", app.display());
+
+    // A type error shows the reference as written, never what it resolved to.
+    for reference in [&env_ref, &file_ref] {
+        let (status, body) = send(
+            &http,
+            Method::PUT,
+            &validate,
+            None,
+            Some(config(reference.clone())),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["error_count"], 1, "{body}");
+        let text = body.to_string();
+        assert!(
+            text.contains("expected an integer") && text.contains(reference.as_str()),
+            "{text}"
+        );
+        answers.push_str(&text);
+        let name = unique("planted");
+        let (status, body) = send(
+            &http,
+            Method::POST,
+            &format!("{base}/connectors"),
+            None,
+            Some(json!({"name": name, "config": config(reference.clone())})),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        answers.push_str(&body.to_string());
+        let (status, body) = send(
+            &http,
+            Method::PUT,
+            &format!("{base}/connectors/{name}/config"),
+            None,
+            Some(config(reference.clone())),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        answers.push_str(&body.to_string());
+    }
+
+    // Outside the policy: refused with a reason that names the rule, not the content.
+    let refusals = [
+        ("${env:UNLISTED_PLANTED_SECRET}".to_owned(), "allowed_names"),
+        (
+            format!("${{file:{}:count}}", outside.display()),
+            "outside config_providers.file.allowed_paths",
+        ),
+        (
+            format!(
+                "${{file:{}/../outside.properties:count}}",
+                secrets.display()
+            ),
+            "outside config_providers.file.allowed_paths",
+        ),
+        ("${file:/dev/zero:x}".to_owned(), "not a regular file"),
+        (
+            format!("${{file:{}:x}}", fifo.display()),
+            "not a regular file",
+        ),
+    ];
+    for (reference, reason) in &refusals {
+        let (status, body) = send(
+            &http,
+            Method::PUT,
+            &validate,
+            None,
+            Some(config(reference.clone())),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let text = body.to_string();
+        assert!(text.contains(reason), "{reference}: {text}");
+        answers.push_str(&text);
+        let (status, body) = send(
+            &http,
+            Method::POST,
+            &format!("{base}/connectors"),
+            None,
+            Some(json!({"name": unique("refused"), "config": config(reference.clone())})),
+        )
+        .await;
+        assert_eq!(status, 400, "{reference}: {body}");
+        assert!(body.to_string().contains(reason), "{reference}: {body}");
+        answers.push_str(&body.to_string());
+    }
+    // The worker kept serving.
+    let (status, _) = send(
+        &http,
+        Method::GET,
+        &format!("{base}/connectors"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Valid when created; the file then changes under the connector, which fails on restart:
+    // its status says why with the reference, not the value.
+    let name = unique("changed");
+    let small = format!("${{file:{}:small}}", app.display());
+    let (status, body) = send(
+        &http,
+        Method::POST,
+        &format!("{base}/connectors"),
+        None,
+        Some(json!({"name": name, "config": config(small.clone())})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    answers.push_str(&body.to_string());
+    let status_url = format!("{base}/connectors/{name}/status");
+    wait_async("the connector to run", Duration::from_secs(60), || async {
+        let (_, status) = send(&http, Method::GET, &status_url, None, None).await;
+        (status["connector"]["state"] == "RUNNING").then_some(())
+    })
+    .await;
+    std::fs::write(&app, format!("count={FILE_SECRET}\nsmall={FILE_SECRET}\n")).expect("rewrite");
+    let (status, body) = send(
+        &http,
+        Method::POST,
+        &format!("{base}/connectors/{name}/restart"),
+        None,
+        None,
+    )
+    .await;
+    assert!(status < 300, "{body}");
+    let failed = wait_async("the connector to fail", Duration::from_secs(60), || async {
+        let (_, status) = send(&http, Method::GET, &status_url, None, None).await;
+        (status["connector"]["state"] == "FAILED").then_some(status)
+    })
+    .await;
+    let trace = failed["connector"]["trace"].as_str().unwrap_or_default();
+    assert!(trace.contains("small}"), "{failed}");
+    for path in ["", "/config", "/status", "/tasks"] {
+        let (_, body) = send(
+            &http,
+            Method::GET,
+            &format!("{base}/connectors/{name}{path}"),
+            None,
+            None,
+        )
+        .await;
+        answers.push_str(&body.to_string());
+    }
+    for secret in [ENV_SECRET, FILE_SECRET, OTHER_ENV_SECRET] {
+        assert!(
+            !answers.contains(secret),
+            "{secret} in a REST answer: {answers}"
+        );
+    }
+    let logs = group.logs();
+    for secret in [ENV_SECRET, FILE_SECRET, OTHER_ENV_SECRET] {
+        assert!(!logs.contains(secret), "{secret} in the log: {logs}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nested_secret_reaches_the_task_resolved_but_never_the_config_topic_or_rest() {
+    let planted = "planted-header-key-3e91d7";
+    let literal = "literal-header-token-c04b";
+    let mut group = Group::new();
+    group.start_with_env("http", "", &[("SLUICE_PLANTED_KEY", planted)]);
+    // The endpoint records the headers the sink sends.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let app = {
+        let seen = seen.clone();
+        axum::Router::new().route(
+            "/ingest",
+            axum::routing::post(move |headers: axum::http::HeaderMap| {
+                let seen = seen.clone();
+                async move {
+                    let header = |name: &str| {
+                        headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    seen.lock()
+                        .expect("lock")
+                        .push((header("x-api-key"), header("x-literal-token")));
+                    "ok"
+                }
+            }),
+        )
+    };
+    let endpoint = sluice_tests::serve(app);
+    let http = reqwest::Client::new();
+    group.wait_healthy(&http).await;
+    let base = group.url(0).to_owned();
+    let topic = unique("nested-in");
+    kafka::create_topic(&topic, 2).await;
+    let name = unique("nested-sink");
+    let config = json!({"connector.class": "http-sink", "tasks.max": "2", "topics": topic,
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter", "value.converter.schemas.enable": "false",
+        "url": format!("http://{endpoint}/ingest"), "batch_format": "single",
+        "headers": {"X-Api-Key": "${env:SLUICE_PLANTED_KEY}", "X-Literal-Token": literal, "X-Source": "sluice"}});
+    let mut answers = String::new();
+    let (status, body) = send(
+        &http,
+        Method::POST,
+        &format!("{base}/connectors"),
+        None,
+        Some(json!({"name": name, "config": config})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    answers.push_str(&body.to_string());
+    let status_url = format!("{base}/connectors/{name}/status");
+    wait_async("2 RUNNING tasks", Duration::from_secs(90), || async {
+        let (_, status) = send(&http, Method::GET, &status_url, None, None).await;
+        let tasks = status["tasks"].as_array()?;
+        (tasks.len() == 2 && tasks.iter().all(|t| t["state"] == "RUNNING")).then_some(())
+    })
+    .await;
+
+    // The task resolved the reference when it started: the endpoint gets the real value.
+    kafka::produce(
+        &kafka::producer(),
+        &topic,
+        [("k".to_owned(), "{\"v\":1}".to_owned())],
+    )
+    .await;
+    wait_async(
+        "a request with the headers",
+        Duration::from_secs(60),
+        || async {
+            let seen = seen.lock().expect("lock");
+            seen.iter()
+                .any(|(key, token)| key == planted && token == literal)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // REST hides both credentials of the map (by their names) and never shows the value.
+    for path in ["", "/config", "/status", "/tasks"] {
+        let (_, body) = send(
+            &http,
+            Method::GET,
+            &format!("{base}/connectors/{name}{path}"),
+            None,
+            None,
+        )
+        .await;
+        answers.push_str(&body.to_string());
+    }
+    let (_, tasks) = send(
+        &http,
+        Method::GET,
+        &format!("{base}/connectors/{name}/tasks"),
+        None,
+        None,
+    )
+    .await;
+    for task in tasks.as_array().expect("tasks") {
+        let headers = &task["config"]["headers"];
+        assert_eq!(headers["X-Api-Key"], "[hidden]", "{tasks}");
+        assert_eq!(headers["X-Literal-Token"], "[hidden]", "{tasks}");
+        assert_eq!(headers["X-Source"], "sluice", "{tasks}");
+    }
+    let (_, shown) = send(
+        &http,
+        Method::GET,
+        &format!("{base}/connectors/{name}/config"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(shown["headers"]["X-Literal-Token"], "[hidden]", "{shown}");
+    let (_, body) = send(
+        &http,
+        Method::GET,
+        &format!("{base}/connectors?expand=info&expand=status"),
+        None,
+        None,
+    )
+    .await;
+    answers.push_str(&body.to_string());
+    let (_, body) = send(
+        &http,
+        Method::PUT,
+        &format!("{base}/connector-plugins/http-sink/config/validate"),
+        None,
+        Some(config.clone()),
+    )
+    .await;
+    answers.push_str(&body.to_string());
+    // What a client read back and sends again keeps the hidden value (it is not "[hidden]").
+    let (status, body) = send(
+        &http,
+        Method::PUT,
+        &format!("{base}/connectors/{name}/config"),
+        None,
+        Some(shown),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    answers.push_str(&body.to_string());
+
+    let configs_topic = format!("{}-configs", group.group);
+    let stored = tokio::task::spawn_blocking(move || {
+        kafka::read_all(&configs_topic)
+            .into_iter()
+            .flat_map(|r| [r.key.unwrap_or_default(), r.value.unwrap_or_default()].concat())
+            .collect::<Vec<u8>>()
+    })
+    .await
+    .expect("read the config topic");
+    let stored = String::from_utf8_lossy(&stored);
+    assert!(stored.contains("${env:SLUICE_PLANTED_KEY}"), "{stored}");
+    assert!(
+        !stored.contains(planted),
+        "a resolved value in the config topic: {stored}"
+    );
+    assert!(!stored.contains("[hidden]"), "a mask was stored: {stored}");
+    for secret in [planted, literal] {
+        assert!(
+            !answers.contains(secret),
+            "{secret} in a REST answer: {answers}"
+        );
+        assert!(!group.logs().contains(secret), "{secret} in the log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_loopback_api_refuses_requests_naming_a_foreign_host() {
+    let mut group = Group::new();
+    group.start("http", "  allowed_hosts: [sluice.internal]\n");
+    let http = reqwest::Client::new();
+    group.wait_healthy(&http).await;
+    let url = format!("{}/connectors", group.url(0));
+    let port = url
+        .split(':')
+        .nth(2)
+        .and_then(|p| p.split('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    for (host, expected) in [
+        ("evil.example".to_owned(), 403),
+        (format!("evil.example:{port}"), 403),
+        (format!("127.0.0.1.nip.io:{port}"), 403),
+        (format!("localhost:{port}"), 200),
+        (format!("127.0.0.1:{port}"), 200),
+        ("sluice.internal".to_owned(), 200),
+    ] {
+        let response = http
+            .get(&url)
+            .header("host", &host)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status().as_u16(), expected, "Host: {host}");
+        if expected == 403 {
+            let body = response.text().await.unwrap_or_default();
+            assert!(body.contains("allowed_hosts"), "{body}");
+        }
+    }
+    // A write through a rebinding name is refused too, and nothing was created.
+    let response = http
+        .post(&url)
+        .header("host", "evil.example")
+        .json(&json!({"name": "rebound", "config": datagen("rebound")}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 403);
+    let (_, body) = send(&http, Method::GET, &url, None, None).await;
+    assert_eq!(body, json!([]));
+}
+
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, made with `openssl`.
 fn certificates(dir: &Path) {
     let run = |args: &[&str]| {
@@ -711,6 +1132,137 @@ async fn mtls_refuses_clients_without_a_certificate_and_workers_forward_with_the
     assert!(ok && text.contains(&topic), "{text}");
     let (ok, _) = cli(&["--url", &url, "--ca-file", &c("ca.pem"), "list"], &[]);
     assert!(!ok, "the CLI without a client certificate was served");
+}
+
+/// Three workers with REST tokens and a worker secret (`tls`: also HTTPS with client certificates
+/// from a private CA): connectors created through a follower get all their tasks, which needs
+/// every worker-to-worker call (task configs handed to the leader included) to be signed and to
+/// trust and present certificates as configured; a forged `forward=false` write stays refused.
+async fn a_secured_cluster_runs_the_tasks_of_connectors_created_through_a_follower(tls: bool) {
+    let mut group = Group::new();
+    let tokens = group.path().join("tokens");
+    std::fs::write(&tokens, format!("admin:{ADMIN}\n")).expect("tokens");
+    let mut rest = format!(
+        "  auth:\n    tokens_file: {}\n    worker_secret: {WORKER_SECRET}\n",
+        tokens.display()
+    );
+    let mut http = reqwest::Client::builder();
+    let scheme = if tls {
+        let certs = group.path().join("certs");
+        std::fs::create_dir(&certs).expect("certs dir");
+        certificates(&certs);
+        let c = |f: &str| certs.join(f).display().to_string();
+        rest.push_str(&format!(
+            "  tls:\n    cert_file: {}\n    key_file: {}\n    client_ca_file: {}\n    ca_file: {}\n",
+            c("server.pem"),
+            c("server.key"),
+            c("ca.pem"),
+            c("ca.pem")
+        ));
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.join("ca.pem")).expect("ca"))
+            .expect("ca pem");
+        let identity = reqwest::Identity::from_pem(
+            &std::fs::read(certs.join("client-bundle.pem")).expect("bundle"),
+        )
+        .expect("identity");
+        http = http.tls_certs_merge([ca]).identity(identity);
+        "https"
+    } else {
+        "http"
+    };
+    for _ in 0..3 {
+        group.start(scheme, &rest);
+    }
+    let http = http.build().expect("client");
+    group.wait_healthy(&http).await;
+    let leader = group.leader(&http).await;
+    let follower = (leader + 1) % 3;
+    let admin = bearer(ADMIN);
+    let base = group.url(follower).to_owned();
+
+    let names = [unique("secured-a"), unique("secured-b")];
+    for name in &names {
+        let config = json!({"connector.class": "datagen", "tasks.max": "2", "topic": name,
+                            "batch_size": "10", "rate": "20"});
+        let (status, body) = send(
+            &http,
+            Method::POST,
+            &format!("{base}/connectors"),
+            Some(&admin),
+            Some(json!({"name": name, "config": config})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // Each connector's instance hands its task configs to the leader, from wherever it runs.
+    let mut workers = std::collections::BTreeSet::new();
+    for name in &names {
+        let url = format!("{base}/connectors/{name}/status");
+        let status = wait_async(
+            &format!("{name} RUNNING with 2 RUNNING tasks"),
+            Duration::from_secs(120),
+            || async {
+                let (_, status) = send(&http, Method::GET, &url, Some(&admin), None).await;
+                let tasks = status["tasks"].as_array()?;
+                let ok = status["connector"]["state"] == "RUNNING"
+                    && tasks.len() == 2
+                    && tasks.iter().all(|t| t["state"] == "RUNNING");
+                ok.then_some(status)
+            },
+        )
+        .await;
+        for task in status["tasks"].as_array().into_iter().flatten() {
+            workers.insert(task["worker_id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert!(
+        workers.len() >= 2,
+        "the 4 tasks all run on one worker: {workers:?}"
+    );
+    let logs = group.logs();
+    assert!(
+        !logs.contains("cannot hand task configs to the leader"),
+        "a follower's task configs were refused: {logs}"
+    );
+
+    // Admin credentials without a worker signature cannot pose as a worker.
+    let forged = format!(
+        "{}/connectors/{}/tasks?forward=false",
+        group.url(leader),
+        names[0]
+    );
+    let (status, body) = send(
+        &http,
+        Method::POST,
+        &forged,
+        Some(&admin),
+        Some(json!([{"task.class": "forged"}])),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (_, tasks) = send(
+        &http,
+        Method::GET,
+        &format!("{base}/connectors/{}/tasks", names[0]),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(
+        tasks.as_array().map(Vec::len),
+        Some(2),
+        "a forged write changed the tasks: {tasks}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_with_tokens_and_a_worker_secret_runs_follower_connectors_tasks() {
+    a_secured_cluster_runs_the_tasks_of_connectors_created_through_a_follower(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_with_tokens_a_worker_secret_and_mtls_runs_follower_connectors_tasks() {
+    a_secured_cluster_runs_the_tasks_of_connectors_created_through_a_follower(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

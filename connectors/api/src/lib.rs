@@ -41,5 +41,8 @@ pub use schema::{Field, Schema, SchemaBuilder, SchemaError, SchemaRef, SchemaTyp
 pub use secret::Secret;
 pub use sink::{ErrantRecordReporter, SinkConnector, SinkTask, SinkTaskContext};
 pub use source::{OffsetReader, SourceConnector, SourceTask, SourceTaskContext};
-pub use spec::{ConfigField, ConfigSpec, ConnectorConfig, FieldError, FieldKind, MASK, Validator};
+pub use spec::{
+    ConfigField, ConfigSpec, ConnectorConfig, FieldError, FieldKind, MASK, Validator, mask_entries,
+    sensitive_key,
+};
 pub use value::{Decimal, FieldName, Struct, Value};

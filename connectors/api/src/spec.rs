@@ -15,6 +15,43 @@ use crate::error::{ConnectorError, Result};
 /// The text secrets are replaced with wherever a config is shown.
 pub const MASK: &str = "[hidden]";
 
+/// Parts of a key that name a credential.
+const SENSITIVE: &[&str] = &[
+    "authorization",
+    "auth",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "key",
+    "cookie",
+    "credential",
+    "signature",
+    "session",
+];
+
+/// Whether an entry of a free-form map (`FieldKind::Map`, such as http-sink's `headers`) holds a
+/// credential by its key (`Authorization`, `X-Api-Key`, `sasl.password`...): its value is then
+/// masked like a secret field's.
+pub fn sensitive_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SENSITIVE.iter().any(|part| key.contains(part))
+}
+
+/// A free-form map with the values of [`sensitive_key`] entries replaced by [`MASK`].
+pub fn mask_entries(map: &Map<String, Json>) -> Map<String, Json> {
+    map.iter()
+        .map(|(k, v)| {
+            let shown = if sensitive_key(k) && !v.is_null() {
+                Json::String(MASK.to_owned())
+            } else {
+                v.clone()
+            };
+            (k.clone(), shown)
+        })
+        .collect()
+}
+
 /// What a field holds. Durations are normalised to whole milliseconds (YAML may say `5s`, `250ms`
 /// or a number of milliseconds).
 #[derive(Debug, Clone)]
@@ -351,6 +388,8 @@ impl ConfigSpec {
                 *value = Json::String(MASK.to_owned());
             } else if let (FieldKind::Object(spec), Json::Object(inner)) = (&field.kind, &*value) {
                 *value = Json::Object(spec.mask(inner));
+            } else if let (FieldKind::Map, Json::Object(inner)) = (&field.kind, &*value) {
+                *value = Json::Object(mask_entries(inner));
             }
         }
         out

@@ -24,7 +24,12 @@ fn main() {
             }
         }
         if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(data) {
-            let _ = sluice::config::pipeline_from_flat("fuzz", &map, &registry);
+            let _ = sluice::config::pipeline_from_flat(
+                "fuzz",
+                &map,
+                &registry,
+                &sluice::config::ProviderPolicy::default(),
+            );
             let _ = sluice::config::mask_flat(&map, &registry);
             let _ = sluice::config::flat_from_pipeline(&map);
         }

@@ -158,6 +158,9 @@ pub fn plugin_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
+/// Largest component file loaded (a Python component with CPython inside is ~20 MB).
+const MAX_PLUGIN_BYTES: u64 = 512 << 20;
+
 /// Loads (compiles, or takes from the cache) the component at `path` and asks it for its config
 /// spec. Loading the same unchanged file again returns the same plugin.
 pub fn load(path: &Path) -> Result<Arc<LoadedPlugin>> {
@@ -167,6 +170,15 @@ pub fn load(path: &Path) -> Result<Arc<LoadedPlugin>> {
     };
     let canonical = path.canonicalize().map_err(read)?;
     let meta = std::fs::metadata(&canonical).map_err(read)?;
+    // A device (`/dev/zero`) or a FIFO would be read without end, or block, inside a request.
+    if !meta.is_file() {
+        return Err(read(std::io::Error::other("not a regular file")));
+    }
+    if meta.len() > MAX_PLUGIN_BYTES {
+        return Err(read(std::io::Error::other(format!(
+            "larger than {MAX_PLUGIN_BYTES} bytes"
+        ))));
+    }
     let stamp = (meta.modified().ok(), meta.len());
     let memo = LOADED.get_or_init(Default::default);
     if let Some((modified, len, plugin)) = memo
@@ -236,4 +248,18 @@ fn compile(name: String, path: PathBuf, bytes: &[u8]) -> Result<LoadedPlugin> {
     })?;
     plugin.spec = PluginSpec::from_fields(&plugin.name, fields)?;
     Ok(plugin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_are_loaded() {
+        let err = load(Path::new("/dev/zero")).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("cannot read plugin /dev/zero: not a regular file")
+        );
+    }
 }

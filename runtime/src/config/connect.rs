@@ -4,10 +4,10 @@
 //! accepted too; dotted connector field names map to their snake_case form.
 
 use serde_json::{Map, Value as Json, json};
-use sluice_connector_api::{FieldError, Plugin, Registry};
+use sluice_connector_api::{FieldError, FieldKind, Plugin, Registry};
 
 use super::pipeline::{Pipeline, validate_pipeline};
-use super::provider::resolve_providers;
+use super::provider::{ProviderPolicy, resolve_recording, scrub};
 
 const CONVERTERS: &[(&str, &str)] = &[
     ("org.apache.kafka.connect.json.JsonConverter", "json"),
@@ -183,27 +183,35 @@ fn converter_setting(key: &str) -> Option<(&'static str, &str)> {
     None
 }
 
-/// Validates a flat connector config; errors name the keys as the user wrote them.
+/// Validates a flat connector config, resolving provider references under `policy`; errors
+/// name the keys as the user wrote them and show references as written, never their values.
 pub fn pipeline_from_flat(
     name: &str,
     flat: &Map<String, Json>,
     registry: &Registry,
+    policy: &ProviderPolicy,
 ) -> Result<Pipeline, Vec<FieldError>> {
     let mut resolved = Json::Object(flat.clone());
-    let provider_errors = resolve_providers(&mut resolved);
+    let (provider_errors, substitutions) = resolve_recording(&mut resolved, policy);
+    if !provider_errors.is_empty() {
+        return Err(provider_errors);
+    }
     let resolved = match resolved {
         Json::Object(map) => map,
         _ => Map::new(),
     };
     let (shape, renames) = to_pipeline_shape(name, &resolved, registry);
-    let rename = |mut e: FieldError| {
-        e.field = renames.user_key(&e.field);
-        e
-    };
-    if !provider_errors.is_empty() {
-        return Err(provider_errors);
-    }
-    validate_pipeline(&shape, registry).map_err(|errors| errors.into_iter().map(rename).collect())
+    validate_pipeline(&shape, registry).map_err(|errors| {
+        let mut errors: Vec<FieldError> = errors
+            .into_iter()
+            .map(|mut e| {
+                e.field = renames.user_key(&e.field);
+                e
+            })
+            .collect();
+        scrub(&mut errors, &substitutions);
+        errors
+    })
 }
 
 /// A copy of a flat config with secret fields (as the connector type declares them) masked.
@@ -218,10 +226,13 @@ pub fn mask_flat(flat: &Map<String, Json>, registry: &Registry) -> Map<String, J
                 .field(key)
                 .or_else(|| spec.field(&key.replace('.', "_")));
             let secret = field.is_some_and(|f| f.secret);
-            let shown = if secret && !value.is_null() {
-                json!(sluice_connector_api::MASK)
-            } else {
-                value.clone()
+            let shown = match (field, value) {
+                (_, value) if secret && !value.is_null() => json!(sluice_connector_api::MASK),
+                // A free-form map (http-sink's `headers`) hides its credential entries.
+                (Some(f), Json::Object(entries)) if matches!(f.kind, FieldKind::Map) => {
+                    Json::Object(sluice_connector_api::mask_entries(entries))
+                }
+                (_, value) => value.clone(),
             };
             (key.clone(), shown)
         })
@@ -299,9 +310,13 @@ mod tests {
             "value.converter": "org.apache.kafka.connect.json.JsonConverter",
             "value.converter.schemas.enable": "false",
         });
-        let pipeline =
-            pipeline_from_flat("n", flat.as_object().unwrap(), &crate::registry::builtin())
-                .unwrap();
+        let pipeline = pipeline_from_flat(
+            "n",
+            flat.as_object().unwrap(),
+            &crate::registry::builtin(),
+            &ProviderPolicy::default(),
+        )
+        .unwrap();
         assert_eq!(pipeline.settings.tasks, 3);
         assert_eq!(pipeline.config.get_i64("count"), Some(10));
         let value = pipeline.settings.value_converter.unwrap();
@@ -313,9 +328,13 @@ mod tests {
     fn errors_name_the_keys_the_user_wrote() {
         let flat =
             json!({"connector.class": "datagen", "tasks.max": "0", "topic": "t", "count": "x"});
-        let errors =
-            pipeline_from_flat("n", flat.as_object().unwrap(), &crate::registry::builtin())
-                .unwrap_err();
+        let errors = pipeline_from_flat(
+            "n",
+            flat.as_object().unwrap(),
+            &crate::registry::builtin(),
+            &ProviderPolicy::default(),
+        )
+        .unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["tasks.max", "count"]);
     }

@@ -14,10 +14,14 @@ pub use connect::{
 };
 pub use file::{ConfigFile, FileKind, Problem, load_yaml};
 pub use pipeline::{PipelineConfig, pipeline_spec};
-pub use provider::resolve_providers;
+pub use provider::{
+    EnvPolicy, FilePolicy, ProviderPolicy, resolve_providers, resolve_providers_with,
+};
+pub(crate) use provider::{resolve_recording, restore_references};
 pub use worker::{
     AuthSettings, ClusterSettings, RestSettings, RestartSettings, TlsSettings, WorkerConfig,
-    auth_spec, cluster_spec, converter_spec, rest_spec, restart_spec, tls_spec, worker_spec,
+    auth_spec, cluster_spec, converter_spec, env_provider_spec, file_provider_spec, providers_spec,
+    rest_spec, restart_spec, tls_spec, worker_spec,
 };
 
 pub use pipeline::Pipeline;

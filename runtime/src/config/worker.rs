@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use sluice_connector_api::{ConfigSpec, FieldError, FieldKind, Secret, Validator};
 
+use super::provider::{DEFAULT_MAX_FILE_BYTES, ProviderPolicy};
 use crate::convert::ConverterConfig;
 
 const DEFAULT_OFFSETS_FILE: &str = "./data/offsets.json";
@@ -55,6 +56,8 @@ pub struct WorkerConfig {
     pub plugins_dir: Option<PathBuf>,
     /// Automatic restarts of failed tasks.
     pub task_restart: RestartSettings,
+    /// What `${env:...}`/`${file:...}` in connector configs given through the REST API may read.
+    pub config_providers: ProviderPolicy,
 }
 
 /// Automatic restarts of failed tasks (`task_restart`). Durations in ms.
@@ -94,6 +97,38 @@ pub fn restart_spec() -> ConfigSpec {
         .check(Validator::min(1))
 }
 
+/// Spec of the `config_providers` block.
+pub fn providers_spec() -> ConfigSpec {
+    ConfigSpec::new()
+        .optional("enabled", FieldKind::List, json!(["env", "file"]), "Config providers connector configs given through the REST API may use: `env`, `file`; a reference to another is refused.")
+        .check(Validator::Custom(std::sync::Arc::new(|value: &Json| {
+            let known = ["env", "file"];
+            match value.as_array() {
+                Some(items) if items.iter().all(|i| i.as_str().is_some_and(|p| known.contains(&p))) => Ok(()),
+                _ => Err("a list of env and file".to_owned()),
+            }
+        })))
+        .optional("env", FieldKind::Object(env_provider_spec()), json!({}), "The `${env:NAME}` provider.")
+        .optional("file", FieldKind::Object(file_provider_spec()), json!({}), "The `${file:path:key}` provider.")
+}
+
+/// Spec of the `config_providers.env` block.
+pub fn env_provider_spec() -> ConfigSpec {
+    ConfigSpec::new().maybe(
+        "allowed_names",
+        FieldKind::List,
+        "Environment variables `${env:...}` may read: names, or prefixes ending in `*` (`HTTP_SINK_*`); unset means any. Set it so a REST client cannot read the worker's other variables.",
+    )
+}
+
+/// Spec of the `config_providers.file` block.
+pub fn file_provider_spec() -> ConfigSpec {
+    ConfigSpec::new()
+        .maybe("allowed_paths", FieldKind::List, "Directories (or files) `${file:...}` may read under (Kafka Connect's `allowed.paths`); symbolic links and `..` are resolved first. Unset means any path.")
+        .optional("max_bytes", FieldKind::Int, DEFAULT_MAX_FILE_BYTES as i64, "Largest file `${file:...}` reads, in bytes; only regular files are read.")
+        .check(Validator::range(1, 64 << 20))
+}
+
 /// Distributed mode (`sluice worker`): the group and its internal topics. Durations in ms.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
@@ -120,6 +155,8 @@ pub struct RestSettings {
     pub advertised_url: Option<String>,
     /// Serve a non-loopback listener without authentication (refused unless set).
     pub allow_unauthenticated: bool,
+    /// Host names accepted besides loopback ones when a loopback API has no authentication.
+    pub allowed_hosts: Vec<String>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Who may call the API.
@@ -199,6 +236,7 @@ pub fn rest_spec() -> ConfigSpec {
         .check(Validator::NonEmpty)
         .maybe("advertised_url", FieldKind::String, "URL other workers and clients use to reach this worker; http(s)://<host>:<port> of `listen` when unset.")
         .optional("allow_unauthenticated", FieldKind::Bool, false, "Serve a non-loopback `listen` address without authentication; without it such a worker refuses to start.")
+        .optional("allowed_hosts", FieldKind::List, json!([]), "Without `auth` on a loopback `listen`, requests must name this worker by a loopback name or address (or `advertised_url`'s host) in their Host header, against DNS rebinding from a browser; further host names accepted.")
         .optional("max_body_bytes", FieldKind::Int, DEFAULT_MAX_BODY_BYTES, "Largest request body accepted, in bytes; larger requests get 413.")
         .check(Validator::range(1024, 1 << 30))
         .optional("auth", FieldKind::Object(auth_spec()), json!({}), "Who may call the API: bearer tokens and basic users with a role (`admin` may write, `read` may only GET).")
@@ -341,6 +379,12 @@ pub fn worker_spec() -> ConfigSpec {
             FieldKind::Object(rest_spec()),
             json!({}),
             "The Kafka Connect compatible REST API.",
+        )
+        .optional(
+            "config_providers",
+            FieldKind::Object(providers_spec()),
+            json!({}),
+            "What `${env:...}` and `${file:...}` in connector configs given through the REST API may read (files the operator wrote may use every provider).",
         )
 }
 

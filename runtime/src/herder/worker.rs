@@ -24,7 +24,7 @@ use crate::cluster::{
     MemberConfig, MemberEvent, MemberMetadata, TaskId, Work, configured_work,
 };
 use crate::config::{
-    Pipeline, WorkerConfig, flat_from_pipeline_settings, pipeline_from_flat, resolve_providers,
+    Pipeline, WorkerConfig, flat_from_pipeline_settings, pipeline_from_flat, resolve_providers_with,
 };
 use crate::error::{Error, TaskError};
 use crate::metrics::{Metrics, TaskMetrics};
@@ -53,6 +53,8 @@ pub struct Cluster {
     pub(crate) registry: Registry,
     /// This worker's REST URL, also its worker id.
     pub url: String,
+    /// The signing, TLS-configured client for calls to other workers.
+    pub(crate) peers: crate::rest::Peers,
     pub configs: ConfigStore,
     pub status: StatusStore,
     pub offsets: Arc<dyn OffsetStore>,
@@ -282,6 +284,7 @@ pub async fn run_herder(
     worker: WorkerConfig,
     registry: Registry,
     url: String,
+    peers: crate::rest::Peers,
     mode: Mode,
     cancel: CancellationToken,
     ready: impl FnOnce(Arc<Cluster>),
@@ -355,6 +358,7 @@ pub async fn run_herder(
         worker: worker.clone(),
         registry,
         url: url.clone(),
+        peers,
         configs: configs.clone(),
         status,
         offsets,
@@ -824,7 +828,8 @@ impl Reconciler {
     }
 
     fn pipeline(&self, name: &str, props: &Map<String, Json>) -> Result<Pipeline, String> {
-        pipeline_from_flat(name, props, &self.cluster.registry).map_err(|errors| {
+        let policy = &self.cluster.worker.config_providers;
+        pipeline_from_flat(name, props, &self.cluster.registry, policy).map_err(|errors| {
             errors
                 .iter()
                 .map(ToString::to_string)
@@ -930,7 +935,8 @@ impl Reconciler {
                 running.instance = Some(instance);
                 info!(connector = %name, tasks = tasks.len(), "connector started");
                 self.cluster.metrics.connector_start(false);
-                let tasks = with_placeholders(&running.props, tasks);
+                let tasks =
+                    with_placeholders(&running.props, tasks, &self.cluster.worker.config_providers);
                 let tasks: Vec<Map<String, Json>> = tasks.into_iter().map(|c| c.0).collect();
                 running.generated = Some(tasks.clone());
                 let state = if running.target == TargetState::Paused {
@@ -977,7 +983,7 @@ impl Reconciler {
                         .await
                         .map_err(|e| e.to_string())
                 } else if let Some(leader) = membership.leader_url {
-                    forward_task_configs(&leader, &name, &tasks).await
+                    forward_task_configs(&cluster.peers, &leader, &name, &tasks).await
                 } else {
                     Err("no leader known yet".to_owned())
                 };
@@ -1074,7 +1080,7 @@ impl Reconciler {
         });
         // Task configs hold `${...}` placeholders as the user wrote them; resolved only here.
         let mut resolved = Json::Object(config.clone());
-        let problems = resolve_providers(&mut resolved);
+        let problems = resolve_providers_with(&mut resolved, &self.cluster.worker.config_providers);
         if !problems.is_empty() {
             return Err(problems
                 .iter()
@@ -1261,40 +1267,25 @@ impl Reconciler {
     }
 }
 
-/// Task configs with every value that came from a `${...}` placeholder of the connector config
-/// put back as the placeholder, so the config topic (and GET .../tasks) never holds resolved
-/// secrets; tasks resolve them when they start.
+/// Task configs with every value that came from a `${...}` reference of the connector config
+/// (at any depth: a header in a map, part of a URL) put back as the reference, so the config
+/// topic (and GET .../tasks) never holds resolved secrets; tasks resolve them when they start.
 fn with_placeholders(
     props: &Map<String, Json>,
     tasks: Vec<ConnectorConfig>,
+    policy: &crate::config::ProviderPolicy,
 ) -> Vec<ConnectorConfig> {
-    let placeholders: Vec<(String, Json)> = props
-        .values()
-        .filter_map(|raw| {
-            let text = raw.as_str().filter(|t| t.contains("${"))?;
-            let mut resolved = Json::String(text.to_owned());
-            if !resolve_providers(&mut resolved).is_empty() {
-                return None;
-            }
-            let resolved = resolved.as_str()?.to_owned();
-            (!resolved.is_empty() && resolved != text).then(|| (resolved, raw.clone()))
-        })
-        .collect();
-    if placeholders.is_empty() {
-        return tasks;
-    }
+    let mut resolved = Json::Object(props.clone());
+    let (_, substitutions) = crate::config::resolve_recording(&mut resolved, policy);
     tasks
         .into_iter()
-        .map(|mut config| {
-            for value in config.0.values_mut() {
-                if let Some((_, raw)) = placeholders
-                    .iter()
-                    .find(|(resolved, _)| value.as_str() == Some(resolved.as_str()))
-                {
-                    *value = raw.clone();
-                }
+        .map(|config| {
+            let mut value = Json::Object(config.0);
+            crate::config::restore_references(&mut value, &substitutions);
+            match value {
+                Json::Object(map) => ConnectorConfig(map),
+                _ => ConnectorConfig(Map::new()),
             }
-            config
         })
         .collect()
 }
@@ -1324,16 +1315,21 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
-/// Sends task configs to the leader's internal endpoint.
+/// Sends task configs to the leader's internal endpoint, signed like any worker-to-worker call.
 async fn forward_task_configs(
+    peers: &crate::rest::Peers,
     leader: &str,
     connector: &str,
     tasks: &[Map<String, Json>],
 ) -> Result<(), String> {
-    let url = format!("{leader}/connectors/{connector}/tasks?forward=false");
-    let response = reqwest::Client::new()
-        .post(&url)
-        .json(tasks)
+    let body = serde_json::to_vec(tasks).map_err(|e| e.to_string())?;
+    let response = peers
+        .request(
+            reqwest::Method::POST,
+            leader,
+            &format!("/connectors/{connector}/tasks?forward=false"),
+            body,
+        )
         .timeout(Duration::from_secs(30))
         .send()
         .await

@@ -238,10 +238,6 @@ impl Auth {
         self.tokens_file.is_some() || self.users.is_some() || !self.env_tokens.is_empty()
     }
 
-    pub(crate) fn worker_key(&self) -> Option<&WorkerKey> {
-        self.worker_key.as_ref()
-    }
-
     async fn token_role(&self, token: &str) -> Option<Role> {
         let wanted = digest(token);
         let file = match &self.tokens_file {

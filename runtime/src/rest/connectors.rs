@@ -127,21 +127,32 @@ pub(crate) async fn list(State(api): State<Api>, RawQuery(query): RawQuery) -> R
     Json(Value::Object(out)).into_response()
 }
 
-/// Validates a flat config for connector `name`; the error lists every problem.
-fn validated(api: &Api, name: &str, props: &Map<String, Value>) -> Result<(), ApiError> {
-    pipeline_from_flat(name, props, api.cluster.registry())
+/// Validates a flat config for connector `name`; the error lists every problem. Off the async
+/// threads: resolving `${file:...}` reads files and a WASM connector's spec loads a component.
+async fn validated(api: &Api, name: &str, props: &Map<String, Value>) -> Result<(), ApiError> {
+    let (cluster, name, props) = (api.cluster.clone(), name.to_owned(), props.clone());
+    let checked = tokio::task::spawn_blocking(move || {
+        pipeline_from_flat(
+            &name,
+            &props,
+            cluster.registry(),
+            &cluster.worker_config().config_providers,
+        )
         .map(drop)
-        .map_err(|errors| {
-            ApiError::bad_request(format!(
-                "Connector configuration is invalid and contains the following {} error(s):\n{}\nYou can also find the above list of errors at the endpoint `/connector-plugins/{{connectorType}}/config/validate`",
-                errors.len(),
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            ))
-        })
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    checked.map_err(|errors| {
+        ApiError::bad_request(format!(
+            "Connector configuration is invalid and contains the following {} error(s):\n{}\nYou can also find the above list of errors at the endpoint `/connector-plugins/{{connectorType}}/config/validate`",
+            errors.len(),
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        ))
+    })
 }
 
 fn valid_name(name: &str) -> Result<(), ApiError> {
@@ -166,6 +177,18 @@ fn unmask(api: &Api, flat: &mut Map<String, Value>, stored: &Map<String, Value>)
             && masked.get(key).is_some_and(|m| m == value);
         if was_masked && let Some(original) = stored.get(key) {
             *value = original.clone();
+        }
+        // Masked entries of a map field (a header holding a credential).
+        if let (Value::Object(entries), Some(Value::Object(shown)), Some(Value::Object(original))) =
+            (value, masked.get(key), stored.get(key))
+        {
+            for (entry, v) in entries.iter_mut() {
+                let hidden = v.as_str() == Some(sluice_connector_api::MASK)
+                    && shown.get(entry).is_some_and(|m| m == v);
+                if hidden && let Some(original) = original.get(entry) {
+                    *v = original.clone();
+                }
+            }
         }
     }
 }
@@ -233,7 +256,7 @@ pub(crate) async fn create(
             "Connector {name} already exists"
         )));
     }
-    validated(&api, &name, &flat)?;
+    validated(&api, &name, &flat).await?;
     api.cluster.configs.put_target(&name, initial).await?;
     api.cluster.configs.put_connector(&name, &flat).await?;
     let state = api.cluster.configs.snapshot();
@@ -279,7 +302,7 @@ pub(crate) async fn put_config(
     if let Some(stored) = state.connectors.get(&name) {
         unmask(&api, &mut flat, stored);
     }
-    validated(&api, &name, &flat)?;
+    validated(&api, &name, &flat).await?;
     let existed = state.connectors.contains_key(&name);
     if !existed {
         api.cluster

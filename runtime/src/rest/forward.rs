@@ -60,31 +60,17 @@ pub(crate) async fn forward(
         Some(q) if !q.is_empty() => format!("?{q}&forward=false"),
         _ => "?forward=false".to_owned(),
     };
-    let url = format!("{leader}{}{query}", uri.path());
     let method =
         reqwest::Method::from_bytes(method.as_str().as_bytes()).map_err(ApiError::internal)?;
-    let mut request = api
-        .http
-        .request(method.clone(), &url)
-        .timeout(Duration::from_secs(90));
     let body = match body {
-        Some(body) => {
-            request = request.header(reqwest::header::CONTENT_TYPE, "application/json");
-            serde_json::to_vec(&body).map_err(ApiError::internal)?
-        }
+        Some(body) => serde_json::to_vec(&body).map_err(ApiError::internal)?,
         None => Vec::new(),
     };
-    // The leader admits a forwarded write only with this worker-to-worker signature.
-    if let Some(key) = api.auth.worker_key() {
-        let (timestamp, signature) =
-            key.sign(method.as_str(), &format!("{}{query}", uri.path()), &body);
-        request = request
-            .header(super::signature::TIMESTAMP_HEADER, timestamp)
-            .header(super::signature::SIGNATURE_HEADER, signature);
-    }
-    if !body.is_empty() {
-        request = request.body(body);
-    }
+    let request = api
+        .cluster
+        .peers
+        .request(method, leader, &format!("{}{query}", uri.path()), body)
+        .timeout(Duration::from_secs(90));
     let response = request.send().await.map_err(|e| {
         ApiError::internal(format!(
             "cannot forward the request to the leader at {leader}: {e}"

@@ -6,7 +6,9 @@ mod auth;
 mod connectors;
 mod error;
 pub(crate) mod forward;
+mod host;
 mod offsets;
+mod peer;
 mod plugins;
 mod security;
 mod signature;
@@ -26,6 +28,7 @@ use crate::herder::Cluster;
 
 pub use auth::AuthError;
 pub use error::ApiError;
+pub use peer::Peers;
 pub use security::{Security, SecurityError};
 pub use tls::TlsError;
 
@@ -34,16 +37,12 @@ pub use tls::TlsError;
 pub(crate) struct Api {
     pub cluster: Arc<Cluster>,
     pub kafka_cluster_id: Arc<str>,
-    pub http: reqwest::Client,
-    pub auth: Arc<auth::Auth>,
 }
 
 pub fn router(cluster: Arc<Cluster>, kafka_cluster_id: String, security: &Security) -> Router {
     let api = Api {
         cluster,
         kafka_cluster_id: kafka_cluster_id.into(),
-        http: security.http.clone(),
-        auth: Arc::clone(&security.auth),
     };
     Router::new()
         .route("/", get(connectors::root))
@@ -111,6 +110,11 @@ pub fn router(cluster: Arc<Cluster>, kafka_cluster_id: String, security: &Securi
             auth::check,
         ))
         .layer(DefaultBodyLimit::max(security.max_body_bytes))
+        // Outermost: a request naming a foreign host is refused before anything else.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&security.hosts),
+            host::check,
+        ))
 }
 
 /// Serves the API on `listener` until `cancel` fires.

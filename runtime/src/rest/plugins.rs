@@ -165,18 +165,9 @@ pub(crate) async fn validate(
     Path(kind): Path<String>,
     Body(body): Body<Map<String, Value>>,
 ) -> Result<Json<Value>, ApiError> {
-    // `wasm` has no fixed spec: it is the spec of the component the config's `plugin` names
-    // (the resolver's own fields when that cannot be loaded; the errors say why).
-    let (plugin_name, spec) = match api.cluster.registry().resolver(&kind) {
-        Some(resolver) => match resolver.resolve(&body) {
-            Ok(plugin) => (kind.clone(), plugin.spec()),
-            Err(_) => (kind.clone(), resolver.spec()),
-        },
-        None => {
-            let plugin = plugin(&api, &kind)?;
-            (plugin.name().to_owned(), plugin.spec())
-        }
-    };
+    if api.cluster.registry().resolver(&kind).is_none() {
+        plugin(&api, &kind)?;
+    }
     let mut flat = body.clone();
     if !flat.contains_key("connector.class") && !flat.contains_key("connector") {
         flat.insert("connector.class".into(), json!(kind));
@@ -186,9 +177,36 @@ pub(crate) async fn validate(
         .and_then(Value::as_str)
         .unwrap_or("validate")
         .to_owned();
-    let errors = pipeline_from_flat(&name, &flat, api.cluster.registry())
+    // Off the async threads: a WASM connector's spec loads a component, and resolving
+    // `${file:...}` reads files.
+    let (cluster, checked) = (api.cluster.clone(), flat.clone());
+    let (described, errors) = tokio::task::spawn_blocking(move || {
+        let registry = cluster.registry();
+        // `wasm` has no fixed spec: it is the spec of the component the config's `plugin`
+        // names (the resolver's own fields when that cannot be loaded; the errors say why).
+        let described = match registry.resolver(&kind) {
+            Some(resolver) => match resolver.resolve(&body) {
+                Ok(plugin) => Some((kind.clone(), plugin.spec())),
+                Err(_) => Some((kind.clone(), resolver.spec())),
+            },
+            None => registry
+                .get(&kind)
+                .map(|plugin| (plugin.name().to_owned(), plugin.spec())),
+        };
+        let errors = pipeline_from_flat(
+            &name,
+            &checked,
+            registry,
+            &cluster.worker_config().config_providers,
+        )
         .err()
         .unwrap_or_default();
+        (described, errors)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let (plugin_name, spec) =
+        described.ok_or_else(|| ApiError::internal("the connector type disappeared"))?;
     let errors_for = |key: &str| -> Vec<String> {
         errors
             .iter()
@@ -200,6 +218,9 @@ pub(crate) async fn validate(
         match flat.get(key).or_else(|| flat.get(&key.replace('_', "."))) {
             None | Some(Value::Null) => Value::Null,
             Some(_) if secret => json!(MASK),
+            Some(Value::Object(entries)) => {
+                json!(Value::Object(sluice_connector_api::mask_entries(entries)).to_string())
+            }
             Some(Value::String(s)) => json!(s),
             Some(other) => json!(other.to_string()),
         }

@@ -35,8 +35,11 @@ pub enum SecurityError {
 pub struct Security {
     pub(crate) auth: Arc<Auth>,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
-    pub(crate) http: reqwest::Client,
+    /// The client this worker calls other workers with.
+    pub peers: super::Peers,
     pub(crate) max_body_bytes: usize,
+    /// The DNS rebinding guard of an unauthenticated loopback API.
+    pub(crate) hosts: Arc<super::host::HostCheck>,
 }
 
 impl std::fmt::Debug for Security {
@@ -71,8 +74,9 @@ impl Security {
         Ok(Self {
             auth: Arc::new(Auth::load(auth, rest.max_body_bytes)?),
             tls: rest.tls.as_ref().map(tls::server_config).transpose()?,
-            http: tls::forward_client(rest)?,
+            peers: super::Peers::new(rest)?,
             max_body_bytes: rest.max_body_bytes,
+            hosts: Arc::new(super::host::HostCheck::new(rest)),
         })
     }
 }
