@@ -93,6 +93,22 @@ impl Read {
     }
 }
 
+/// A partition's low and high watermarks. A loaded machine (the whole suite on two cores) can let
+/// one request time out: asked again a few times before the test fails.
+fn watermarks(consumer: &BaseConsumer, topic: &str, partition: i32) -> (i64, i64) {
+    let mut attempt = 0;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok(marks) => return marks,
+            Err(e) if attempt < 5 => {
+                eprintln!("watermarks of {topic}/{partition}: {e}; asking again");
+                attempt += 1;
+            }
+            Err(e) => panic!("watermarks of {topic}/{partition}: {e}"),
+        }
+    }
+}
+
 /// How long a reader waits for the next record before it reports the topic stuck.
 const READ_STALL: Duration = Duration::from_secs(120);
 
@@ -143,9 +159,7 @@ pub fn read_all(topic: &str) -> Vec<Read> {
     let mut ends = HashMap::new();
     let mut list = TopicPartitionList::new();
     for &p in &partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .expect("watermarks");
+        let (low, high) = watermarks(&consumer, topic, p);
         if high > low {
             ends.insert(p, high);
             list.add_partition_offset(topic, p, Offset::Offset(low))
@@ -206,9 +220,7 @@ pub fn end_offsets(topic: &str) -> HashMap<i32, i64> {
         .partitions()
         .iter()
         .map(|p| {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .expect("watermarks");
+            let (_, high) = watermarks(&consumer, topic, p.id());
             (p.id(), high)
         })
         .collect()
