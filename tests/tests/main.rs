@@ -10,6 +10,7 @@ mod json_golden;
 mod operations;
 mod postgres_cdc;
 mod postgres_sink;
+mod rebalance;
 mod reference_docs;
 mod s3_archive;
 mod security;

@@ -102,6 +102,8 @@ struct Shared {
     failure: Mutex<Option<ConnectorError>>,
     /// Cancelled when the task fails or stops: lanes stop sending.
     stop: CancellationToken,
+    /// Woken whenever records were acknowledged (for `close`, which waits for them).
+    progressed: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -116,6 +118,16 @@ impl Shared {
                 set.remove(&item.record.offset);
             }
         }
+        drop(progress);
+        self.progressed.notify_waiters();
+    }
+
+    /// Whether every record of `partitions` handed to the lanes was acknowledged or reported.
+    fn settled(&self, partitions: &[TopicPartition]) -> bool {
+        let progress = self.progress();
+        partitions
+            .iter()
+            .all(|tp| progress.pending.get(tp).is_none_or(BTreeSet::is_empty))
     }
 
     /// Records the first failure and stops every lane; its records stay pending.
@@ -643,6 +655,7 @@ impl SinkTask for HttpSinkTask {
             progress: Mutex::new(Progress::default()),
             failure: Mutex::new(None),
             stop: ctx.cancel.child_token(),
+            progressed: tokio::sync::Notify::new(),
         });
         let batch_max_records = match config.batch_format {
             BatchFormat::Single => 1,
@@ -765,14 +778,30 @@ impl SinkTask for HttpSinkTask {
             .collect())
     }
 
-    /// Records of revoked partitions still queued are sent anyway (their new owner may send them
-    /// again); they no longer hold back anything.
+    /// Waits until the records of revoked partitions already handed to the lanes were sent
+    /// (or reported), so that nothing of them reaches the endpoint after their next owner
+    /// started sending: a key's values arrive in order across a rebalance. Lanes retry as
+    /// configured; when the task fails or stops meanwhile, what was not sent stays uncommitted.
     async fn close(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        if let Some(running) = self.running.as_ref() {
-            let mut progress = running.shared.progress();
-            for tp in partitions {
-                progress.pending.remove(tp);
+        let Some(running) = self.running.as_ref() else {
+            return Ok(());
+        };
+        let shared = &running.shared;
+        loop {
+            let progressed = shared.progressed.notified();
+            if shared.settled(partitions) || shared.stop.is_cancelled() {
+                break;
             }
+            // `notified` catches `notify_waiters` from its creation on: none is missed between
+            // the check and the wait.
+            tokio::select! {
+                _ = progressed => {}
+                _ = shared.stop.cancelled() => {}
+            }
+        }
+        let mut progress = shared.progress();
+        for tp in partitions {
+            progress.pending.remove(tp);
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ use tracing::warn;
 use crate::config::WorkerConfig;
 use crate::task::{AckContext, AckWindow, SourceProducer};
 
-pub(crate) use consumer::{RebalanceEvent, SinkConsumer, sink_consumer};
+pub(crate) use consumer::{RebalanceEvent, SinkConsumer, release, sink_consumer};
 pub use preflight::SecurityFailure;
 
 /// Producer settings the no-loss guarantee depends on.

@@ -1,5 +1,5 @@
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, mpsc};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -9,13 +9,14 @@ use rdkafka::{Offset, TopicPartitionList};
 use sluice_connector_api::{
     ConnectorConfig, ErrorKind, Header, SinkRecord, SinkTask, SinkTaskContext, TopicPartition,
 };
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{Failed, Stage};
 use crate::convert::Converter;
 use crate::error::TaskError;
-use crate::kafka::{RebalanceEvent, SinkConsumer};
+use crate::kafka::{RebalanceEvent, SinkConsumer, release};
 use crate::transform::TransformRecord;
 
 /// Runs one sink task until cancelled or failed.
@@ -26,7 +27,7 @@ pub(crate) struct SinkTaskRunner {
     pub(crate) config: ConnectorConfig,
     pub(crate) topics: Vec<String>,
     pub(crate) consumer: Arc<SinkConsumer>,
-    pub(crate) rebalances: mpsc::Receiver<RebalanceEvent>,
+    pub(crate) rebalances: mpsc::UnboundedReceiver<RebalanceEvent>,
     pub(crate) key_converter: Arc<dyn Converter>,
     pub(crate) value_converter: Arc<dyn Converter>,
     pub(crate) flush_interval: Duration,
@@ -89,6 +90,18 @@ impl SinkTaskRunner {
         if let Err(e) = self.task.stop().await {
             warn!(connector = %self.connector, task = self.task_id, error = %e, "sink task stop failed");
         }
+        // Revocations still pending: everything is closed, so they may go.
+        let mut pending = Vec::new();
+        while let Ok(event) = self.rebalances.try_recv() {
+            if let RebalanceEvent::Revoked { partitions, .. } = event {
+                pending.extend(partitions);
+            }
+        }
+        if !pending.is_empty()
+            && let Err(e) = self.release(pending).await
+        {
+            warn!(connector = %self.connector, task = self.task_id, error = %e, "releasing revoked partitions failed");
+        }
         // Leaving the group blocks on the broker: do it off the async threads.
         let consumer = self.consumer.clone();
         drop(self);
@@ -110,10 +123,17 @@ impl SinkTaskRunner {
         // When the current run of transient `put` failures began.
         let mut failing_since: Option<tokio::time::Instant> = None;
         loop {
+            // Revoked partitions are closed before anything else happens: they stay this task's
+            // until then, and nothing of them is written or committed after.
+            self.apply_rebalances(positions, None).await?;
             let batch = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Ok(()),
-                // Periodic flush: the only place Kafka offsets advance.
+                Some(event) = self.rebalances.recv() => {
+                    self.apply_rebalances(positions, Some(event)).await?;
+                    continue;
+                }
+                // Periodic flush: with rebalances, the only place Kafka offsets advance.
                 _ = flush_tick.tick() => {
                     self.flush_and_commit(positions).await?;
                     continue;
@@ -148,7 +168,6 @@ impl SinkTaskRunner {
                 }
             };
             self.metrics.sink_read.inc_by(batch.len() as u64);
-            let revoked = self.apply_rebalances(positions).await?;
             let mut records = Vec::with_capacity(batch.len());
             // Where each partition stands after this batch (records put and records skipped),
             // and its first offset, to read the batch again after a retriable failure. A batch
@@ -156,10 +175,6 @@ impl SinkTaskRunner {
             let mut spans: Vec<(TopicPartition, i64, i64)> = Vec::new();
             let mut failure = None;
             for (tp, offset, converted) in batch {
-                // Read before its partition moved: the new owner delivers it again.
-                if revoked.contains(&tp) {
-                    continue;
-                }
                 let span = match spans.iter().position(|(t, _, _)| *t == tp) {
                     Some(i) => i,
                     None => {
@@ -220,6 +235,11 @@ impl SinkTaskRunner {
                         rewind(self.consumer.clone(), &spans).await?;
                         tokio::select! {
                             _ = cancel.cancelled() => return Ok(()),
+                            // A revocation does not wait for the retry: the next owner may
+                            // have better luck, and the group is waiting.
+                            Some(event) = self.rebalances.recv() => {
+                                self.apply_rebalances(positions, Some(event)).await?;
+                            }
                             _ = tokio::time::sleep(self.retry_delay) => {}
                         }
                         self.retry_delay = (self.retry_delay * 2).min(self.retry_delay_max());
@@ -246,39 +266,58 @@ impl SinkTaskRunner {
         Duration::from_millis(self.errors.policy.retry_delay_max.max(100))
     }
 
-    /// Applies pending rebalances; returns the partitions this task no longer owns.
+    /// Applies `first` and every rebalance waiting behind it. A revocation is Kafka Connect's
+    /// `onPartitionsRevoked`: what the task made durable is committed, the revoked partitions are
+    /// closed (their pending data flushed or dropped by the task), and only then are they
+    /// released to the group; nothing of them is written or committed afterwards.
     async fn apply_rebalances(
         &mut self,
         positions: &mut Positions,
-    ) -> Result<HashSet<TopicPartition>, TaskError> {
-        let mut revoked = HashSet::new();
+        mut next: Option<RebalanceEvent>,
+    ) -> Result<(), TaskError> {
         let mut changed = false;
-        while let Ok(event) = self.rebalances.try_recv() {
+        while let Some(event) = next.take().or_else(|| self.rebalances.try_recv().ok()) {
             changed = true;
             match event {
                 RebalanceEvent::Assigned(partitions) => {
-                    for tp in &partitions {
-                        revoked.remove(tp);
-                    }
                     info!(connector = %self.connector, task = self.task_id, ?partitions, "partitions assigned");
                     self.task
                         .open(&partitions)
                         .await
                         .map_err(TaskError::connector("open"))?;
                 }
-                RebalanceEvent::Revoked(partitions) => {
-                    info!(connector = %self.connector, task = self.task_id, ?partitions, "partitions revoked");
-                    self.task
+                RebalanceEvent::Revoked { partitions, lost } => {
+                    info!(connector = %self.connector, task = self.task_id, ?partitions, lost, "partitions revoked");
+                    // Lost partitions belong to another member already: nothing of them may be
+                    // committed (the group would refuse it anyway).
+                    let committed = if lost {
+                        Ok(())
+                    } else {
+                        self.flush_and_commit(positions).await
+                    };
+                    let closed = self
+                        .task
                         .close(&partitions)
                         .await
-                        .map_err(TaskError::connector("close"))?;
-                    // Their new owner resumes from the last commit: records after it are delivered
-                    // again there, never lost.
+                        .map_err(TaskError::connector("close"));
+                    // Their next owner resumes from the last commit: records after it are
+                    // delivered again there, never lost.
                     for tp in &partitions {
                         positions.consumed.remove(tp);
                         positions.committed.remove(tp);
                     }
-                    revoked.extend(partitions);
+                    let released = self.release(partitions).await;
+                    match committed {
+                        // The destination is away: the next owner writes it again.
+                        Err(TaskError::Connector { stage, source })
+                            if source.kind() == ErrorKind::Retriable =>
+                        {
+                            warn!(connector = %self.connector, task = self.task_id, stage, error = %source, "revoked partitions not flushed; their next owner writes them again");
+                        }
+                        other => other?,
+                    }
+                    closed?;
+                    released?;
                 }
             }
         }
@@ -286,7 +325,14 @@ impl SinkTaskRunner {
             let assigned = self.consumer.assignment().map_or(0, |list| list.count());
             self.metrics.sink_partitions.set(assigned as i64);
         }
-        Ok(revoked)
+        Ok(())
+    }
+
+    /// Gives revoked partitions back to the group (see [`release`]).
+    async fn release(&self, partitions: Vec<TopicPartition>) -> Result<(), TaskError> {
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || release(consumer.as_ref(), &partitions)).await??;
+        Ok(())
     }
 
     /// Converts and transforms a consumed message; `None` when a transform dropped it.
@@ -393,7 +439,12 @@ impl SinkTaskRunner {
         let committed =
             tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await?;
         self.metrics.commit(began.elapsed(), committed.is_ok());
-        committed?;
+        if let Err(e) = committed {
+            // Nothing is lost: the offsets stay uncommitted (at worst records are delivered
+            // again after a crash), and the next flush commits them with what came since.
+            warn!(connector = %self.connector, task = self.task_id, error = %e, "committing sink offsets failed; retried at the next flush");
+            return Ok(());
+        }
         debug!(connector = %self.connector, task = self.task_id, partitions = advanced.len(), "sink offsets committed");
         positions.committed.extend(advanced);
         Ok(())
