@@ -60,6 +60,8 @@ pub struct Cluster {
     pub settings: String,
     /// Extra top-level lines of the worker file, for workers added from now on.
     pub worker_extra: String,
+    /// The workers' `offset_flush_interval` (short by default: tests wait less).
+    pub offset_flush_interval: String,
 }
 
 impl Cluster {
@@ -71,6 +73,7 @@ impl Cluster {
             workers: Vec::new(),
             settings: settings.to_owned(),
             worker_extra: String::new(),
+            offset_flush_interval: "200ms".into(),
         };
         for _ in 0..n {
             cluster.add_worker();
@@ -88,12 +91,13 @@ impl Cluster {
         std::fs::write(
             &file,
             format!(
-                "bootstrap_servers: {}\ndata_dir: {}\noffset_flush_interval: 200ms\nshutdown_timeout: 20s\n\
+                "bootstrap_servers: {}\ndata_dir: {}\noffset_flush_interval: {}\nshutdown_timeout: 20s\n\
                  cluster:\n  group_id: {group}\n  config_topic: {group}-configs\n  offsets_topic: {group}-offsets\n  \
                  status_topic: {group}-status\n  offsets_partitions: 5\n  heartbeat_interval: 1s\n  session_timeout: 6s\n  \
                  scheduled_rebalance_max_delay: 3s\n{}\nrest:\n  listen: 127.0.0.1:{port}\n{}\n",
                 bootstrap(),
                 self.dir.path().join(format!("{name}-data")).display(),
+                self.offset_flush_interval,
                 self.settings
                     .lines()
                     .map(|l| format!("  {l}"))

@@ -2,7 +2,7 @@
 //! worker SIGKILLed and restarted): a revoked partition is closed and its durable offsets
 //! committed before the group hands it on, so a Postgres table ends at the last update of every
 //! key, the group's committed offsets never move backwards, and an S3 archive holds every
-//! offset exactly once.
+//! offset exactly once although its files also close on a wall-clock schedule.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use sluice_tests::cluster::{Cluster, call};
+use sluice_tests::cluster::{Cluster, call, wait_async};
 use sluice_tests::postgres;
 use sluice_tests::s3::{S3Server, read_topic_archive};
 use sluice_tests::{kafka, unique, wait_for};
@@ -29,10 +29,19 @@ fn s3_config(server: &S3Server) -> serde_json::Map<String, Value> {
         .collect()
 }
 
-async fn put_config(cluster: &Cluster, via: usize, name: &str, config: &Value) {
-    let url = format!("{}/connectors/{name}/config", cluster.workers[via].url);
-    let (code, body) = call(Method::PUT, &url, Some(config.clone())).await;
-    assert!(code == 200 || code == 201, "{code}: {body}");
+async fn put_config(cluster: &Cluster, not: Option<usize>, name: &str, config: &Value) {
+    // A worker just killed may have led the group: writes fail until another leads.
+    wait_async(
+        &format!("{name}'s config to be taken"),
+        Duration::from_secs(60),
+        || async {
+            let via = live(cluster, not);
+            let url = format!("{}/connectors/{name}/config", cluster.workers[via].url);
+            let (code, _) = call(Method::PUT, &url, Some(config.clone())).await;
+            (code == 200 || code == 201).then_some(())
+        },
+    )
+    .await;
 }
 
 /// A live worker's index, other than `not`.
@@ -95,6 +104,8 @@ async fn sinks_commit_and_close_revoked_partitions_before_the_group_moves_them()
     let mut cluster = Cluster::start(0, "");
     // A SIGKILLed worker's sink consumers leave their groups within seconds, not librdkafka's
     // default 45 s.
+    // Commits at the default interval: between two, a partition closes many file sets.
+    cluster.offset_flush_interval = "5s".into();
     cluster.worker_extra =
         "consumer:\n  session.timeout.ms: \"6000\"\n  heartbeat.interval.ms: \"1000\"\n".into();
     for _ in 0..3 {
@@ -125,9 +136,10 @@ async fn sinks_commit_and_close_revoked_partitions_before_the_group_moves_them()
             "topics": topic,
             "topics_dir": s3_name,
             "format": "json",
-            // Sets close on record counts only: re-consuming from a commit re-creates the same
-            // objects, so a partition's objects tile its offsets.
+            // Sets close on record counts and on the wall clock: a re-consumption closes them
+            // elsewhere, and yet a partition's objects must tile its offsets.
             "flush_size": "53",
+            "rotate_schedule_interval": "1s",
             "key.converter": "bytes",
             "value.converter": "bytes",
         });
@@ -136,8 +148,8 @@ async fn sinks_commit_and_close_revoked_partitions_before_the_group_moves_them()
         }
         config
     };
-    put_config(&cluster, 0, &pg_name, &pg_config(2)).await;
-    put_config(&cluster, 0, &s3_name, &s3_config(2)).await;
+    put_config(&cluster, None, &pg_name, &pg_config(2)).await;
+    put_config(&cluster, None, &s3_name, &s3_config(2)).await;
     cluster.wait_running(0, &pg_name, 2).await;
     cluster.wait_running(0, &s3_name, 2).await;
 
@@ -183,13 +195,21 @@ async fn sinks_commit_and_close_revoked_partitions_before_the_group_moves_them()
     for (step, tasks) in plan {
         match step {
             "tasks" => {
-                let via = live(&cluster, killed);
-                put_config(&cluster, via, &pg_name, &pg_config(tasks)).await;
-                put_config(&cluster, via, &s3_name, &s3_config(tasks)).await;
+                put_config(&cluster, killed, &pg_name, &pg_config(tasks)).await;
+                put_config(&cluster, killed, &s3_name, &s3_config(tasks)).await;
             }
             "kill" => {
-                let leader = cluster.leader().await;
-                let victim = live(&cluster, Some(leader));
+                // The worker running the archive's first task: it dies with file sets uploaded
+                // since the last commit.
+                let via = live(&cluster, None);
+                let url = format!("{}/connectors/{s3_name}/status", cluster.workers[via].url);
+                let (_, status) = call(Method::GET, &url, None).await;
+                let runs = status["tasks"][0]["worker_id"].as_str().unwrap_or_default();
+                let victim = (0..cluster.workers.len())
+                    .find(|i| {
+                        cluster.workers[*i].process.is_some() && cluster.workers[*i].id() == runs
+                    })
+                    .unwrap_or_else(|| live(&cluster, None));
                 cluster.workers[victim].kill_hard();
                 killed = Some(victim);
             }

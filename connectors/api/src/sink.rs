@@ -25,6 +25,26 @@ pub struct SinkTaskContext {
     /// a [`Retriable`](crate::ErrorKind::Retriable) error; the runtime commits only what `flush`
     /// reports and stops.
     pub cancel: CancellationToken,
+    /// Asks the runtime to flush and commit soon instead of at its next interval.
+    pub commits: CommitRequest,
+}
+
+/// Kafka Connect's `SinkTaskContext.requestCommit()`: a task that just made data durable (an
+/// upload finished) asks for the offsets to be committed now. Requests made before the runtime
+/// gets to them fold into one flush.
+#[derive(Clone, Default)]
+pub struct CommitRequest(Arc<tokio::sync::Notify>);
+
+impl CommitRequest {
+    /// Asks for a flush and commit; returns at once.
+    pub fn request(&self) {
+        self.0.notify_one();
+    }
+
+    /// Completes when a commit was asked for (for the runtime).
+    pub async fn requested(&self) {
+        self.0.notified().await;
+    }
 }
 
 impl fmt::Debug for SinkTaskContext {
@@ -103,6 +123,12 @@ pub trait SinkTask: Send + Sync {
     async fn close(&mut self, _partitions: &[TopicPartition]) -> Result<()> {
         Ok(())
     }
+
+    /// Called after the runtime committed `offsets` (per partition, the next offset to read)
+    /// to Kafka: from now on a restart or a new owner resumes there. A sink whose writes are
+    /// not deterministic on re-delivery (files closed on a wall-clock schedule) uses it to make
+    /// sure only data at the committed position can be written twice.
+    async fn committed(&mut self, _offsets: &HashMap<TopicPartition, i64>) {}
 
     async fn stop(&mut self) -> Result<()> {
         Ok(())

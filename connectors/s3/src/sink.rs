@@ -17,6 +17,15 @@
 //! still fails after the store's retries fails the task, which then restarts from the last
 //! committed offset.
 //!
+//! `rotate_schedule_interval` closes sets on the wall clock, so a re-consumption closes them
+//! elsewhere and its objects would not replace the earlier ones: with it on, a closed set's
+//! object becomes visible only once every offset before the set is committed to Kafka (its
+//! parts upload meanwhile), and the task asks for a commit as soon as a set is visible. At most
+//! one set per partition is visible and uncommitted, and it starts at the committed offset: a
+//! new owner or a restart writes that set again under the same names, so the archive still
+//! holds every offset once. A partition whose sets wait for commits faster than they come is
+//! refused for a moment (a retriable `put`), which bounds what the waiting sets hold.
+//!
 //! A record the partitioner cannot place goes to the runtime's error policy (`errors.tolerance`,
 //! the dead-letter topic) through the task context's errant record reporter, as in every sink.
 
@@ -29,10 +38,10 @@ use bytes::Bytes;
 use chrono::{Offset, TimeZone};
 use chrono_tz::Tz;
 use sluice_connector_api::{
-    ConfigSpec, ConnectorConfig, ConnectorError, ErrantRecordReporter, Result, SinkConnector,
-    SinkPlugin, SinkRecord, SinkTask, SinkTaskContext, TopicPartition,
+    CommitRequest, ConfigSpec, ConnectorConfig, ConnectorError, ErrantRecordReporter, Result,
+    SinkConnector, SinkPlugin, SinkRecord, SinkTask, SinkTaskContext, TopicPartition,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -48,6 +57,9 @@ const LINE_CHUNK_BYTES: usize = 1024 * 1024;
 const PARQUET_CHUNK_ROWS: usize = 4096;
 /// Parts and set closes uploading at once, per task.
 const UPLOADS_IN_FLIGHT: usize = 4;
+/// Closed sets of one partition that may wait for their offsets to be committed (scheduled
+/// rotation) before `put` refuses that partition's records for a moment.
+const SETS_WAITING_FOR_COMMIT: usize = 16;
 
 pub struct S3SinkPlugin;
 
@@ -125,6 +137,8 @@ struct S3SinkTask {
     partitions: HashMap<TopicPartition, PartitionWriter>,
     /// The runtime's error policy for records the task cannot archive (from the task context).
     errant_records: Option<Arc<dyn ErrantRecordReporter>>,
+    /// Asks the runtime for a commit once a set waiting for one became visible.
+    commits: CommitRequest,
 }
 
 /// The encoder of one file, taken out while it runs on a blocking thread.
@@ -172,6 +186,10 @@ struct PartitionWriter {
     next: Option<i64>,
     /// Closed sets still uploading, oldest first, with their first offsets.
     closing: VecDeque<(i64, Upload<()>)>,
+    /// The partition's committed offset as far as the task knows (from its first record, then
+    /// from the runtime's commits); only with scheduled rotation, where a set's objects wait
+    /// for it. Dropped when the partition is closed: the sets still waiting give up.
+    committed: Option<watch::Sender<i64>>,
 }
 
 fn now_ms() -> i64 {
@@ -370,39 +388,44 @@ impl FileWriter {
         Ok(())
     }
 
-    /// Finishes the file and makes it visible: one PUT, or the last parts and the completion.
-    /// Runs in the background, holding one upload slot.
-    async fn close(mut self, store: Store, part_size: usize) -> Result<(), Error> {
+    /// Finishes the file's encoding and starts uploading its last parts; nothing of it is
+    /// visible until [`finish`](Self::finish). Runs in the background, holding one upload slot.
+    async fn prepare(&mut self, store: &Store, part_size: usize) -> Result<(), Error> {
         self.encode(true).await?;
-        if self.upload.is_none() && self.out.len() < part_size {
-            store
-                .put(&self.key, Bytes::from(std::mem::take(&mut self.out)))
-                .await?;
-        } else {
-            // The last parts need no slot of their own: this close holds one.
+        if self.upload.is_some() || self.out.len() >= part_size {
+            // The last parts need no slot of their own: the close holds one.
             while !self.out.is_empty() {
                 let take = self.out.len().min(part_size);
                 let rest = self.out.split_off(take);
                 let part = Bytes::from(std::mem::replace(&mut self.out, rest));
-                self.upload_part(&store, part, None).await?;
+                self.upload_part(store, part, None).await?;
             }
-            if let Some((id, uploads)) = self.upload.take() {
-                let mut parts = Vec::with_capacity(uploads.len());
-                let mut failure = None;
-                for upload in uploads {
-                    match finished(upload).await {
-                        Ok(part) => parts.push(part),
-                        Err(e) => {
-                            failure.get_or_insert(e);
-                        }
+        }
+        Ok(())
+    }
+
+    /// Makes the prepared file visible: one PUT, or the multipart upload's completion.
+    async fn finish(mut self, store: &Store) -> Result<(), Error> {
+        if let Some((id, uploads)) = self.upload.take() {
+            let mut parts = Vec::with_capacity(uploads.len());
+            let mut failure = None;
+            for upload in uploads {
+                match finished(upload).await {
+                    Ok(part) => parts.push(part),
+                    Err(e) => {
+                        failure.get_or_insert(e);
                     }
                 }
-                if let Some(e) = failure {
-                    store.abort_multipart(&self.key, &id).await;
-                    return Err(e);
-                }
-                store.complete_multipart(&self.key, &id, parts).await?;
             }
+            if let Some(e) = failure {
+                store.abort_multipart(&self.key, &id).await;
+                return Err(e);
+            }
+            store.complete_multipart(&self.key, &id, parts).await?;
+        } else {
+            store
+                .put(&self.key, Bytes::from(std::mem::take(&mut self.out)))
+                .await?;
         }
         debug!(key = %self.key, records = self.records, "object uploaded");
         Ok(())
@@ -421,7 +444,12 @@ impl FileWriter {
 impl PartitionWriter {
     /// Closes the open set: its files finish uploading in the background, and the set becomes
     /// durable when they all did (see [`reap`](Self::reap)).
-    async fn close_set(&mut self, settings: &Settings, tp: &TopicPartition) -> Result<(), Error> {
+    async fn close_set(
+        &mut self,
+        settings: &Settings,
+        tp: &TopicPartition,
+        commits: &CommitRequest,
+    ) -> Result<(), Error> {
         let part_size = settings.config.part_size as usize;
         let files = std::mem::take(&mut self.files);
         let (start, records) = (self.start.take(), self.records);
@@ -437,13 +465,47 @@ impl PartitionWriter {
         let permit = settings.upload_permit().await;
         let store = settings.store.clone();
         let tp = tp.clone();
+        // With scheduled rotation: visible only once the offsets before the set are committed.
+        let gate = self.committed.as_ref().map(watch::Sender::subscribe);
+        let commits = gate.is_some().then(|| commits.clone());
         let upload = tokio::spawn(async move {
             let count = files.len();
-            for (_, file) in files {
-                file.close(store.clone(), part_size).await?;
+            let mut prepared = Vec::with_capacity(count);
+            let mut failure = None;
+            for (_, mut file) in files {
+                if failure.is_none()
+                    && let Err(e) = file.prepare(&store, part_size).await
+                {
+                    failure = Some(e);
+                }
+                prepared.push(file);
             }
             drop(permit);
+            if failure.is_none()
+                && let Some(mut gate) = gate
+                && gate
+                    .wait_for(|committed| *committed >= start)
+                    .await
+                    .is_err()
+            {
+                failure = Some(Error::Data(format!(
+                    "{tp} was closed before the offsets up to {start} were committed; the set starting there is written again by the partition's next owner"
+                )));
+            }
+            if let Some(e) = failure {
+                for file in prepared {
+                    file.abort(&store).await;
+                }
+                return Err(e);
+            }
+            for file in prepared {
+                file.finish(&store).await?;
+            }
             info!(partition = %tp, start, records, files = count, "archived file set");
+            // The set's end may be committed now, which lets the next set become visible.
+            if let Some(commits) = commits {
+                commits.request();
+            }
             Ok(())
         });
         self.closing.push_back((start, upload));
@@ -473,6 +535,8 @@ impl PartitionWriter {
     /// Drops the open set (aborting its multipart uploads) and waits for closed sets still
     /// uploading, so that nothing of this partition is written after its next owner started.
     async fn discard(&mut self, settings: &Settings, tp: &TopicPartition) {
+        // Sets waiting for a commit give up (and abort their uploads).
+        self.committed = None;
         for (_, file) in std::mem::take(&mut self.files) {
             file.abort(&settings.store).await;
         }
@@ -531,6 +595,7 @@ impl SinkTask for S3SinkTask {
         let zone = parse_zone(&config.timezone)?;
         info!(connector = %ctx.connector, task = ctx.task_id, bucket = %config.connection.bucket, format = ?config.format, "s3-sink task started");
         self.errant_records = ctx.errant_records;
+        self.commits = ctx.commits;
         self.settings = Some(Settings {
             extension: extension(config.format, config.compression),
             uploads: Arc::new(Semaphore::new(UPLOADS_IN_FLIGHT)),
@@ -552,11 +617,33 @@ impl SinkTask for S3SinkTask {
         for writer in self.partitions.values_mut() {
             writer.reap().await.map_err(upload_failed)?;
         }
+        // Before anything of the batch is taken (a retry delivers it whole again, and the
+        // runtime's flush meanwhile commits what the waiting sets need).
+        if config.rotate_schedule_interval > 0
+            && let Some((tp, writer)) = self.partitions.iter().find(|(tp, w)| {
+                w.closing.len() >= SETS_WAITING_FOR_COMMIT
+                    && records
+                        .iter()
+                        .any(|r| r.topic == tp.topic && r.partition == tp.partition)
+            })
+        {
+            return Err(ConnectorError::retriable(format!(
+                "{tp}: {} closed file sets are waiting for their offsets to be committed",
+                writer.closing.len()
+            )));
+        }
         for record in records {
             let tp = record.topic_partition();
             let writer = self.partitions.entry(tp.clone()).or_default();
             if writer.next.is_some_and(|n| record.offset < n) {
                 continue;
+            }
+            // The partition resumes at its committed offset: its first record is there.
+            if config.rotate_schedule_interval > 0
+                && writer.next.is_none()
+                && writer.committed.is_none()
+            {
+                writer.committed = Some(watch::channel(record.offset).0);
             }
             let encoded = match settings.partitioner.encode(&record, now) {
                 Ok(encoded) => encoded,
@@ -580,7 +667,7 @@ impl SinkTask for S3SinkTask {
             writer.next = Some(record.offset + 1);
             if writer.rotate_before(settings, &record, &encoded, now) {
                 writer
-                    .close_set(settings, &tp)
+                    .close_set(settings, &tp, &self.commits)
                     .await
                     .map_err(upload_failed)?;
             }
@@ -614,7 +701,7 @@ impl SinkTask for S3SinkTask {
             writer.records += 1;
             if writer.rotate_after(settings, &encoded) {
                 writer
-                    .close_set(settings, &tp)
+                    .close_set(settings, &tp, &self.commits)
                     .await
                     .map_err(upload_failed)?;
             }
@@ -638,7 +725,7 @@ impl SinkTask for S3SinkTask {
             // Scheduled rotation: a quiet partition's files still close on time.
             if writer.deadline.is_some_and(|d| now >= d) {
                 writer
-                    .close_set(settings, tp)
+                    .close_set(settings, tp, &self.commits)
                     .await
                     .map_err(upload_failed)?;
             }
@@ -660,6 +747,21 @@ impl SinkTask for S3SinkTask {
             }
         }
         Ok(())
+    }
+
+    /// Lets sets waiting for these commits become visible (scheduled rotation).
+    async fn committed(&mut self, offsets: &HashMap<TopicPartition, i64>) {
+        for (tp, offset) in offsets {
+            if let Some(gate) = self.partitions.get(tp).and_then(|w| w.committed.as_ref()) {
+                gate.send_if_modified(|committed| {
+                    let advanced = *offset > *committed;
+                    if advanced {
+                        *committed = *offset;
+                    }
+                    advanced
+                });
+            }
+        }
     }
 
     async fn stop(&mut self) -> Result<()> {

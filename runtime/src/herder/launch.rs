@@ -159,6 +159,7 @@ pub(crate) fn task_run(
                 retry_delay: RETRY_START,
                 transforms: pipeline.transforms.clone(),
                 metrics,
+                commits: Default::default(),
             };
             Ok(Box::pin(runner.run(cancel)))
         }

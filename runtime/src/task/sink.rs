@@ -39,6 +39,8 @@ pub(crate) struct SinkTaskRunner {
     /// The connector's transform chain (often empty).
     pub(crate) transforms: Arc<crate::transform::Chain>,
     pub(crate) metrics: Arc<crate::metrics::TaskMetrics>,
+    /// The task's requests for an early commit (shared with its context).
+    pub(crate) commits: sluice_connector_api::CommitRequest,
 }
 
 /// First wait before a batch whose `put` failed for a transient reason is tried again.
@@ -62,6 +64,7 @@ impl SinkTaskRunner {
                 value_converter: self.value_converter.clone(),
             })),
             cancel: cancel.child_token(),
+            commits: self.commits.clone(),
         };
         self.task
             .start(ctx, &self.config)
@@ -135,6 +138,11 @@ impl SinkTaskRunner {
                 }
                 // Periodic flush: with rebalances, the only place Kafka offsets advance.
                 _ = flush_tick.tick() => {
+                    self.flush_and_commit(positions).await?;
+                    continue;
+                }
+                // The task made something durable and wants it committed now.
+                _ = self.commits.requested() => {
                     self.flush_and_commit(positions).await?;
                     continue;
                 }
@@ -233,6 +241,9 @@ impl SinkTaskRunner {
                         }
                         warn!(connector = %self.connector, task = self.task_id, error = %e, delay = ?self.retry_delay, "put failed; retrying the batch");
                         rewind(self.consumer.clone(), &spans).await?;
+                        // What is durable is committed meanwhile: a task that waits for
+                        // commits (an S3 schedule) gets them, and a restart has less to redo.
+                        self.commit_while_retrying(positions).await?;
                         tokio::select! {
                             _ = cancel.cancelled() => return Ok(()),
                             // A revocation does not wait for the retry: the next owner may
@@ -446,8 +457,21 @@ impl SinkTaskRunner {
             return Ok(());
         }
         debug!(connector = %self.connector, task = self.task_id, partitions = advanced.len(), "sink offsets committed");
-        positions.committed.extend(advanced);
+        let committed: HashMap<TopicPartition, i64> = advanced.into_iter().collect();
+        self.task.committed(&committed).await;
+        positions.committed.extend(committed);
         Ok(())
+    }
+
+    /// [`flush_and_commit`](Self::flush_and_commit) between retries of a batch: the destination
+    /// refusing for now fails nothing here.
+    async fn commit_while_retrying(&mut self, positions: &mut Positions) -> Result<(), TaskError> {
+        match self.flush_and_commit(positions).await {
+            Err(TaskError::Connector { source, .. }) if source.kind() == ErrorKind::Retriable => {
+                Ok(())
+            }
+            other => other,
+        }
     }
 }
 
