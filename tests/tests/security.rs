@@ -1255,6 +1255,96 @@ async fn a_secured_cluster_runs_the_tasks_of_connectors_created_through_a_follow
     );
 }
 
+/// A request signed by the workers' own client (`sluice::rest::Peers`), captured before it is
+/// sent: it passes once at the worker it was signed for, and nowhere else, ever again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forwarded_signature_is_bound_to_its_target_worker_and_usable_once() {
+    let mut group = Group::new();
+    let tokens = group.path().join("tokens");
+    std::fs::write(&tokens, format!("admin:{ADMIN}\n")).expect("tokens");
+    let rest = format!(
+        "  auth:\n    tokens_file: {}\n    worker_secret: {WORKER_SECRET}\n",
+        tokens.display()
+    );
+    group.start("http", &rest);
+    group.start("http", &rest);
+    let http = reqwest::Client::new();
+    group.wait_healthy(&http).await;
+    let leader = group.leader(&http).await;
+    let (leader_url, follower_url) = (group.url(leader), group.url(1 - leader));
+    let settings =
+        sluice::config::load_worker(&group.path().join("worker-0.yaml")).expect("worker file");
+    let peers = sluice::rest::Peers::new(&settings.rest).expect("peers");
+    let create = |name: &str| {
+        serde_json::to_vec(&json!({"name": name, "config": datagen(name)})).expect("json")
+    };
+    let message = |body: &Value| body["message"].as_str().unwrap_or_default().to_owned();
+    let execute = |request: reqwest::Request| {
+        let http = http.clone();
+        async move {
+            let response = http.execute(request).await.expect("request");
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
+        }
+    };
+
+    // Signed for the leader: accepted once; the same request again is a replay.
+    let name = unique("signed-once");
+    let captured = peers
+        .request(
+            Method::POST,
+            leader_url,
+            "/connectors?forward=false",
+            create(&name),
+        )
+        .build()
+        .expect("request");
+    let replay = captured.try_clone().expect("a clonable request");
+    let (status, body) = execute(captured).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = execute(replay).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(message(&body).contains("used before"), "{body}");
+
+    // Signed for the leader, sent to the follower: refused there.
+    let misdirected_name = unique("signed-misdirected");
+    let mut misdirected = peers
+        .request(
+            Method::POST,
+            leader_url,
+            "/connectors?forward=false",
+            create(&misdirected_name),
+        )
+        .build()
+        .expect("request");
+    *misdirected.url_mut() = format!("{follower_url}/connectors?forward=false")
+        .parse()
+        .expect("url");
+    let (status, body) = execute(misdirected).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(message(&body).contains("made for another worker"), "{body}");
+
+    // Only the one accepted request made a connector.
+    let (status, list) = send(
+        &http,
+        Method::GET,
+        &format!("{leader_url}/connectors"),
+        Some(&bearer(ADMIN)),
+        None,
+    )
+    .await;
+    assert_eq!((status, list), (200, json!([name])));
+    assert!(
+        group
+            .logs()
+            .contains("the worker signature was used before (a replayed request)")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_with_tokens_and_a_worker_secret_runs_follower_connectors_tasks() {
     a_secured_cluster_runs_the_tasks_of_connectors_created_through_a_follower(false).await;

@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq as _;
 use tracing::warn;
 
 use super::ApiError;
-use super::signature::{self, WorkerKey};
+use super::signature::{self, Verifier};
 use crate::config::AuthSettings;
 
 /// What a credential may do.
@@ -200,7 +200,7 @@ pub(crate) struct Auth {
     env_tokens: Tokens,
     tokens_file: Option<Watched<Tokens>>,
     users: Option<Watched<Users>>,
-    worker_key: Option<WorkerKey>,
+    worker_key: Option<Verifier>,
     max_body_bytes: usize,
 }
 
@@ -229,9 +229,16 @@ impl Auth {
             worker_key: settings
                 .worker_secret
                 .as_ref()
-                .map(|s| WorkerKey::new(s.expose())),
+                .map(|s| Verifier::new(s.expose())),
             max_body_bytes,
         })
+    }
+
+    /// Sets this worker's URL: forwarded requests must have been signed for it.
+    pub(crate) fn bind(&self, url: &str) {
+        if let Some(key) = &self.worker_key {
+            key.bind(url);
+        }
     }
 
     fn enabled(&self) -> bool {
