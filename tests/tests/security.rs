@@ -1704,3 +1704,142 @@ async fn a_worker_authenticates_with_sasl_scram_and_a_wrong_password_is_reported
         "a password is in the log"
     );
 }
+
+/// Connector configs given through the REST API may name files and plugins only under the
+/// worker's `allowed_paths`, judged by where the path leads (`..`, symbolic links).
+#[tokio::test(flavor = "multi_thread")]
+async fn rest_connector_configs_name_paths_only_under_allowed_paths() {
+    use sluice_tests::cluster::{Cluster, call};
+    let mut cluster = Cluster::start(0, "");
+    let allowed = cluster.path().join("files");
+    let outside = cluster.path().join("elsewhere");
+    std::fs::create_dir_all(allowed.join("sub")).expect("allowed dir");
+    std::fs::create_dir_all(&outside).expect("outside dir");
+    std::fs::write(outside.join("secret.txt"), "not for connectors\n").expect("secret");
+    std::os::unix::fs::symlink(&outside, allowed.join("link")).expect("symlink");
+    cluster.worker_extra = format!("allowed_paths: [{}]\n", allowed.display());
+    cluster.add_worker();
+    cluster.wait_healthy().await;
+    let url = cluster.workers[0].url.clone();
+    let at = |p: &Path| p.display().to_string();
+    let topic = unique("paths");
+    let file_source =
+        |file: String| json!({"connector.class": "file-source", "topic": topic, "file": file});
+    let file_sink =
+        |file: String| json!({"connector.class": "file-sink", "topics": topic, "file": file});
+    let refused = |body: &Value, field: &str| {
+        let message = body["message"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            message.contains(&format!("{field}: ")) && message.contains("is outside allowed_paths"),
+            "{body}"
+        );
+    };
+
+    // Outside, directly, through `..`, through a symbolic link: refused, naming the field.
+    let cases = [
+        ("direct", file_source(at(&outside.join("secret.txt")))),
+        (
+            "dotdot",
+            file_source(format!("{}/../elsewhere/secret.txt", at(&allowed))),
+        ),
+        (
+            "symlink",
+            file_sink(at(&allowed.join("link").join("out.jsonl"))),
+        ),
+        (
+            "new-dotdot",
+            file_sink(format!("{}/../elsewhere/new.jsonl", at(&allowed))),
+        ),
+    ];
+    for (case, config) in cases {
+        let name = unique(&format!("paths-{case}"));
+        let (code, body) = call(
+            Method::PUT,
+            &format!("{url}/connectors/{name}/config"),
+            Some(config.clone()),
+        )
+        .await;
+        assert_eq!(code, 400, "{case}: {body}");
+        refused(&body, "file");
+        let (code, body) = call(
+            Method::POST,
+            &format!("{url}/connectors"),
+            Some(json!({"name": name, "config": config})),
+        )
+        .await;
+        assert_eq!(code, 400, "{case}: {body}");
+        refused(&body, "file");
+    }
+    assert!(!outside.join("out.jsonl").exists() && !outside.join("new.jsonl").exists());
+
+    // WASM: a connector's plugin and a transform's plugin outside are refused before loading.
+    let (code, body) = call(
+        Method::POST,
+        &format!("{url}/connectors"),
+        Some(json!({"name": unique("paths-wasm"), "config": {
+            "connector.class": "wasm", "plugin": at(&sluice_tests::plugins::path("counter")), "topic": topic,
+        }})),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    refused(&body, "plugin");
+    let (code, body) = call(
+        Method::POST,
+        &format!("{url}/connectors"),
+        Some(json!({"name": unique("paths-transform"), "config": {
+            "connector.class": "datagen", "topic": topic, "transforms": "t",
+            "transforms.t.type": "wasm", "transforms.t.plugin": at(&sluice_tests::plugins::path("redact")),
+        }})),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    refused(&body, "transforms.t.plugin");
+    let (code, body) = call(
+        Method::PUT,
+        &format!("{url}/connector-plugins/file-source/config/validate"),
+        Some(file_source(at(&outside.join("secret.txt")))),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let file_errors: Vec<Value> = body["configs"]
+        .as_array()
+        .expect("configs")
+        .iter()
+        .filter(|c| c["value"]["name"] == "file")
+        .flat_map(|c| c["value"]["errors"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert!(
+        file_errors.iter().any(|e| e
+            .as_str()
+            .unwrap_or_default()
+            .contains("is outside allowed_paths")),
+        "{body}"
+    );
+
+    // Inside: accepted, and the sink writes there.
+    kafka::create_topic(&topic, 1).await;
+    kafka::produce(
+        &kafka::producer(),
+        &topic,
+        [("k".to_owned(), "v".to_owned())],
+    )
+    .await;
+    let out = allowed.join("sub").join("..").join("out.jsonl");
+    let name = unique("paths-inside");
+    let mut config = file_sink(at(&out));
+    config["value.converter"] = json!("org.apache.kafka.connect.storage.StringConverter");
+    let (code, body) = call(
+        Method::PUT,
+        &format!("{url}/connectors/{name}/config"),
+        Some(config),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    wait_for("the sink's file", Duration::from_secs(60), || {
+        std::fs::read_to_string(allowed.join("out.jsonl"))
+            .ok()
+            .filter(|t| t.contains('v'))
+    });
+    let (_, list) = call(Method::GET, &format!("{url}/connectors"), None).await;
+    assert_eq!(list, json!([name]));
+}

@@ -609,7 +609,14 @@ async fn validating_a_plugin_whose_spec_blocks_answers_with_the_timeout_and_the_
  {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
-    let worker = write_worker(dir.path(), &format!("rest:\n  listen: 127.0.0.1:{port}\n"));
+    // REST configs may name plugins under the test plugins' directory.
+    let worker = write_worker(
+        dir.path(),
+        &format!(
+            "rest:\n  listen: 127.0.0.1:{port}\nallowed_paths: [{}]\n",
+            plugins::dir().display()
+        ),
+    );
     let good = unique("wasm-spec-good");
     let pipeline = dir.path().join("pipeline.yaml");
     std::fs::write(
