@@ -56,6 +56,11 @@ while time.monotonic() < deadline:
 sys.exit(1)
 PY
 
+# What the probes run when REST TLS is on (here over http): the worker is ready and live.
+for probe in "" --live; do
+  "$sluice" connectors --url "$url" health $probe >/dev/null || fail "sluice connectors health $probe failed"
+done
+
 apply() {
   (load_env "$work/files/job.env"; export SLUICE_URL="$url" PATH="$work/bin:$PATH"
    exec /bin/sh -c "$(sed "s|/etc/sluice/apply/|$work/files/|g" "$work/files/apply.sh")")

@@ -2,7 +2,8 @@
 # Checks the Helm chart (helm/sluice) without a cluster, for every value set in helm/sluice/ci:
 #   helm lint --strict (values checked against values.schema.json), helm template,
 #   kubernetes-validate --strict (Kubernetes schemas, unknown fields rejected),
-#   scripts/check_chart_manifests.py (selectors, ports, ${env:...} references given to the pods),
+#   scripts/check_chart_manifests.py (selectors, ports, ${env:...} references given to the pods;
+#   with REST TLS, probes and the pipelines Job over HTTPS trusting the mounted CA),
 #   `sluice validate` on the rendered worker file and pipelines (debug build, built when absent).
 # Then every file in helm/sluice/ci/invalid must fail `helm lint --strict`, with the text its
 # `# expect:` line names in the output, so the schema provably rejects bad values.
@@ -40,6 +41,11 @@ for values in "${sets[@]}"; do
   fi
   if ! "$python" "$SLUICE_ROOT/scripts/check_chart_manifests.py" "$out/rendered.yaml" "$out/files"; then
     problem "$name: rendered manifests"; continue
+  fi
+  # A *tls* set must render REST TLS (the manifests check above then holds the probes and the Job
+  # to HTTPS with the CA).
+  if [[ "$name" == *tls* ]] && ! grep -q 'cert_file:' "$out/files/worker.yaml"; then
+    problem "$name: the worker file has no rest.tls"; continue
   fi
   files=("$out/files/worker.yaml")
   [ -f "$out/files/pipelines.yaml" ] && files+=("$out/files/pipelines.yaml")

@@ -111,6 +111,8 @@ def main() -> int:
     if missing and not external:
         problems.append(f"${{env:...}} references not given to the worker pods: {', '.join(missing)}")
 
+    problems += tls_problems(yaml.safe_load(worker_file), container, pod, by_kind.get("Job", []))
+
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "worker.yaml"), "w") as f:
         f.write(worker_file)
@@ -130,6 +132,49 @@ def main() -> int:
         with open(os.path.join(out_dir, "apply.sh"), "w") as f:
             f.write(job_container["args"][0])
     return fail(problems) if problems else 0
+
+
+def tls_problems(worker, container, pod, jobs):
+    """With rest.tls: workers advertise https, and the probes and the pipelines Job call over HTTPS
+    trusting the mounted CA (and present a client certificate when client_ca_file is set)."""
+    tls = (worker.get("rest") or {}).get("tls")
+    probes = {k: container.get(k, {}) for k in ("readinessProbe", "livenessProbe", "startupProbe")}
+    if not tls:
+        return [f"{k} is not an httpGet on port http" for k, p in probes.items()
+                if p.get("httpGet", {}).get("port") != "http"]
+    problems = []
+    mounted = {}
+    for spec, c in [(pod["spec"], container)] + [(j["spec"]["template"]["spec"], j["spec"]["template"]["spec"]["containers"][0]) for j in jobs]:
+        secrets = {v["name"]: v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+        mounted[id(c)] = {m["mountPath"] for m in c.get("volumeMounts", []) if m["name"] in secrets}
+
+    def check_client(c, who):
+        env = {e["name"]: e.get("value", "") for e in c.get("env", [])}
+        if not any(env.get("SLUICE_CA_FILE", "").startswith(m + "/") for m in mounted[id(c)]):
+            problems.append(f"{who}: SLUICE_CA_FILE is not a file of the mounted TLS Secret")
+        if tls.get("client_ca_file"):
+            for name in ("SLUICE_CLIENT_CERT", "SLUICE_CLIENT_KEY"):
+                if not any(env.get(name, "").startswith(m + "/") for m in mounted[id(c)]):
+                    problems.append(f"{who}: {name} is not a file of the mounted TLS Secret (mTLS)")
+        return env
+
+    env = check_client(container, "worker")
+    if not env.get("SLUICE_ADVERTISED_URL", "").startswith("https://"):
+        problems.append("with rest.tls the workers must advertise an https:// URL")
+    if env.get("SLUICE_URL") != "$(SLUICE_ADVERTISED_URL)":
+        problems.append("the probes must call the worker at its advertised (certified) URL")
+    for k, p in probes.items():
+        command = p.get("exec", {}).get("command", [])
+        if "httpGet" in p or command[:3] != ["sluice", "connectors", "health"]:
+            problems.append(f"{k} must run `sluice connectors health` over HTTPS, not {p}")
+        elif (k != "readinessProbe") != ("--live" in command):
+            problems.append(f"{k} checks the wrong endpoint: {command}")
+    for job in jobs:
+        c = job["spec"]["template"]["spec"]["containers"][0]
+        job_env = check_client(c, "pipelines Job")
+        if not job_env.get("SLUICE_URL", "").startswith("https://"):
+            problems.append("the pipelines Job must call the REST API over https://")
+    return problems
 
 
 def env_lines(container, chart_secrets) -> str:

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Fuzzes config parsing and the converters for a bounded time: `scripts/fuzz.sh [seconds]`
-# (per target, default 60). Stable toolchain, no cargo-fuzz (see fuzz/src/lib.rs). Saved inputs
-# under fuzz/regressions/ are replayed first; a new crash is saved under fuzz/crashes/ and fails
-# the run.
+# Fuzzes config parsing, the converters, pgoutput and column texts, S3 archives, WASM batches,
+# REST auth input and member metadata for a bounded time: `scripts/fuzz.sh [seconds]` (per
+# target, default 60). Stable toolchain, no cargo-fuzz (see fuzz/src/lib.rs). Saved inputs under
+# fuzz/regressions/ are replayed first; a crash, an input past the memory cap or the per-input
+# time limit is saved under fuzz/crashes/ and fails the run. Address space is capped too
+# (`ulimit -v`), should the allocator's cap be bypassed (C code).
 source "$(dirname "$0")/lib.sh"
 ensure_cargo
 ensure_build_deps
@@ -12,14 +14,15 @@ cd "$SLUICE_ROOT/fuzz"
 cp "$SLUICE_ROOT/Cargo.lock" Cargo.lock
 log "building the fuzz targets"
 cargo build --quiet --bins
-for target in config converters; do
+targets=(config converters pgoutput s3-archive wasm-batch auth member-metadata)
+for target in "${targets[@]}"; do
   bin="$CARGO_TARGET_DIR/debug/fuzz-$target"
   shopt -s nullglob
   saved=(regressions/"$target"-*)
   shopt -u nullglob
   if [ ${#saved[@]} -gt 0 ]; then
-    "$bin" --replay "${saved[@]}"
+    (ulimit -v 8388608; "$bin" --replay "${saved[@]}")
   fi
   log "fuzzing $target for ${seconds}s"
-  "$bin" "$seconds"
+  (ulimit -v 8388608; "$bin" "$seconds")
 done

@@ -45,6 +45,12 @@ pub enum ConnectorsCommand {
     },
     /// Show a connector's offsets.
     Offsets { name: String },
+    /// Check the worker answers `/health` (joined, config read), or `/health/live` (`--live`);
+    /// fails otherwise. For probes where the API needs HTTPS with a private CA or mTLS.
+    Health {
+        #[arg(long)]
+        live: bool,
+    },
 }
 
 /// How to reach and authenticate to a worker's REST API.
@@ -55,8 +61,11 @@ pub struct Access {
     pub token: Option<String>,
     /// CA certificates trusted for an https URL, besides the system's.
     pub ca_file: Option<PathBuf>,
-    /// A PEM file with a client certificate and key, for workers requiring mTLS.
+    /// A PEM file with a client certificate (and its key, unless `client_key` is given), for
+    /// workers requiring mTLS.
     pub client_cert: Option<PathBuf>,
+    /// The PEM key of `client_cert`, when it is a file of its own (a Kubernetes TLS Secret).
+    pub client_key: Option<PathBuf>,
 }
 
 impl Access {
@@ -70,8 +79,14 @@ impl Access {
             builder = builder.tls_certs_merge(certs);
         }
         if let Some(path) = &self.client_cert {
-            let pem =
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let read = |path: &PathBuf| {
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+            };
+            let mut pem = read(path)?;
+            if let Some(key) = &self.client_key {
+                pem.push(b'\n');
+                pem.extend(read(key)?);
+            }
             let identity = reqwest::Identity::from_pem(&pem).with_context(|| {
                 format!("{} must hold a PEM certificate and its key", path.display())
             })?;
@@ -214,6 +229,11 @@ pub async fn run(
         }
     };
     Ok(match command {
+        ConnectorsCommand::Health { live } => {
+            let path = if live { "/health/live" } else { "/health" };
+            let (_, health) = client.ok(Method::GET, path, None).await?;
+            render(health, "ok\n".to_owned())
+        }
         ConnectorsCommand::List => {
             let (_, all) = client
                 .ok(Method::GET, "/connectors?expand=status", None)

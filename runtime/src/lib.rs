@@ -128,6 +128,9 @@ async fn run(
         Some(l) => rest.url_for(l.local_addr().map_err(rest_error)?),
         None => rest.url(),
     };
+    if let Some(security) = &security {
+        security.bind(&url);
+    }
     let rest_cancel = CancellationToken::new();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let herder = herder::run_herder(

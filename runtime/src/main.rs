@@ -82,6 +82,9 @@ enum Command {
         /// PEM file holding a client certificate and its key, for a worker requiring mTLS.
         #[arg(long, env = "SLUICE_CLIENT_CERT")]
         client_cert: Option<PathBuf>,
+        /// PEM key of `--client-cert`, when it is in a file of its own.
+        #[arg(long, env = "SLUICE_CLIENT_KEY", requires = "client_cert")]
+        client_key: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
         #[command(subcommand)]
@@ -131,6 +134,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
             token,
             ca_file,
             client_cert,
+            client_key,
             output,
             command,
         } => {
@@ -142,6 +146,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
                 token,
                 ca_file,
                 client_cert,
+                client_key,
             };
             let text = runtime.block_on(client::run(&access, output == Output::Json, command))?;
             emit(&text);

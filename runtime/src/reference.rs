@@ -44,9 +44,14 @@ fn table(out: &mut String, spec: &ConfigSpec) {
         } else {
             ""
         };
+        let local = if f.local_path {
+            " Through the REST API: under the worker's `allowed_paths`."
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "| `{}` | {} | {default} | {}{secret} |",
+            "| `{}` | {} | {default} | {}{secret}{local} |",
             f.name,
             kind_name(&f.kind),
             f.doc.replace('|', "\\|")

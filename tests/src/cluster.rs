@@ -88,10 +88,16 @@ impl Cluster {
         let port = crate::free_port();
         let file = self.dir.path().join(format!("{name}.yaml"));
         let group = &self.group;
+        // Tests name files in the cluster's directory through the REST API.
+        let allowed = if self.worker_extra.contains("allowed_paths:") {
+            String::new()
+        } else {
+            format!("allowed_paths: [{}]\n", self.dir.path().display())
+        };
         std::fs::write(
             &file,
             format!(
-                "bootstrap_servers: {}\ndata_dir: {}\noffset_flush_interval: {}\nshutdown_timeout: 20s\n\
+                "bootstrap_servers: {}\ndata_dir: {}\n{allowed}offset_flush_interval: {}\nshutdown_timeout: 20s\n\
                  cluster:\n  group_id: {group}\n  config_topic: {group}-configs\n  offsets_topic: {group}-offsets\n  \
                  status_topic: {group}-status\n  offsets_partitions: 5\n  heartbeat_interval: 1s\n  session_timeout: 6s\n  \
                  scheduled_rebalance_max_delay: 3s\n{}\nrest:\n  listen: 127.0.0.1:{port}\n{}\n",

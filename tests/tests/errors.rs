@@ -226,3 +226,107 @@ async fn without_tolerance_a_bad_record_fails_the_task_and_nothing_after_it_is_c
     // Records before the bad one were written and committed: the test saw real progress.
     assert!(any || !lines(dir.path()).is_empty());
 }
+
+/// A JSON record (schemas on) whose `amount` is a Decimal of `scale`; `n` says which it is.
+fn decimal_record(n: usize, scale: &str) -> String {
+    format!(
+        r#"{{"schema":{{"type":"struct","fields":[{{"field":"n","type":"int32"}},{{"field":"amount","type":"bytes","name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{{"scale":"{scale}"}}}}]}},"payload":{{"n":{n},"amount":"AJw="}}}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decimal_with_a_huge_scale_goes_to_the_dlq_or_fails_the_task_naming_the_field() {
+    const COUNT: usize = 20;
+    const BAD: usize = 7;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let topic = unique("errors-decimal");
+    let dlq = format!("{topic}-dlq");
+    kafka::create_topic(&topic, 1).await;
+    kafka::create_topic(&dlq, 1).await;
+    // Written out in full, scale 2147483647 is two gigabytes of zeros per value.
+    let bad = decimal_record(BAD, "2147483647");
+    let records: Vec<(String, String)> = (0..COUNT)
+        .map(|i| {
+            let value = if i == BAD {
+                bad.clone()
+            } else {
+                decimal_record(i, "2")
+            };
+            (format!("k{i}"), value)
+        })
+        .collect();
+    kafka::produce(&kafka::producer(), &topic, records).await;
+    let sink = |name: &str, errors: &str| {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "name: {name}\nconnector: file-sink\nconfig: {{topics: [{topic}], file: {}, format: record}}\n\
+                 value_converter: {{type: json, schemas: true}}\n{errors}",
+                dir.path().join(format!("{name}.jsonl")).display()
+            ),
+        )
+        .expect("write pipeline");
+        path
+    };
+    let written = |name: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.path().join(format!("{name}.jsonl")))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    };
+
+    // Tolerated: the record goes to the DLQ with the reason, the others are written.
+    let tolerant = format!("{topic}-all");
+    let worker = write_worker(dir.path(), "");
+    let pipeline = sink(
+        &tolerant,
+        &format!("errors: {{tolerance: all, dlq_topic: {dlq}}}\n"),
+    );
+    let sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
+    wait_for("the good records", Duration::from_secs(120), || {
+        (written(&tolerant).len() >= COUNT - 1).then_some(())
+    });
+    let dead = wait_for("the dead letter", Duration::from_secs(60), || {
+        let dead = read_with_headers(&dlq);
+        (!dead.is_empty()).then_some(dead)
+    });
+    assert!(sluice.terminate(), "sluice did not stop cleanly");
+    let ns: BTreeSet<i64> = written(&tolerant)
+        .iter()
+        .map(|l| l["value"]["n"].as_i64().expect("n"))
+        .collect();
+    let expected: BTreeSet<i64> = (0..COUNT as i64).filter(|&i| i != BAD as i64).collect();
+    assert_eq!(ns, expected);
+    assert_eq!(written(&tolerant)[0]["value"]["amount"], "1.56");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let (value, headers) = &dead[0];
+    assert_eq!(value, &bad);
+    assert_eq!(headers["__connect.errors.offset"], BAD.to_string());
+    assert_eq!(headers["__connect.errors.stage"], "VALUE_CONVERTER");
+    assert!(
+        headers["__connect.errors.exception.message"]
+            .contains("amount: Decimal scale 2147483647 is out of range"),
+        "{headers:?}"
+    );
+
+    // Not tolerated: the task fails with the reason, naming the field.
+    let strict = format!("{topic}-none");
+    let pipeline = sink(&strict, "");
+    let mut sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
+    assert!(
+        !sluice.wait_exit(Duration::from_secs(120)),
+        "standalone exits with an error once its only task failed"
+    );
+    let log = sluice.log_text();
+    assert!(
+        log.contains("amount: Decimal scale 2147483647 is out of range"),
+        "{log}"
+    );
+    let ns: BTreeSet<i64> = written(&strict)
+        .iter()
+        .map(|l| l["value"]["n"].as_i64().expect("n"))
+        .collect();
+    assert!(ns.iter().all(|&n| n < BAD as i64), "{ns:?}");
+}

@@ -1255,6 +1255,96 @@ async fn a_secured_cluster_runs_the_tasks_of_connectors_created_through_a_follow
     );
 }
 
+/// A request signed by the workers' own client (`sluice::rest::Peers`), captured before it is
+/// sent: it passes once at the worker it was signed for, and nowhere else, ever again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forwarded_signature_is_bound_to_its_target_worker_and_usable_once() {
+    let mut group = Group::new();
+    let tokens = group.path().join("tokens");
+    std::fs::write(&tokens, format!("admin:{ADMIN}\n")).expect("tokens");
+    let rest = format!(
+        "  auth:\n    tokens_file: {}\n    worker_secret: {WORKER_SECRET}\n",
+        tokens.display()
+    );
+    group.start("http", &rest);
+    group.start("http", &rest);
+    let http = reqwest::Client::new();
+    group.wait_healthy(&http).await;
+    let leader = group.leader(&http).await;
+    let (leader_url, follower_url) = (group.url(leader), group.url(1 - leader));
+    let settings =
+        sluice::config::load_worker(&group.path().join("worker-0.yaml")).expect("worker file");
+    let peers = sluice::rest::Peers::new(&settings.rest).expect("peers");
+    let create = |name: &str| {
+        serde_json::to_vec(&json!({"name": name, "config": datagen(name)})).expect("json")
+    };
+    let message = |body: &Value| body["message"].as_str().unwrap_or_default().to_owned();
+    let execute = |request: reqwest::Request| {
+        let http = http.clone();
+        async move {
+            let response = http.execute(request).await.expect("request");
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
+        }
+    };
+
+    // Signed for the leader: accepted once; the same request again is a replay.
+    let name = unique("signed-once");
+    let captured = peers
+        .request(
+            Method::POST,
+            leader_url,
+            "/connectors?forward=false",
+            create(&name),
+        )
+        .build()
+        .expect("request");
+    let replay = captured.try_clone().expect("a clonable request");
+    let (status, body) = execute(captured).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = execute(replay).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(message(&body).contains("used before"), "{body}");
+
+    // Signed for the leader, sent to the follower: refused there.
+    let misdirected_name = unique("signed-misdirected");
+    let mut misdirected = peers
+        .request(
+            Method::POST,
+            leader_url,
+            "/connectors?forward=false",
+            create(&misdirected_name),
+        )
+        .build()
+        .expect("request");
+    *misdirected.url_mut() = format!("{follower_url}/connectors?forward=false")
+        .parse()
+        .expect("url");
+    let (status, body) = execute(misdirected).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(message(&body).contains("made for another worker"), "{body}");
+
+    // Only the one accepted request made a connector.
+    let (status, list) = send(
+        &http,
+        Method::GET,
+        &format!("{leader_url}/connectors"),
+        Some(&bearer(ADMIN)),
+        None,
+    )
+    .await;
+    assert_eq!((status, list), (200, json!([name])));
+    assert!(
+        group
+            .logs()
+            .contains("the worker signature was used before (a replayed request)")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_with_tokens_and_a_worker_secret_runs_follower_connectors_tasks() {
     a_secured_cluster_runs_the_tasks_of_connectors_created_through_a_follower(false).await;
@@ -1613,4 +1703,143 @@ async fn a_worker_authenticates_with_sasl_scram_and_a_wrong_password_is_reported
         !log.contains(password) && !log.contains("wrong-password"),
         "a password is in the log"
     );
+}
+
+/// Connector configs given through the REST API may name files and plugins only under the
+/// worker's `allowed_paths`, judged by where the path leads (`..`, symbolic links).
+#[tokio::test(flavor = "multi_thread")]
+async fn rest_connector_configs_name_paths_only_under_allowed_paths() {
+    use sluice_tests::cluster::{Cluster, call};
+    let mut cluster = Cluster::start(0, "");
+    let allowed = cluster.path().join("files");
+    let outside = cluster.path().join("elsewhere");
+    std::fs::create_dir_all(allowed.join("sub")).expect("allowed dir");
+    std::fs::create_dir_all(&outside).expect("outside dir");
+    std::fs::write(outside.join("secret.txt"), "not for connectors\n").expect("secret");
+    std::os::unix::fs::symlink(&outside, allowed.join("link")).expect("symlink");
+    cluster.worker_extra = format!("allowed_paths: [{}]\n", allowed.display());
+    cluster.add_worker();
+    cluster.wait_healthy().await;
+    let url = cluster.workers[0].url.clone();
+    let at = |p: &Path| p.display().to_string();
+    let topic = unique("paths");
+    let file_source =
+        |file: String| json!({"connector.class": "file-source", "topic": topic, "file": file});
+    let file_sink =
+        |file: String| json!({"connector.class": "file-sink", "topics": topic, "file": file});
+    let refused = |body: &Value, field: &str| {
+        let message = body["message"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            message.contains(&format!("{field}: ")) && message.contains("is outside allowed_paths"),
+            "{body}"
+        );
+    };
+
+    // Outside, directly, through `..`, through a symbolic link: refused, naming the field.
+    let cases = [
+        ("direct", file_source(at(&outside.join("secret.txt")))),
+        (
+            "dotdot",
+            file_source(format!("{}/../elsewhere/secret.txt", at(&allowed))),
+        ),
+        (
+            "symlink",
+            file_sink(at(&allowed.join("link").join("out.jsonl"))),
+        ),
+        (
+            "new-dotdot",
+            file_sink(format!("{}/../elsewhere/new.jsonl", at(&allowed))),
+        ),
+    ];
+    for (case, config) in cases {
+        let name = unique(&format!("paths-{case}"));
+        let (code, body) = call(
+            Method::PUT,
+            &format!("{url}/connectors/{name}/config"),
+            Some(config.clone()),
+        )
+        .await;
+        assert_eq!(code, 400, "{case}: {body}");
+        refused(&body, "file");
+        let (code, body) = call(
+            Method::POST,
+            &format!("{url}/connectors"),
+            Some(json!({"name": name, "config": config})),
+        )
+        .await;
+        assert_eq!(code, 400, "{case}: {body}");
+        refused(&body, "file");
+    }
+    assert!(!outside.join("out.jsonl").exists() && !outside.join("new.jsonl").exists());
+
+    // WASM: a connector's plugin and a transform's plugin outside are refused before loading.
+    let (code, body) = call(
+        Method::POST,
+        &format!("{url}/connectors"),
+        Some(json!({"name": unique("paths-wasm"), "config": {
+            "connector.class": "wasm", "plugin": at(&sluice_tests::plugins::path("counter")), "topic": topic,
+        }})),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    refused(&body, "plugin");
+    let (code, body) = call(
+        Method::POST,
+        &format!("{url}/connectors"),
+        Some(json!({"name": unique("paths-transform"), "config": {
+            "connector.class": "datagen", "topic": topic, "transforms": "t",
+            "transforms.t.type": "wasm", "transforms.t.plugin": at(&sluice_tests::plugins::path("redact")),
+        }})),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    refused(&body, "transforms.t.plugin");
+    let (code, body) = call(
+        Method::PUT,
+        &format!("{url}/connector-plugins/file-source/config/validate"),
+        Some(file_source(at(&outside.join("secret.txt")))),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let file_errors: Vec<Value> = body["configs"]
+        .as_array()
+        .expect("configs")
+        .iter()
+        .filter(|c| c["value"]["name"] == "file")
+        .flat_map(|c| c["value"]["errors"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert!(
+        file_errors.iter().any(|e| e
+            .as_str()
+            .unwrap_or_default()
+            .contains("is outside allowed_paths")),
+        "{body}"
+    );
+
+    // Inside: accepted, and the sink writes there.
+    kafka::create_topic(&topic, 1).await;
+    kafka::produce(
+        &kafka::producer(),
+        &topic,
+        [("k".to_owned(), "v".to_owned())],
+    )
+    .await;
+    let out = allowed.join("sub").join("..").join("out.jsonl");
+    let name = unique("paths-inside");
+    let mut config = file_sink(at(&out));
+    config["value.converter"] = json!("org.apache.kafka.connect.storage.StringConverter");
+    let (code, body) = call(
+        Method::PUT,
+        &format!("{url}/connectors/{name}/config"),
+        Some(config),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    wait_for("the sink's file", Duration::from_secs(60), || {
+        std::fs::read_to_string(allowed.join("out.jsonl"))
+            .ok()
+            .filter(|t| t.contains('v'))
+    });
+    let (_, list) = call(Method::GET, &format!("{url}/connectors"), None).await;
+    assert_eq!(list, json!([name]));
 }

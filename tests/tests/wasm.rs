@@ -171,6 +171,12 @@ async fn misbehaving_plugins_fail_only_their_own_task_with_the_reason_in_its_sta
             "exceeded the 16 MiB memory limit",
         ),
         ("trap", "", "deliberate panic"),
+        // Waits in a WASI sleep: no wasm runs, so only a wall-clock deadline ends the call.
+        (
+            "sleep",
+            "call_timeout: 1s",
+            "call `apply` exceeded the 1s time limit",
+        ),
         ("file", "path: /etc/hostname", "open /etc/hostname"),
         ("socket", "address: \"127.0.0.1:9\"", "connect 127.0.0.1:9"),
     ];
@@ -530,11 +536,25 @@ async fn misbehaving_source_and_sink_plugins_fail_only_their_own_task() {
             "exceeded the 16 MiB memory limit",
         ),
         (
+            "source-sleep",
+            "misbehave-source",
+            "sleep",
+            ", call_timeout: 1s",
+            "call `poll` exceeded the 1s time limit",
+        ),
+        (
             "sink-trap",
             "misbehave-sink",
             "trap",
             "",
             "deliberate panic in put",
+        ),
+        (
+            "sink-sleep",
+            "misbehave-sink",
+            "sleep",
+            ", call_timeout: 1s",
+            "call `put` exceeded the 1s time limit",
         ),
         (
             "sink-loop",
@@ -580,6 +600,72 @@ async fn misbehaving_source_and_sink_plugins_fail_only_their_own_task() {
     }
 
     // The well-behaved connector on the same worker keeps running and producing.
+    assert_still_producing(&url, &good).await;
+    assert!(sluice.terminate(), "sluice did not stop cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validating_a_plugin_whose_spec_blocks_answers_with_the_timeout_and_the_worker_keeps_serving()
+ {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    // REST configs may name plugins under the test plugins' directory.
+    let worker = write_worker(
+        dir.path(),
+        &format!(
+            "rest:\n  listen: 127.0.0.1:{port}\nallowed_paths: [{}]\n",
+            plugins::dir().display()
+        ),
+    );
+    let good = unique("wasm-spec-good");
+    let pipeline = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name: {good}\nconnector: datagen\nconfig: {{topic: {good}, rate: 200}}\nvalue_converter: {{type: json, schemas: false}}\n"
+        ),
+    )
+    .expect("write pipeline");
+    let sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
+    let url = format!("http://127.0.0.1:{port}");
+    let _: Value = wait_async("the REST API", Duration::from_secs(30), || async {
+        reqwest::get(format!("{url}/connectors"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    })
+    .await;
+
+    // `spec` waits an hour in a WASI sleep; loading gives up at the default 5s call timeout.
+    let plugin = plugins::dir().join("blocking").join("blocking-spec.wasm");
+    let validate_url = format!("{url}/connector-plugins/wasm/config/validate");
+    let validate = call(
+        reqwest::Method::PUT,
+        &validate_url,
+        Some(serde_json::json!({"connector.class": "wasm", "plugin": plugin})),
+    );
+    let (code, validation) = tokio::time::timeout(Duration::from_secs(120), validate)
+        .await
+        .expect("validate answers instead of waiting on the plugin");
+    assert_eq!(code, 200, "{validation}");
+    let errors: Vec<String> = validation["configs"]
+        .as_array()
+        .expect("configs")
+        .iter()
+        .filter(|c| c["value"]["name"] == "plugin")
+        .flat_map(|c| c["value"]["errors"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e.as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("plugin blocking-spec: call `spec` exceeded the 5s time limit")),
+        "{validation}"
+    );
+
+    // The worker still serves and runs its connector.
     assert_still_producing(&url, &good).await;
     assert!(sluice.terminate(), "sluice did not stop cleanly");
 }

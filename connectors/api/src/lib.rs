@@ -45,4 +45,4 @@ pub use spec::{
     ConfigField, ConfigSpec, ConnectorConfig, FieldError, FieldKind, MASK, Validator, mask_entries,
     sensitive_key,
 };
-pub use value::{Decimal, FieldName, Struct, Value};
+pub use value::{Decimal, DecimalError, FieldName, Struct, Value};

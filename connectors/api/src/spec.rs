@@ -192,6 +192,9 @@ pub struct ConfigField {
     pub doc: String,
     /// Secret values are never shown: REST, logs and validation output print [`MASK`].
     pub secret: bool,
+    /// A path on the worker's file system (a string, or a list of them): a config received
+    /// through the REST API may only name paths under the worker's `allowed_paths`.
+    pub local_path: bool,
     pub validators: Vec<Validator>,
 }
 
@@ -204,6 +207,7 @@ impl ConfigField {
             default: None,
             doc: doc.to_owned(),
             secret: false,
+            local_path: false,
             validators: Vec::new(),
         }
     }
@@ -287,6 +291,15 @@ impl ConfigSpec {
     pub fn secret(mut self) -> Self {
         if let Some(f) = self.fields.last_mut() {
             f.secret = true;
+        }
+        self
+    }
+
+    /// Marks the last added field a path on the worker's file system (see
+    /// [`ConfigField::local_path`]).
+    pub fn local_path(mut self) -> Self {
+        if let Some(f) = self.fields.last_mut() {
+            f.local_path = true;
         }
         self
     }

@@ -418,13 +418,68 @@ impl FromIterator<(String, Value)> for Struct {
 }
 
 /// An arbitrary-precision decimal: `unscaled * 10^-scale`.
+///
+/// Values from outside (converters, sources) are checked against [`Decimal::MAX_SCALE`] and
+/// [`Decimal::MAX_UNSCALED_BYTES`] with [`Decimal::check`]: written out in full, a scale of
+/// 2147483647 is two gigabytes of zeros.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Decimal {
     pub unscaled: BigInt,
     pub scale: i32,
 }
 
+/// A Decimal out of the bounds Sluice handles.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecimalError {
+    #[error(
+        "Decimal scale {0} is out of range: at most {max} digits either side of the point",
+        max = Decimal::MAX_SCALE
+    )]
+    Scale(i64),
+    #[error(
+        "Decimal unscaled value of {0} bytes is larger than the {max} bytes allowed",
+        max = Decimal::MAX_UNSCALED_BYTES
+    )]
+    Size(usize),
+}
+
 impl Decimal {
+    /// Largest scale, either way: PostgreSQL's bound for `numeric(p, s)` (-1000..=1000), which
+    /// keeps a Decimal's text at most a thousand zeros longer than its digits.
+    pub const MAX_SCALE: i32 = 1000;
+    /// Largest unscaled value, in two's-complement bytes (about 157,000 digits: room for
+    /// PostgreSQL's largest `numeric`, 131,072 digits before the point and 16,383 after).
+    pub const MAX_UNSCALED_BYTES: usize = 64 * 1024;
+
+    /// Checks a scale against [`Decimal::MAX_SCALE`].
+    pub fn check_scale(scale: i64) -> Result<(), DecimalError> {
+        if scale.unsigned_abs() > u64::from(Self::MAX_SCALE.unsigned_abs()) {
+            return Err(DecimalError::Scale(scale));
+        }
+        Ok(())
+    }
+
+    /// Checks the scale and the size of the unscaled value.
+    pub fn check(&self) -> Result<(), DecimalError> {
+        Self::check_scale(i64::from(self.scale))?;
+        let bytes = self.unscaled.bits().div_ceil(8);
+        if bytes > Self::MAX_UNSCALED_BYTES as u64 {
+            return Err(DecimalError::Size(
+                usize::try_from(bytes).unwrap_or(usize::MAX),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A Decimal from Kafka Connect's encoding (big-endian two's-complement bytes), checked.
+    pub fn try_from_bytes(bytes: &[u8], scale: i32) -> Result<Self, DecimalError> {
+        Self::check_scale(i64::from(scale))?;
+        if bytes.len() > Self::MAX_UNSCALED_BYTES {
+            return Err(DecimalError::Size(bytes.len()));
+        }
+        Ok(Self::from_bytes(bytes, scale))
+    }
+
     pub fn new(unscaled: BigInt, scale: i32) -> Self {
         Self { unscaled, scale }
     }
@@ -473,6 +528,11 @@ impl fmt::Display for Decimal {
         };
         if self.unscaled.sign() == num_bigint::Sign::Minus {
             f.write_str("-")?;
+        }
+        // Out of bounds (unchecked), the scale goes in an exponent, as Java's BigDecimal writes
+        // it: `1E-2147483647` is exact and short, where plain text would be gigabytes.
+        if self.scale.unsigned_abs() > Self::MAX_SCALE.unsigned_abs() {
+            return write!(f, "{digits}E{:+}", -i64::from(self.scale));
         }
         if self.scale <= 0 {
             f.write_str(&digits)?;
@@ -589,6 +649,30 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn decimals_out_of_bounds_are_refused_and_render_short() {
+        let huge = Decimal::new(BigInt::from(-12), i32::MAX);
+        assert_eq!(huge.to_string(), "-12E-2147483647");
+        assert_eq!(
+            Decimal::new(BigInt::from(5), i32::MIN).to_string(),
+            "5E+2147483648"
+        );
+        assert_eq!(huge.check(), Err(DecimalError::Scale(i64::from(i32::MAX))));
+        assert_eq!(
+            Decimal::try_from_bytes(&[1], -1001),
+            Err(DecimalError::Scale(-1001))
+        );
+        assert!(Decimal::try_from_bytes(&[1], 1000).is_ok());
+        assert_eq!(
+            Decimal::try_from_bytes(&[1; Decimal::MAX_UNSCALED_BYTES + 1], 0),
+            Err(DecimalError::Size(Decimal::MAX_UNSCALED_BYTES + 1))
+        );
+        assert_eq!(
+            Decimal::new(BigInt::from(1), 1000).to_string().len(),
+            1001 + 1
+        );
+    }
 
     #[test]
     fn decimal_round_trips_text_and_bytes() {

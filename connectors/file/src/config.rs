@@ -24,6 +24,7 @@ pub(crate) fn source_spec() -> ConfigSpec {
     ConfigSpec::new()
         .required("file", FieldKind::String, "Path of the file to read.")
         .check(Validator::NonEmpty)
+        .local_path()
         .required("topic", FieldKind::String, "Topic the lines go to.")
         .check(Validator::NonEmpty)
         .optional(
@@ -67,6 +68,7 @@ pub(crate) fn sink_spec() -> ConfigSpec {
     ConfigSpec::new()
         .required("file", FieldKind::String, "Path of the file to append to (created if missing).")
         .check(Validator::NonEmpty)
+        .local_path()
         .required("topics", FieldKind::List, "Topics to read.")
         .check(Validator::NonEmpty)
         .optional(

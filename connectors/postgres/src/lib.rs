@@ -22,6 +22,8 @@ pub use config::{CdcConfig, InsertMode, PrimaryKeyMode, SinkConfig, SnapshotMode
 pub use error::{Error, Result};
 pub use sink::PostgresSinkPlugin;
 pub use source::PostgresCdcPlugin;
+#[doc(hidden)]
+pub use source::parse_column_text;
 
 /// Registers `postgres-cdc` and `postgres-sink`.
 pub fn register(registry: &mut Registry) {

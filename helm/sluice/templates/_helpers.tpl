@@ -131,10 +131,53 @@ release; or restAuth.existingSecretWorkerKey of the existing Secret). */}}
 {{- /* No token: open to whatever reaches the pods, as Kafka Connect is; the worker logs a warning. */}}
 {{- $_ := set $rest "allow_unauthenticated" true }}
 {{- end }}
+{{- with .Values.restTls }}{{ if .enabled }}
+{{- $tls := dict
+      "cert_file" (printf "/etc/sluice/tls/%s" .certKey)
+      "key_file" (printf "/etc/sluice/tls/%s" .keyKey)
+      "ca_file" (printf "/etc/sluice/tls/%s" .caKey) }}
+{{- if .clientAuth }}
+{{- $_ := set $tls "client_ca_file" (printf "/etc/sluice/tls/%s" .caKey) }}
+{{- end }}
+{{- $_ := set $rest "tls" $tls }}
+{{- end }}{{ end }}
 {{- $_ := set $worker "cluster" $cluster }}
 {{- $_ := set $worker "rest" $rest }}
 {{- $_ := set $worker "plugins_dir" "/usr/local/lib/sluice/plugins" }}
 {{- $_ := set $worker "offsets_file" "/var/lib/sluice/offsets.json" }}
 {{- $_ := set $worker "data_dir" "/var/lib/sluice" }}
 {{- toYaml $worker }}
+{{- end }}
+
+{{/* The REST API's scheme: https with restTls.enabled. */}}
+{{- define "sluice.scheme" -}}
+{{- if .Values.restTls.enabled }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{/* With restTls.enabled: how a `sluice connectors` client in a pod trusts the workers (and, with
+clientAuth, presents their certificate), from the TLS Secret mounted at /etc/sluice/tls. */}}
+{{- define "sluice.tlsClientEnv" -}}
+{{- with .Values.restTls }}{{ if .enabled }}
+- name: SLUICE_CA_FILE
+  value: {{ printf "/etc/sluice/tls/%s" .caKey | quote }}
+{{- if .clientAuth }}
+- name: SLUICE_CLIENT_CERT
+  value: {{ printf "/etc/sluice/tls/%s" .certKey | quote }}
+- name: SLUICE_CLIENT_KEY
+  value: {{ printf "/etc/sluice/tls/%s" .keyKey | quote }}
+{{- end }}
+{{- end }}{{ end }}
+{{- end }}
+
+{{/* One probe: as given in values, or with restTls.enabled an exec of `sluice connectors health`
+over HTTPS (args: the probe's values, whether it checks liveness). */}}
+{{- define "sluice.probe" -}}
+{{- $probe := index . 0 }}{{ $live := index . 1 }}{{ $root := index . 2 }}
+{{- if $root.Values.restTls.enabled }}
+{{- $command := list "sluice" "connectors" "health" }}
+{{- if $live }}{{ $command = append $command "--live" }}{{ end }}
+{{- toYaml (merge (dict "exec" (dict "command" $command)) (omit $probe "httpGet" "tcpSocket" "grpc")) }}
+{{- else }}
+{{- toYaml $probe }}
+{{- end }}
 {{- end }}

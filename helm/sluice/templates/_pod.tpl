@@ -49,10 +49,16 @@ spec:
         # The worker's id and the URL the other workers forward REST writes to.
         - name: SLUICE_ADVERTISED_URL
           {{- if eq .Values.kind "StatefulSet" }}
-          value: {{ printf "http://$(SLUICE_POD_NAME).%s.%s.svc.%s:%d" (include "sluice.peersName" .) .Release.Namespace .Values.clusterDomain (int .Values.containerPort) | quote }}
+          value: {{ printf "%s://$(SLUICE_POD_NAME).%s.%s.svc.%s:%d" (include "sluice.scheme" .) (include "sluice.peersName" .) .Release.Namespace .Values.clusterDomain (int .Values.containerPort) | quote }}
           {{- else }}
-          value: {{ printf "http://$(SLUICE_POD_IP):%d" (int .Values.containerPort) | quote }}
+          value: {{ printf "%s://$(SLUICE_POD_IP):%d" (include "sluice.scheme" .) (int .Values.containerPort) | quote }}
           {{- end }}
+        {{- if .Values.restTls.enabled }}
+        # The probes' `sluice connectors health` calls this worker by the name its certificate holds.
+        - name: SLUICE_URL
+          value: "$(SLUICE_ADVERTISED_URL)"
+        {{- include "sluice.tlsClientEnv" . | nindent 8 }}
+        {{- end }}
         {{- with include "sluice.tokenEnv" . | trim }}{{ . | nindent 8 }}{{ end }}
         {{- with include "sluice.authEnv" . | trim }}{{ . | nindent 8 }}{{ end }}
         {{- with .Values.extraEnv }}
@@ -63,11 +69,11 @@ spec:
         {{- . | nindent 8 }}
       {{- end }}
       readinessProbe:
-        {{- toYaml .Values.readinessProbe | nindent 8 }}
+        {{- include "sluice.probe" (list .Values.readinessProbe false .) | nindent 8 }}
       livenessProbe:
-        {{- toYaml .Values.livenessProbe | nindent 8 }}
+        {{- include "sluice.probe" (list .Values.livenessProbe true .) | nindent 8 }}
       startupProbe:
-        {{- toYaml .Values.startupProbe | nindent 8 }}
+        {{- include "sluice.probe" (list .Values.startupProbe true .) | nindent 8 }}
       resources:
         {{- toYaml .Values.resources | nindent 8 }}
       securityContext:
@@ -86,6 +92,11 @@ spec:
           mountPath: /usr/local/lib/sluice/plugins
           readOnly: true
         {{- end }}
+        {{- if .Values.restTls.enabled }}
+        - name: tls
+          mountPath: /etc/sluice/tls
+          readOnly: true
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -98,6 +109,11 @@ spec:
     - name: plugins
       configMap:
         name: {{ . }}
+    {{- end }}
+    {{- if .Values.restTls.enabled }}
+    - name: tls
+      secret:
+        secretName: {{ .Values.restTls.secretName }}
     {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:

@@ -178,7 +178,6 @@ impl SourceTask for WasmSourceTask {
             task: Some(ctx.task_id),
             offsets: Some(Offsets {
                 reader: ctx.offsets.clone(),
-                runtime: tokio::runtime::Handle::current(),
             }),
         };
         let task = ctx.task_id;

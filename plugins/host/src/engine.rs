@@ -68,7 +68,10 @@ fn cache_dir() -> PathBuf {
 impl Host {
     fn new() -> wasmtime::Result<Self> {
         let mut config = Config::new();
-        // Time limits: the ticker below advances the epoch; each call gets a deadline.
+        // Time limits: the ticker below advances the epoch, so a call that computes past its
+        // deadline traps. A call waiting in a host call (a WASI sleep, a slow HTTP peer) runs
+        // no wasm to trap; calls are async (the async linker and bindings) so the session's
+        // wall-clock timeout can drop them.
         config.epoch_interruption(true);
         // Compiled artifacts are cached on disk keyed by a hash of the component and the
         // compiler settings, so a restart (or another worker on the machine) skips compilation.
@@ -77,8 +80,8 @@ impl Host {
         config.cache(Some(Cache::new(cache)?));
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::source::Source::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
         let ticker = engine.weak();
         std::thread::Builder::new()

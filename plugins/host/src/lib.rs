@@ -33,6 +33,8 @@ pub use connector::{
 };
 pub use engine::{CACHE_DIR_ENV, LoadedPlugin, PluginKind, load, plugin_name};
 pub use error::{Result, WasmError};
+#[doc(hidden)]
+pub use record::check_returned_batch;
 pub use record::{Batch, Meta, RecordView, Results, decode_value, encode_value};
 pub use sandbox::{DEFAULT_CALL_TIMEOUT, DEFAULT_MEMORY_LIMIT_MIB, Sandbox};
 pub use spec::{

@@ -289,6 +289,28 @@ pub(crate) fn view(batch: &types::Batch, i: usize) -> Result<Option<RecordView<'
     }))
 }
 
+/// Checks a batch as a plugin would return it, as the host does before using one: its tables,
+/// then every record in them. The number of records, or what is wrong. For the fuzzer
+/// (`fuzz/`).
+pub fn check_returned_batch(
+    data: Vec<u8>,
+    records: Vec<i64>,
+    headers: Vec<i64>,
+) -> Result<usize, String> {
+    let batch = types::Batch {
+        data,
+        records,
+        headers,
+    };
+    let n = count(&batch)?;
+    for i in 0..n {
+        if let Some(record) = view(&batch, i)? {
+            let _ = record.headers();
+        }
+    }
+    Ok(n)
+}
+
 /// The number of records in a batch a plugin returned, or what is wrong with its tables.
 pub(crate) fn count(batch: &types::Batch) -> Result<usize, String> {
     if !batch.records.len().is_multiple_of(RECORD_STRIDE) {

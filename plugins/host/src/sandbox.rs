@@ -54,12 +54,10 @@ pub(crate) struct Who {
     pub(crate) task: Option<u32>,
 }
 
-/// Committed-offset lookups for a source task: the reader and the runtime to run it on (calls
-/// into a source run on a blocking thread, where waiting is allowed).
+/// Committed-offset lookups for a source task.
 #[derive(Clone)]
 pub(crate) struct Offsets {
     pub(crate) reader: Arc<dyn OffsetReader>,
-    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 /// Memory limit that remembers being hit, so the trap that follows gets a clear reason.
@@ -208,7 +206,7 @@ impl WasiHttpHooks for AllowList {
 impl types::Host for State {}
 
 impl host::Host for State {
-    fn log(&mut self, level: types::Level, message: String) {
+    async fn log(&mut self, level: types::Level, message: String) {
         let Who {
             plugin,
             connector,
@@ -223,20 +221,20 @@ impl host::Host for State {
         }
     }
 
-    fn now_millis(&mut self) -> i64 {
+    async fn now_millis(&mut self) -> i64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64)
     }
 
-    fn committed_offset(&mut self, partition: String) -> Option<String> {
+    async fn committed_offset(&mut self, partition: String) -> Option<String> {
         let offsets = self.offsets.as_ref()?;
         let Ok(serde_json::Value::Object(partition)) = serde_json::from_str(&partition) else {
             tracing::warn!(plugin = %self.who.plugin, "committed-offset: the partition is not a JSON object");
             return None;
         };
-        // Source calls run on a blocking thread (see `source.rs`), so waiting here is allowed.
-        match offsets.runtime.block_on(offsets.reader.offset(&partition)) {
+        // Bounded like the rest of the call: the call's timeout drops this wait too.
+        match offsets.reader.offset(&partition).await {
             Ok(offset) => offset.map(|o| serde_json::Value::Object(o).to_string()),
             Err(e) => {
                 tracing::warn!(plugin = %self.who.plugin, error = %e, "committed-offset lookup failed");

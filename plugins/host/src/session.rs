@@ -1,5 +1,11 @@
 //! One plugin instance (a store plus its exports) and the one function every call goes through:
 //! it arms the time limit and turns traps, limit hits and guest errors into [`WasmError`]s.
+//!
+//! The time limit is kept twice: the epoch deadline traps a call that computes too long, and a
+//! wall-clock timeout drops a call that waits in a host call (a WASI sleep or poll, an HTTP
+//! response that never comes), where no wasm runs that epoch interruption could stop.
+
+use std::time::Duration;
 
 use wasmtime::Store;
 
@@ -63,10 +69,15 @@ impl<E> Session<E> {
         plugin: &LoadedPlugin,
         sandbox: &Sandbox,
         ctx: Option<Context>,
-        instantiate: impl FnOnce(&mut Store<State>) -> wasmtime::Result<E>,
+        instantiate: impl AsyncFnOnce(&mut Store<State>) -> wasmtime::Result<E>,
     ) -> Result<Self> {
         let mut store = store(plugin, sandbox, ctx)?;
-        match instantiate(&mut store) {
+        let timeout = || WasmError::Timeout {
+            plugin: plugin.name.clone(),
+            call: "instantiate",
+            limit: sandbox.call_timeout,
+        };
+        match within(sandbox.call_timeout, instantiate(&mut store)).ok_or_else(timeout)? {
             Ok(exports) => Ok(Self {
                 store,
                 exports,
@@ -78,12 +89,16 @@ impl<E> Session<E> {
         }
     }
 
-    /// Runs one call under the time limit. A trap or limit hit poisons the instance: a fresh
-    /// one is needed (wasm state after a trap is not trustworthy).
+    /// Runs one call under the time limit. A trap, a limit hit or a timeout poisons the
+    /// instance: a fresh one is needed (wasm state after a trap or a dropped call is not
+    /// trustworthy).
     fn call<R>(
         &mut self,
         call: &'static str,
-        f: impl FnOnce(&E, &mut Store<State>) -> wasmtime::Result<std::result::Result<R, types::Error>>,
+        f: impl AsyncFnOnce(
+            &E,
+            &mut Store<State>,
+        ) -> wasmtime::Result<std::result::Result<R, types::Error>>,
     ) -> Result<R> {
         if self.poisoned {
             return Err(WasmError::Poisoned {
@@ -91,7 +106,16 @@ impl<E> Session<E> {
             });
         }
         self.store.set_epoch_deadline(deadline(&self.sandbox));
-        match f(&self.exports, &mut self.store) {
+        let Some(outcome) = within(self.sandbox.call_timeout, f(&self.exports, &mut self.store))
+        else {
+            self.poisoned = true;
+            return Err(WasmError::Timeout {
+                plugin: self.plugin.clone(),
+                call,
+                limit: self.sandbox.call_timeout,
+            });
+        };
+        match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
                 let (kind, message) = match e {
@@ -117,6 +141,13 @@ impl<E> Session<E> {
     pub(crate) fn is_poisoned(&self) -> bool {
         self.poisoned
     }
+}
+
+/// Runs `call` to its end on this thread, or drops it (cancelling the guest, even one waiting in
+/// a host call) once `limit` has passed: `None`. Callers are on a thread where blocking is
+/// allowed (a blocking-pool thread, or inside `block_in_place`).
+fn within<T>(limit: Duration, call: impl Future<Output = T>) -> Option<T> {
+    wasmtime_wasi::runtime::in_tokio(async { tokio::time::timeout(limit, call).await.ok() })
 }
 
 fn classify(
@@ -171,12 +202,14 @@ impl Session<Source> {
             plugin: plugin.name.clone(),
             reason: format!("{e:#}"),
         })?;
-        Self::start(plugin, sandbox, ctx, |store| pre.instantiate(store))
+        Self::start(plugin, sandbox, ctx, async |store| {
+            pre.instantiate_async(store).await
+        })
     }
 
     pub(crate) fn spec(&mut self) -> Result<Vec<types::ConfigField>> {
-        self.call("spec", |e, s| {
-            e.sluice_connector_source_task().call_spec(s).map(Ok)
+        self.call("spec", async |e, s| {
+            e.sluice_connector_source_task().call_spec(s).await.map(Ok)
         })
     }
 
@@ -186,21 +219,24 @@ impl Session<Source> {
         task: u32,
         tasks: u32,
     ) -> Result<()> {
-        self.call("open", |e, s| {
+        self.call("open", async |e, s| {
             e.sluice_connector_source_task()
                 .call_open(s, &config.to_vec(), task, tasks)
+                .await
         })
     }
 
     pub(crate) fn poll(&mut self, max: u32) -> Result<types::Batch> {
-        self.call("poll", |e, s| {
-            e.sluice_connector_source_task().call_poll(s, max)
+        self.call("poll", async |e, s| {
+            e.sluice_connector_source_task().call_poll(s, max).await
         })
     }
 
     pub(crate) fn commit(&mut self, offsets: &[(String, String)]) -> Result<()> {
-        self.call("commit", |e, s| {
-            e.sluice_connector_source_task().call_commit(s, offsets)
+        self.call("commit", async |e, s| {
+            e.sluice_connector_source_task()
+                .call_commit(s, offsets)
+                .await
         })
     }
 }
@@ -215,30 +251,35 @@ impl Session<Sink> {
             plugin: plugin.name.clone(),
             reason: format!("{e:#}"),
         })?;
-        Self::start(plugin, sandbox, ctx, |store| pre.instantiate(store))
+        Self::start(plugin, sandbox, ctx, async |store| {
+            pre.instantiate_async(store).await
+        })
     }
 
     pub(crate) fn spec(&mut self) -> Result<Vec<types::ConfigField>> {
-        self.call("spec", |e, s| {
-            e.sluice_connector_sink_task().call_spec(s).map(Ok)
+        self.call("spec", async |e, s| {
+            e.sluice_connector_sink_task().call_spec(s).await.map(Ok)
         })
     }
 
     pub(crate) fn open(&mut self, config: &[(String, String)], task: u32) -> Result<()> {
-        self.call("open", |e, s| {
+        self.call("open", async |e, s| {
             e.sluice_connector_sink_task()
                 .call_open(s, &config.to_vec(), task)
+                .await
         })
     }
 
     pub(crate) fn put(&mut self, batch: &types::Batch) -> Result<()> {
-        self.call("put", |e, s| {
-            e.sluice_connector_sink_task().call_put(s, batch)
+        self.call("put", async |e, s| {
+            e.sluice_connector_sink_task().call_put(s, batch).await
         })
     }
 
     pub(crate) fn flush(&mut self) -> Result<()> {
-        self.call("flush", |e, s| e.sluice_connector_sink_task().call_flush(s))
+        self.call("flush", async |e, s| {
+            e.sluice_connector_sink_task().call_flush(s).await
+        })
     }
 }
 
@@ -252,25 +293,28 @@ impl Session<Transform> {
             plugin: plugin.name.clone(),
             reason: format!("{e:#}"),
         })?;
-        Self::start(plugin, sandbox, ctx, |store| pre.instantiate(store))
+        Self::start(plugin, sandbox, ctx, async |store| {
+            pre.instantiate_async(store).await
+        })
     }
 
     pub(crate) fn spec(&mut self) -> Result<Vec<types::ConfigField>> {
-        self.call("spec", |e, s| {
-            e.sluice_connector_transformer().call_spec(s).map(Ok)
+        self.call("spec", async |e, s| {
+            e.sluice_connector_transformer().call_spec(s).await.map(Ok)
         })
     }
 
     pub(crate) fn open(&mut self, config: &[(String, String)]) -> Result<()> {
-        self.call("open", |e, s| {
+        self.call("open", async |e, s| {
             e.sluice_connector_transformer()
                 .call_open(s, &config.to_vec())
+                .await
         })
     }
 
     pub(crate) fn apply(&mut self, batch: &types::Batch) -> Result<types::Batch> {
-        self.call("apply", |e, s| {
-            e.sluice_connector_transformer().call_apply(s, batch)
+        self.call("apply", async |e, s| {
+            e.sluice_connector_transformer().call_apply(s, batch).await
         })
     }
 }

@@ -41,6 +41,7 @@ pub fn sandbox_spec() -> ConfigSpec {
             json!([]),
             "Host directories the plugin may read (preopened read-only at the same path); none by default.",
         )
+        .local_path()
         .optional(
             ALLOWED_HOSTS_FIELD,
             FieldKind::List,
@@ -59,6 +60,7 @@ pub fn path_field_spec() -> ConfigSpec {
             "Path of the plugin's WebAssembly component (.wasm).",
         )
         .check(Validator::NonEmpty)
+        .local_path()
 }
 
 /// The fields a plugin declared.
@@ -107,6 +109,7 @@ impl PluginSpec {
                 default,
                 doc: field.doc,
                 secret: field.secret,
+                local_path: false,
                 validators: Vec::new(),
             });
         }

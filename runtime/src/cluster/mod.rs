@@ -9,7 +9,7 @@ mod protocol;
 mod security;
 
 pub use assignment::{MemberAssignment, MemberMetadata, TaskId, Work};
-pub use assignor::configured_work;
+pub use assignor::{AssignorState, Round, Share, assign, configured_work};
 pub use member::{LeaderContext, Member, MemberCommand, MemberConfig, MemberEvent};
 pub use offsets::delete_committed_offsets;
 pub use security::KafkaSecurity;

@@ -3,6 +3,7 @@
 
 mod connect;
 mod file;
+mod local_path;
 mod pipeline;
 mod provider;
 mod worker;
@@ -13,6 +14,7 @@ pub use connect::{
     pipeline_from_flat,
 };
 pub use file::{ConfigFile, FileKind, Problem, load_yaml};
+pub use local_path::{PathPolicy, check_local_paths};
 pub use pipeline::{PipelineConfig, pipeline_spec};
 pub use provider::{
     EnvPolicy, FilePolicy, ProviderPolicy, resolve_providers, resolve_providers_with,

@@ -58,6 +58,10 @@ pub struct WorkerConfig {
     pub task_restart: RestartSettings,
     /// What `${env:...}`/`${file:...}` in connector configs given through the REST API may read.
     pub config_providers: ProviderPolicy,
+    /// Directories connector configs given through the REST API may name paths under (file
+    /// connectors' `file`, WASM `plugin` and `read_only_dirs`); unset: `data_dir` and
+    /// `plugins_dir`.
+    pub allowed_paths: Option<Vec<PathBuf>>,
 }
 
 /// Automatic restarts of failed tasks (`task_restart`). Durations in ms.
@@ -385,6 +389,11 @@ pub fn worker_spec() -> ConfigSpec {
             FieldKind::Object(providers_spec()),
             json!({}),
             "What `${env:...}` and `${file:...}` in connector configs given through the REST API may read (files the operator wrote may use every provider).",
+        )
+        .maybe(
+            "allowed_paths",
+            FieldKind::List,
+            "Directories that connector configs given through the REST API (create, config, validate) may name paths under: the file connectors' `file`, a WASM plugin's `plugin` and `read_only_dirs`. Symbolic links and `..` are resolved first. Unset: `data_dir` and `plugins_dir`. Pipeline files given to `sluice run` are not checked.",
         )
 }
 

@@ -396,6 +396,7 @@ fn write_value(
                     d.scale
                 )));
             }
+            d.check().map_err(|e| bad(path, e))?;
             write_decimal(out, d, decimals);
         }
         (SchemaType::Int32, Value::Date(v)) if schema.is_logical(logical::DATE) => {
@@ -746,17 +747,24 @@ fn read_value(schema: &Schema, json: &Json, path: &Loc<'_>) -> Result<Value, Con
             let scale = schema
                 .decimal_scale()
                 .ok_or_else(|| bad(path, "Decimal schema has no integer `scale` parameter"))?;
+            // Bounded here, where the record can still go to the DLQ: written out in full, a
+            // huge scale is gigabytes of zeros.
+            Decimal::check_scale(i64::from(scale)).map_err(|e| bad(path, e))?;
             match json {
                 Json::String(s) => {
                     let bytes = BASE64
                         .decode(s)
                         .map_err(|e| bad(path, format!("invalid base64 Decimal: {e}")))?;
-                    Value::Decimal(Decimal::from_bytes(&bytes, scale))
+                    Value::Decimal(
+                        Decimal::try_from_bytes(&bytes, scale).map_err(|e| bad(path, e))?,
+                    )
                 }
-                Json::Number(n) => Value::Decimal(
-                    Decimal::parse(&n.to_string())
-                        .ok_or_else(|| bad(path, format!("invalid Decimal number {n}")))?,
-                ),
+                Json::Number(n) => {
+                    let d = Decimal::parse(&n.to_string())
+                        .ok_or_else(|| bad(path, format!("invalid Decimal number {n}")))?;
+                    d.check().map_err(|e| bad(path, e))?;
+                    Value::Decimal(d)
+                }
                 _ => return Err(expected(path, schema, json)),
             }
         }
@@ -844,6 +852,48 @@ mod tests {
         assert_eq!(
             text(out),
             r#"{"schema":{"type":"bytes","optional":false,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2"}},"payload":"AJw="}"#
+        );
+    }
+
+    #[test]
+    fn a_decimal_scale_out_of_bounds_is_a_conversion_error_naming_the_field() {
+        let record = |scale: &str, payload: &str| {
+            format!(
+                r#"{{"schema":{{"type":"struct","fields":[{{"field":"amount","type":"bytes","name":"org.apache.kafka.connect.data.Decimal","parameters":{{"scale":"{scale}"}}}}]}},"payload":{{"amount":{payload}}}}}"#
+            )
+        };
+        let err = on()
+            .decode(Some(record("2147483647", r#""AJw=""#).as_bytes()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("amount: Decimal scale 2147483647 is out of range"),
+            "{err}"
+        );
+        let err = on()
+            .decode(Some(record("-1001", "1").as_bytes()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("amount: Decimal scale"), "{err}");
+        let (_, value) = on()
+            .decode(Some(record("1000", r#""AJw=""#).as_bytes()))
+            .unwrap();
+        let Value::Struct(s) = value else {
+            panic!("{value:?}")
+        };
+        assert_eq!(
+            s.get("amount"),
+            Some(&Value::Decimal(Decimal::new(156.into(), 1000)))
+        );
+        // Written out too: a Decimal made elsewhere with such a scale is refused, not rendered.
+        let huge = Value::Decimal(Decimal::new(156.into(), i32::MAX));
+        let err = on()
+            .encode(Some(&Schema::decimal(i32::MAX)), &huge)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Decimal scale 2147483647 is out of range"),
+            "{err}"
         );
     }
 

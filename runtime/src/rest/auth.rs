@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq as _;
 use tracing::warn;
 
 use super::ApiError;
-use super::signature::{self, WorkerKey};
+use super::signature::{self, Verifier};
 use crate::config::AuthSettings;
 
 /// What a credential may do.
@@ -200,7 +200,7 @@ pub(crate) struct Auth {
     env_tokens: Tokens,
     tokens_file: Option<Watched<Tokens>>,
     users: Option<Watched<Users>>,
-    worker_key: Option<WorkerKey>,
+    worker_key: Option<Verifier>,
     max_body_bytes: usize,
 }
 
@@ -229,9 +229,16 @@ impl Auth {
             worker_key: settings
                 .worker_secret
                 .as_ref()
-                .map(|s| WorkerKey::new(s.expose())),
+                .map(|s| Verifier::new(s.expose())),
             max_body_bytes,
         })
+    }
+
+    /// Sets this worker's URL: forwarded requests must have been signed for it.
+    pub(crate) fn bind(&self, url: &str) {
+        if let Some(key) = &self.worker_key {
+            key.bind(url);
+        }
     }
 
     fn enabled(&self) -> bool {
@@ -253,19 +260,75 @@ impl Auth {
 
     async fn basic_role(&self, encoded: &str) -> Option<Role> {
         let users = self.users.as_ref()?.current().await;
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
-            .ok()?;
-        let decoded = String::from_utf8(decoded).ok()?;
-        let (user, password) = decoded.split_once(':')?;
-        let (hash, role) = users.get(user)?.clone();
-        let password = password.to_owned();
+        let (user, password) = basic_credentials(encoded)?;
+        let (hash, role) = users.get(&user)?.clone();
         // bcrypt is deliberately slow: off the async threads.
         let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
             .await
             .ok()?
             .ok()?;
         ok.then_some(role)
+    }
+}
+
+/// How an `Authorization` header authenticates.
+enum Credential<'a> {
+    Bearer(&'a str),
+    Basic(&'a str),
+}
+
+/// The scheme and credentials of an `Authorization` header value.
+fn credential(value: &str) -> Option<Credential<'_>> {
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            Some(Credential::Bearer(token.trim()))
+        }
+        Some((scheme, encoded)) if scheme.eq_ignore_ascii_case("basic") => {
+            Some(Credential::Basic(encoded))
+        }
+        _ => None,
+    }
+}
+
+/// The user and password of HTTP basic credentials (base64 of `user:password`).
+fn basic_credentials(encoded: &str) -> Option<(String, String)> {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// Runs what the access rules read from outside on `text`: a tokens file, an htpasswd file, an
+/// `Authorization` header, and (line by line) the worker-signature headers and path of a
+/// forwarded request. For the fuzzer (`fuzz/`): any input gives an answer, never a panic.
+#[doc(hidden)]
+pub fn fuzz_untrusted_auth(text: &str) {
+    let _ = parse_tokens(text, "fuzz");
+    let _ = parse_users(text, "fuzz");
+    if let Some(Credential::Basic(encoded)) = credential(text) {
+        let _ = basic_credentials(encoded);
+    }
+    let mut lines = text.split('\n');
+    let mut request = axum::http::Request::builder().method("POST");
+    for name in [
+        signature::TIMESTAMP_HEADER,
+        signature::TARGET_HEADER,
+        signature::NONCE_HEADER,
+        signature::SIGNATURE_HEADER,
+    ] {
+        if let Some(value) = lines.next() {
+            request = request.header(name, value);
+        }
+    }
+    let request = request.uri(lines.next().unwrap_or("/connectors?forward=false"));
+    if let Ok(request) = request.body(()) {
+        let (parts, ()) = request.into_parts();
+        let verifier = Verifier::new("a-worker-secret-of-32-characters!");
+        verifier.bind("http://worker:8083");
+        let body: Vec<&str> = lines.collect();
+        let _ = verifier.verify(&parts, body.join("\n").as_bytes());
     }
 }
 
@@ -326,14 +389,10 @@ pub(crate) async fn check(State(auth): State<Arc<Auth>>, request: Request, next:
             "authentication required: send Authorization: Bearer <token> or Basic credentials",
         );
     };
-    let role = match credential.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-            auth.token_role(token.trim()).await
-        }
-        Some((scheme, encoded)) if scheme.eq_ignore_ascii_case("basic") => {
-            auth.basic_role(encoded).await
-        }
-        _ => None,
+    let role = match self::credential(&credential) {
+        Some(Credential::Bearer(token)) => auth.token_role(token).await,
+        Some(Credential::Basic(encoded)) => auth.basic_role(encoded).await,
+        None => None,
     };
     let Some(role) = role else {
         warn!(method = %request.method(), path, "REST request with invalid credentials");

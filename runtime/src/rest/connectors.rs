@@ -11,7 +11,9 @@ use super::error::Body;
 use super::forward::on_leader;
 use super::{Api, ApiError};
 use crate::cluster::TaskId;
-use crate::config::{flat_from_pipeline, mask_flat, pipeline_from_flat};
+use crate::config::{
+    PathPolicy, check_local_paths, flat_from_pipeline, mask_flat, pipeline_from_flat,
+};
 use crate::storage::{ConfigState, RunState, Status, TargetState};
 
 pub(crate) async fn root(State(api): State<Api>) -> Json<Value> {
@@ -132,6 +134,15 @@ pub(crate) async fn list(State(api): State<Api>, RawQuery(query): RawQuery) -> R
 async fn validated(api: &Api, name: &str, props: &Map<String, Value>) -> Result<(), ApiError> {
     let (cluster, name, props) = (api.cluster.clone(), name.to_owned(), props.clone());
     let checked = tokio::task::spawn_blocking(move || {
+        // Paths first: a WASM connector's plugin is loaded only from an allowed directory.
+        let refused = check_local_paths(
+            &props,
+            cluster.registry(),
+            &PathPolicy::new(cluster.worker_config()),
+        );
+        if !refused.is_empty() {
+            return Err(refused);
+        }
         pipeline_from_flat(
             &name,
             &props,

@@ -27,6 +27,8 @@ use tracing::info;
 use crate::herder::Cluster;
 
 pub use auth::AuthError;
+#[doc(hidden)]
+pub use auth::fuzz_untrusted_auth;
 pub use error::ApiError;
 pub use peer::Peers;
 pub use security::{Security, SecurityError};

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::signature::{self, WorkerKey};
+use super::signature::WorkerKey;
 use super::tls::{self, TlsError};
 use crate::config::RestSettings;
 
@@ -38,8 +38,9 @@ impl Peers {
     }
 
     /// A request to `base` (another worker's URL) for `path_and_query`, signed when a worker
-    /// secret is configured. `body` is sent as JSON when not empty; the signature covers it.
-    pub(crate) fn request(
+    /// secret is configured: for that worker only, and usable once. `body` is sent as JSON when
+    /// not empty; the signature covers it.
+    pub fn request(
         &self,
         method: reqwest::Method,
         base: &str,
@@ -51,10 +52,12 @@ impl Peers {
             .request(method.clone(), format!("{base}{path_and_query}"));
         // The leader admits a forwarded (`forward=false`) request only with this signature.
         if let Some(key) = &self.key {
-            let (timestamp, signature) = key.sign(method.as_str(), path_and_query, &body);
-            request = request
-                .header(signature::TIMESTAMP_HEADER, timestamp)
-                .header(signature::SIGNATURE_HEADER, signature);
+            for (name, value) in key
+                .sign(method.as_str(), base, path_and_query, &body)
+                .headers()
+            {
+                request = request.header(name, value);
+            }
         }
         if !body.is_empty() {
             request = request

@@ -9,7 +9,7 @@ use sluice_connector_api::{ConfigField, FieldKind, MASK, Plugin};
 
 use super::error::Body;
 use super::{Api, ApiError};
-use crate::config::pipeline_from_flat;
+use crate::config::{PathPolicy, check_local_paths, pipeline_from_flat};
 
 fn kind_name(plugin: &Plugin) -> &'static str {
     match plugin {
@@ -182,9 +182,16 @@ pub(crate) async fn validate(
     let (cluster, checked) = (api.cluster.clone(), flat.clone());
     let (described, errors) = tokio::task::spawn_blocking(move || {
         let registry = cluster.registry();
+        // Paths first: a WASM connector's plugin is loaded only from an allowed directory.
+        let refused = check_local_paths(
+            &checked,
+            registry,
+            &PathPolicy::new(cluster.worker_config()),
+        );
         // `wasm` has no fixed spec: it is the spec of the component the config's `plugin`
         // names (the resolver's own fields when that cannot be loaded; the errors say why).
         let described = match registry.resolver(&kind) {
+            Some(resolver) if !refused.is_empty() => Some((kind.clone(), resolver.spec())),
             Some(resolver) => match resolver.resolve(&body) {
                 Ok(plugin) => Some((kind.clone(), plugin.spec())),
                 Err(_) => Some((kind.clone(), resolver.spec())),
@@ -193,14 +200,18 @@ pub(crate) async fn validate(
                 .get(&kind)
                 .map(|plugin| (plugin.name().to_owned(), plugin.spec())),
         };
-        let errors = pipeline_from_flat(
-            &name,
-            &checked,
-            registry,
-            &cluster.worker_config().config_providers,
-        )
-        .err()
-        .unwrap_or_default();
+        let errors = if refused.is_empty() {
+            pipeline_from_flat(
+                &name,
+                &checked,
+                registry,
+                &cluster.worker_config().config_providers,
+            )
+            .err()
+            .unwrap_or_default()
+        } else {
+            refused
+        };
         (described, errors)
     })
     .await

@@ -81,6 +81,14 @@ impl Security {
     }
 }
 
+impl Security {
+    /// Sets the URL this worker is reached at (known once its listener is bound): forwarded
+    /// requests must have been signed for it.
+    pub fn bind(&self, url: &str) {
+        self.auth.bind(url);
+    }
+}
+
 /// Whether `listen` (host:port) only accepts connections from this machine.
 pub(crate) fn is_loopback(listen: &str) -> bool {
     let host = listen.rsplit_once(':').map_or(listen, |(h, _)| h);

@@ -6,3 +6,4 @@ mod task;
 mod types;
 
 pub use task::PostgresCdcPlugin;
+pub use types::parse_column_text;

@@ -39,6 +39,12 @@ pub(crate) enum PgType {
     Other(String),
 }
 
+/// Parses `text` as the CDC reader parses a column of built-in type `oid` (with `typmod`) in a
+/// pgoutput change; `None` for an OID that is not built in. For the fuzzer (`fuzz/`).
+pub fn parse_column_text(oid: u32, typmod: i32, text: &str) -> Option<Result<Value, String>> {
+    builtin(oid, typmod).map(|t| t.parse(text))
+}
+
 /// Built-in type OIDs (pg_type.dat). Arrays and enums of other types come from the catalog.
 pub(crate) fn builtin(oid: u32, typmod: i32) -> Option<PgType> {
     Some(match oid {

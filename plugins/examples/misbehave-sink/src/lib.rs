@@ -1,5 +1,5 @@
 //! `misbehave-sink`: a sink whose `put` misbehaves on purpose (`mode`: `loop`, `alloc`, `trap`,
-//! see the `misbehaviour` crate), for the sandbox tests.
+//! `sleep`, see the `misbehaviour` crate), for the sandbox tests.
 
 use sluice_plugin_sdk::sink::{Config, ConfigField, Error, Record, Sink};
 
@@ -10,7 +10,7 @@ struct MisbehaveSink {
 
 impl Sink for MisbehaveSink {
     fn spec() -> Vec<ConfigField> {
-        vec![ConfigField::new("mode", "string", "loop, alloc or trap.").required()]
+        vec![ConfigField::new("mode", "string", "loop, alloc, trap or sleep.").required()]
     }
 
     fn open(config: &Config, _task: u32) -> Result<Self, Error> {

@@ -1,5 +1,5 @@
 //! `misbehave-source`: a source whose `poll` misbehaves on purpose (`mode`: `loop`, `alloc`,
-//! `trap`, see the `misbehaviour` crate), for the sandbox tests.
+//! `trap`, `sleep`, see the `misbehaviour` crate), for the sandbox tests.
 
 use sluice_plugin_sdk::source::{Config, ConfigField, Error, Record, Source};
 
@@ -10,7 +10,7 @@ struct MisbehaveSource {
 
 impl Source for MisbehaveSource {
     fn spec() -> Vec<ConfigField> {
-        vec![ConfigField::new("mode", "string", "loop, alloc or trap.").required()]
+        vec![ConfigField::new("mode", "string", "loop, alloc, trap or sleep.").required()]
     }
 
     fn open(config: &Config, _task: u32, _tasks: u32) -> Result<Self, Error> {

@@ -1,5 +1,6 @@
 //! `misbehave`: a transform that misbehaves on purpose, for the sandbox tests. `mode` picks how:
-//! `loop` (never returns), `alloc` (allocates without end), `trap` (panics), `file` (reads
+//! `loop` (never returns), `alloc` (allocates without end), `trap` (panics), `sleep` (waits an
+//! hour in a host call), `file` (reads
 //! `path`), `socket` (connects to `address`), `http` (GETs `url` over wasi:http), `none`
 //! (passes records through). Where the sandbox grants it, `file` and `http` succeed and add
 //! what they read to each record as a header (`file`, `http`: status and body).
@@ -23,7 +24,7 @@ impl Transform for Misbehave {
             ConfigField::new(
                 "mode",
                 "string",
-                "none, loop, alloc, trap, file, socket or http.",
+                "none, loop, alloc, trap, sleep, file, socket or http.",
             )
             .required(),
             ConfigField::new("path", "string", "File the `file` mode opens.")
@@ -55,7 +56,7 @@ impl Transform for Misbehave {
 
     fn apply(&mut self, record: Record) -> Result<Option<Record>, Error> {
         match self.mode.as_str() {
-            "loop" | "alloc" | "trap" => {
+            "loop" | "alloc" | "trap" | "sleep" => {
                 let what = format!("apply, on a record for {}", record.topic);
                 misbehaviour::misbehave(&self.mode, &mut self.hoard, &what);
                 Ok(Some(record))

@@ -1,5 +1,10 @@
 //! What the `misbehave*` plugins do on purpose, for the sandbox tests: `loop` never returns,
-//! `alloc` allocates without end (into `hoard`), `trap` panics. Other modes return.
+//! `alloc` allocates without end (into `hoard`), `trap` panics, `sleep` waits an hour in a host
+//! call (a WASI clock subscription: no wasm runs, so epoch interruption cannot stop it). Other
+//! modes return.
+
+/// How long the `sleep` mode waits: far past any call timeout.
+pub const SLEEP: std::time::Duration = std::time::Duration::from_secs(3600);
 
 pub fn misbehave(mode: &str, hoard: &mut Vec<Vec<u8>>, what: &str) {
     match mode {
@@ -14,6 +19,7 @@ pub fn misbehave(mode: &str, hoard: &mut Vec<Vec<u8>>, what: &str) {
             chunk[0] = 1;
             hoard.push(std::hint::black_box(chunk));
         },
+        "sleep" => std::thread::sleep(SLEEP),
         "trap" => panic!("misbehave: deliberate panic in {what}"),
         _ => {}
     }
