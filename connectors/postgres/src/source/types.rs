@@ -248,14 +248,16 @@ fn rescale(d: Decimal, scale: i32) -> Option<Decimal> {
     None
 }
 
+/// Postgres' hex bytea text, `\x0aff`. By bytes: a multi-byte character where a digit pair was
+/// expected is a bad value, not a slice through the character.
 fn parse_bytea(text: &str) -> Option<Vec<u8>> {
-    let hex = text.strip_prefix("\\x")?;
+    let hex = text.strip_prefix("\\x")?.as_bytes();
     if hex.len() % 2 != 0 {
         return None;
     }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+    let digit = |b: u8| char::from(b).to_digit(16);
+    hex.chunks_exact(2)
+        .map(|pair| Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8))
         .collect()
 }
 
@@ -268,12 +270,15 @@ fn parse_timestamptz(text: &str) -> Option<DateTime<Utc>> {
     let hours = parts.next()??;
     let minutes = parts.next().flatten().unwrap_or(0);
     let seconds = parts.next().flatten().unwrap_or(0);
+    // Postgres' offsets stay within ±16 hours; anything larger is not a timestamptz (and would
+    // overflow the arithmetic below).
+    if !(0..100).contains(&hours) || !(0..60).contains(&minutes) || !(0..60).contains(&seconds) {
+        return None;
+    }
     let naive = parse_datetime(local)?;
     let offset_secs = sign * (hours * 3600 + minutes * 60 + seconds);
-    Some(DateTime::from_naive_utc_and_offset(
-        naive - chrono::Duration::seconds(offset_secs),
-        Utc,
-    ))
+    let utc = naive.checked_sub_signed(chrono::Duration::seconds(offset_secs))?;
+    Some(DateTime::from_naive_utc_and_offset(utc, Utc))
 }
 
 /// Parses Postgres' `YYYY-MM-DD HH:MM:SS[.f]`: the common shape by hand (chrono re-reads its
@@ -363,6 +368,28 @@ fn parse_array(element: &PgType, text: &str) -> Result<Vec<Value>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timestamptz_offset_out_of_range_is_a_bad_value() {
+        let ok = parse_timestamptz("2024-02-29 12:34:56.789+05:30").unwrap();
+        assert_eq!(ok.to_rfc3339(), "2024-02-29T07:04:56.789+00:00");
+        // Found by the fuzzer: an offset of 9254775808 hours overflowed the date arithmetic.
+        assert_eq!(
+            parse_timestamptz("2024-02-29 12:34:56.789+09254775808:30"),
+            None
+        );
+        assert_eq!(parse_timestamptz("+262142-12-31 23:59:59-15:00"), None);
+        assert_eq!(parse_timestamptz("2024-02-29 12:34:56+05:60"), None);
+    }
+
+    #[test]
+    fn bytea_text_is_read_by_bytes() {
+        assert_eq!(parse_bytea("\\x00ff7A"), Some(vec![0, 255, 0x7a]));
+        // Found by the fuzzer: a character of two bytes where a digit pair is expected.
+        assert_eq!(parse_bytea("\\x}\u{4fd}f"), None);
+        assert_eq!(parse_bytea("\\x+f"), None);
+        assert_eq!(parse_bytea("\\x0"), None);
+    }
 
     #[test]
     fn datetimes_parse_the_same_by_hand_and_by_chrono() {
