@@ -285,7 +285,7 @@ pub(crate) fn sink_spec() -> ConfigSpec {
             "rotate_schedule_interval",
             FieldKind::Duration,
             0,
-            "Close open files at every multiple of this wall-clock interval, so quiet partitions still upload (0 = off). Not deterministic.",
+            "Close open files at every multiple of this wall-clock interval, so quiet partitions still upload (0 = off). Exactly once still: a set's objects become visible only once the offsets before it are committed.",
         )
         .optional(
             "max_file_bytes",
