@@ -277,7 +277,7 @@ impl SinkTaskRunner {
         Duration::from_millis(self.errors.policy.retry_delay_max.max(100))
     }
 
-    /// Applies `first` and every rebalance waiting behind it. A revocation is Kafka Connect's
+    /// Applies `next` and every rebalance waiting behind it. A revocation is Kafka Connect's
     /// `onPartitionsRevoked`: what the task made durable is committed, the revoked partitions are
     /// closed (their pending data flushed or dropped by the task), and only then are they
     /// released to the group; nothing of them is written or committed afterwards.
