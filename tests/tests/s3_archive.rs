@@ -353,62 +353,139 @@ async fn time_partitions_and_scheduled_rotation() {
     }
 }
 
-/// Acceptance 4: the S3 server is killed for a while mid-run and started again on the same port
-/// and data: the task retries, continues, and the archive holds every record exactly once.
+/// Issue #19: the S3 server is stopped for longer than the SDK's retries last (the default
+/// `SLUICE_TEST_S3_OUTAGE_SECS` of 45 s is several retry cycles; 600 is the 10-minute outage) and
+/// started again on the same port and data. Two sinks archive the topic meanwhile, one rotating on
+/// record counts and one on the wall clock (2 tasks, sets waiting for commits). Neither task
+/// fails or restarts: each drops what is not durable, the runtime delivers it again, and once S3
+/// is back the archive holds every record exactly once.
 #[tokio::test(flavor = "multi_thread")]
-async fn s3_outage_mid_run_loses_and_duplicates_nothing() {
-    let total = 60_000;
+async fn s3_outage_longer_than_the_retries_restarts_nothing_and_loses_and_duplicates_nothing() {
+    // 14,000 per partition: whole sets of 1,000 for the count-rotated sink.
+    let total = 42_000;
     let value_len = 100;
+    let outage = Duration::from_secs(
+        std::env::var("SLUICE_TEST_S3_OUTAGE_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(45),
+    );
     let mut server = S3Server::start(BUCKET);
     let dir = tempfile::tempdir().expect("temp dir");
     let topic = unique("s3-outage");
     kafka::create_topic(&topic, PARTITIONS).await;
     produce(&topic, 0..total / 2, value_len).await;
-    let name = unique("outage");
-    let pipeline = write_pipeline(
-        dir.path(),
-        "outage",
-        &sink_pipeline(
+    // Few, quick SDK retries: the outage outlasts them many times over.
+    let retries = "  max_retries: 2\n  retry_backoff: 50ms\n  retry_max_backoff: 500ms\n";
+    let backoff = "errors: {retry_delay_max: 2s}\n";
+    let counted = unique("outage-count");
+    let scheduled = unique("outage-sched");
+    let pipelines = format!(
+        "{}{backoff}---\n{}{backoff}tasks: 2\n",
+        sink_pipeline(
             &server,
-            &name,
+            &counted,
             &topic,
-            "  flush_size: 1000\n  max_retries: 1000\n  retry_backoff: 100ms\n  retry_max_backoff: 1s\n",
+            &format!("  flush_size: 1000\n{retries}")
+        ),
+        sink_pipeline(
+            &server,
+            &scheduled,
+            &topic,
+            &format!("  flush_size: 700\n  rotate_schedule_interval: 2s\n{retries}")
         ),
     );
-    let worker = write_worker(dir.path(), "");
+    let pipeline = write_pipeline(dir.path(), "outage", &pipelines);
+    let port = sluice_tests::free_port();
+    let worker = write_worker(dir.path(), &format!("rest:\n  listen: 127.0.0.1:{port}\n"));
     let mut sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
-    let prefix = format!("{name}/");
-    while server.list(BUCKET, &prefix).await.len() < 3 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let url = format!("http://127.0.0.1:{port}");
+    for name in [&counted, &scheduled] {
+        let prefix = format!("{name}/");
+        while server.list(BUCKET, &prefix).await.len() < 3 {
+            assert!(sluice.is_running(), "sluice exited: {}", sluice.log_text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     server.stop();
+    // A third sink starts while S3 is away: its task waits for S3 instead of failing its start.
+    let late = unique("outage-late");
+    let (code, body) = sluice_tests::cluster::call(
+        reqwest::Method::PUT,
+        &format!("{url}/connectors/{late}/config"),
+        Some(serde_json::json!({
+            "connector.class": "s3-sink",
+            "tasks.max": "1",
+            "topics": topic,
+            "topics_dir": late,
+            "bucket": BUCKET,
+            "endpoint": server.endpoint(),
+            "path_style": "true",
+            "access_key_id": sluice_tests::s3::ACCESS_KEY,
+            "secret_access_key": sluice_tests::s3::SECRET_KEY,
+            "flush_size": "1400",
+            "max_retries": "1",
+            "retry_backoff": "50",
+            "errors.retry.delay.max.ms": "2000",
+            "key.converter": "bytes",
+            "value.converter": "bytes",
+        })),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let sinks = [&counted, &scheduled, &late];
     // More records arrive while S3 is away.
     produce(&topic, total / 2..total, value_len).await;
-    let log = sluice.log.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_for(
-            "the sink to retry S3 requests",
-            Duration::from_secs(60),
-            || {
-                std::fs::read_to_string(&log)
-                    .ok()
-                    .filter(|l| l.contains("S3 request failed; retrying"))
-                    .map(|_| ())
-            },
-        )
-    })
-    .await
-    .expect("wait");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(sluice.is_running(), "the task must wait for S3, not die");
+    let began = std::time::Instant::now();
+    while began.elapsed() < outage {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(sluice.is_running(), "sluice exited: {}", sluice.log_text());
+        for name in sinks {
+            assert_never_restarted(&url, name).await;
+        }
+    }
+    // The outage outlasted the SDK's retries: the sinks went back to what is durable.
+    let log = sluice.log_text();
+    assert!(
+        log.contains("once S3 answers"),
+        "the sinks never gave up on a request: the outage was too short to test anything"
+    );
     server.restart();
-    caught_up(&name, &topic, Duration::from_secs(300)).await;
+    caught_up(&counted, &topic, Duration::from_secs(300)).await;
+    caught_up(&scheduled, &topic, Duration::from_secs(300)).await;
+    caught_up(&late, &topic, Duration::from_secs(300)).await;
+    for name in sinks {
+        assert_never_restarted(&url, name).await;
+    }
     assert!(sluice.is_running(), "sluice exited: {}", sluice.log_text());
     assert!(sluice.terminate(), "sluice did not stop cleanly");
 
-    let (keys, records) = read_topic_archive(&server, BUCKET, &name, &topic).await;
+    let (keys, records) = read_topic_archive(&server, BUCKET, &counted, &topic).await;
     assert_eq!(keys.len(), total / 1000, "{keys:?}");
     assert_exactly_once(&topic, &records, total, value_len);
+    let (_, records) = read_topic_archive(&server, BUCKET, &scheduled, &topic).await;
+    assert_exactly_once(&topic, &records, total, value_len);
+    let (keys, records) = read_topic_archive(&server, BUCKET, &late, &topic).await;
+    assert_eq!(keys.len(), total / 1400, "{keys:?}");
+    assert_exactly_once(&topic, &records, total, value_len);
+}
+
+/// Every task of `name` is RUNNING and was never restarted.
+async fn assert_never_restarted(url: &str, name: &str) {
+    let (code, status) = sluice_tests::cluster::call(
+        reqwest::Method::GET,
+        &format!("{url}/connectors/{name}/status"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{status}");
+    let tasks = status["tasks"].as_array().expect("tasks");
+    assert!(!tasks.is_empty(), "{status}");
+    for task in tasks {
+        assert_eq!(task["state"], "RUNNING", "{status}");
+        // Shown only once a task was restarted.
+        assert!(task["restarts"].is_null(), "{status}");
+    }
 }
 
 /// Acceptance 5: `s3-source` restores archived topics (JSON lines and Parquet) into new topics

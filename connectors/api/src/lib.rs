@@ -39,7 +39,9 @@ pub use record::{Header, SinkRecord, SourceOffset, SourcePartition, SourceRecord
 pub use registry::{ConnectorKind, Plugin, PluginResolver, Registry, SinkPlugin, SourcePlugin};
 pub use schema::{Field, Schema, SchemaBuilder, SchemaError, SchemaRef, SchemaType, logical};
 pub use secret::Secret;
-pub use sink::{CommitRequest, ErrantRecordReporter, SinkConnector, SinkTask, SinkTaskContext};
+pub use sink::{
+    CommitRequest, ErrantRecordReporter, RewindRequest, SinkConnector, SinkTask, SinkTaskContext,
+};
 pub use source::{OffsetReader, SourceConnector, SourceTask, SourceTaskContext};
 pub use spec::{
     ConfigField, ConfigSpec, ConnectorConfig, FieldError, FieldKind, MASK, Validator, mask_entries,

@@ -27,6 +27,8 @@ pub struct SinkTaskContext {
     pub cancel: CancellationToken,
     /// Asks the runtime to flush and commit soon instead of at its next interval.
     pub commits: CommitRequest,
+    /// Asks the runtime to consume partitions again from an earlier offset.
+    pub rewinds: RewindRequest,
 }
 
 /// Kafka Connect's `SinkTaskContext.requestCommit()`: a task that just made data durable (an
@@ -44,6 +46,40 @@ impl CommitRequest {
     /// Completes when a commit was asked for (for the runtime).
     pub async fn requested(&self) {
         self.0.notified().await;
+    }
+}
+
+/// Kafka Connect's `SinkTaskContext.offset(...)`: a task that dropped records it had taken (an
+/// upload that failed while the destination is away) asks the runtime to deliver its partitions
+/// again from the first offset it has not made durable. The runtime moves its consumer there
+/// after the `put` or `flush` that asked, before the next batch, and counts nothing after that
+/// offset as consumed. A request for a partition the task no longer owns is ignored: its next
+/// owner resumes at the committed offset anyway.
+#[derive(Clone, Default)]
+pub struct RewindRequest(Arc<std::sync::Mutex<HashMap<TopicPartition, i64>>>);
+
+impl RewindRequest {
+    /// Asks for `tp` to be consumed again from `offset` (the earliest request per partition
+    /// wins until the runtime takes them).
+    pub fn rewind(&self, tp: TopicPartition, offset: i64) {
+        let mut pending = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pending
+            .entry(tp)
+            .and_modify(|o| *o = (*o).min(offset))
+            .or_insert(offset);
+    }
+
+    /// The requests made since the last call (for the runtime).
+    pub fn take(&self) -> HashMap<TopicPartition, i64> {
+        std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 }
 

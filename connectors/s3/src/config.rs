@@ -38,9 +38,9 @@ pub struct Connection {
     pub secret_access_key: Option<Secret>,
     /// Prefix under which topics are archived.
     pub topics_dir: String,
-    /// Attempts after the first failure of one S3 request before the task gives up.
+    /// Retries of one S3 request by the SDK after its first attempt.
     pub max_retries: u32,
-    /// First wait between attempts (milliseconds), doubled after each failure.
+    /// Base of the SDK's jittered exponential backoff (milliseconds).
     pub retry_backoff: u64,
     /// Longest wait between attempts (milliseconds).
     pub retry_max_backoff: u64,
@@ -194,14 +194,14 @@ fn connection_spec(spec: ConfigSpec) -> ConfigSpec {
             "max_retries",
             FieldKind::Int,
             DEFAULT_MAX_RETRIES,
-            "Retries of one S3 request (server errors, throttling, timeouts, connection failures) before the task fails.",
+            "Retries of one S3 request (server errors, throttling, timeouts, connection failures) by the AWS SDK's standard retry strategy. A request still failing then is not a crash: the sink drops what is not durable, the partition is consumed again from there, and the task retries with backoff for as long as `errors.retry_timeout` allows (by default until S3 is back), without a restart.",
         )
         .check(Validator::range(0, 1000))
         .optional(
             "retry_backoff",
             FieldKind::Duration,
             DEFAULT_RETRY_BACKOFF_MS,
-            "First wait between retries; doubles after each failure.",
+            "Base of the SDK's jittered exponential backoff: the n-th retry waits a random time up to this times 2^(n-1).",
         )
         .optional(
             "retry_max_backoff",

@@ -19,8 +19,9 @@ pub enum Error {
         bucket: String,
         detail: String,
     },
-    /// A request failed after every retry (server errors, timeouts, connection refused).
-    #[error("S3 {operation} of `{key}` failed after {attempts} attempts: {detail}")]
+    /// A request still failed after the SDK's retries (server errors, throttling, timeouts,
+    /// connection refused): S3 is away for now.
+    #[error("S3 {operation} of `{key}` failed (up to {attempts} attempts): {detail}")]
     Unavailable {
         operation: &'static str,
         key: String,

@@ -13,9 +13,14 @@
 //! Uploads run in the background while the task keeps consuming: full multipart parts as soon as
 //! they are encoded, and a closed set's remaining bytes and completion. At most
 //! [`UPLOADS_IN_FLIGHT`] run at once (that bounds the memory they hold). A closed set counts as
-//! durable only once every upload of it, and of every set before it, succeeded; an upload that
-//! still fails after the store's retries fails the task, which then restarts from the last
-//! committed offset.
+//! durable only once every upload of it, and of every set before it, succeeded.
+//!
+//! S3 away (a request still failing after the SDK's retries) is not a crash: the partition
+//! whose upload failed drops what is not durable (aborting its uploads), asks the runtime to
+//! deliver it again from the first offset that is not durable, and `put` answers retriable, so
+//! the runtime backs off and retries for as long as `errors.retry_timeout` allows (by default
+//! until S3 is back), without a task restart. Set boundaries are the same on re-consumption, so
+//! the rewritten objects replace any the failed attempt left.
 //!
 //! `rotate_schedule_interval` closes sets on the wall clock, so a re-consumption closes them
 //! elsewhere and its objects would not replace the earlier ones: with it on, a closed set's
@@ -38,8 +43,9 @@ use bytes::Bytes;
 use chrono::{Offset, TimeZone};
 use chrono_tz::Tz;
 use sluice_connector_api::{
-    CommitRequest, ConfigSpec, ConnectorConfig, ConnectorError, ErrantRecordReporter, Result,
-    SinkConnector, SinkPlugin, SinkRecord, SinkTask, SinkTaskContext, TopicPartition,
+    CommitRequest, ConfigSpec, ConnectorConfig, ConnectorError, ErrantRecordReporter, ErrorKind,
+    Result, RewindRequest, SinkConnector, SinkPlugin, SinkRecord, SinkTask, SinkTaskContext,
+    TopicPartition,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -139,6 +145,8 @@ struct S3SinkTask {
     errant_records: Option<Arc<dyn ErrantRecordReporter>>,
     /// Asks the runtime for a commit once a set waiting for one became visible.
     commits: CommitRequest,
+    /// Asks the runtime to deliver a partition again after its taken records were dropped.
+    rewinds: RewindRequest,
 }
 
 /// The encoder of one file, taken out while it runs on a blocking thread.
@@ -513,15 +521,15 @@ impl PartitionWriter {
     }
 
     /// Takes the closed sets whose uploads finished, oldest first; fails with the first upload
-    /// that failed for good.
-    async fn reap(&mut self) -> Result<(), Error> {
+    /// that failed for good, and the first offset of its set.
+    async fn reap(&mut self) -> Result<(), (i64, Error)> {
         while self
             .closing
             .front()
             .is_some_and(|(_, upload)| upload.is_finished())
         {
-            if let Some((_, upload)) = self.closing.pop_front() {
-                finished(upload).await?;
+            if let Some((start, upload)) = self.closing.pop_front() {
+                finished(upload).await.map_err(|e| (start, e))?;
             }
         }
         Ok(())
@@ -547,6 +555,25 @@ impl PartitionWriter {
                 warn!(partition = %tp, start, error = %e, "a closed file set did not finish uploading; its records were not committed and are archived again by the next owner");
             }
         }
+    }
+
+    /// Drops everything of the partition that is not durable after S3 failed for a transient
+    /// reason; returns the first offset to deliver again. The committed offset known to the gate
+    /// stays: sets written again still become visible only after it.
+    async fn start_over(
+        &mut self,
+        settings: &Settings,
+        tp: &TopicPartition,
+        failed_set: Option<i64>,
+    ) -> Option<i64> {
+        let from = failed_set.or(self.pending_from()).or(self.next);
+        let committed = self.committed.as_ref().map(|c| *c.borrow());
+        self.discard(settings, tp).await;
+        *self = Self {
+            committed: committed.map(|c| watch::channel(c).0),
+            ..Self::default()
+        };
+        from
     }
 
     /// Whether `record` must start a new set (checked before it is written).
@@ -590,12 +617,13 @@ impl SinkTask for S3SinkTask {
     async fn start(&mut self, ctx: SinkTaskContext, config: &ConnectorConfig) -> Result<()> {
         let config: SinkConfig = config.parse()?;
         config.check().map_err(ConnectorError::config)?;
-        let store = Store::connect(&config.connection).await?;
+        let store = Store::connect_patiently(&config.connection).await?;
         let partitioner = Partitioner::from_config(&config)?;
         let zone = parse_zone(&config.timezone)?;
         info!(connector = %ctx.connector, task = ctx.task_id, bucket = %config.connection.bucket, format = ?config.format, "s3-sink task started");
         self.errant_records = ctx.errant_records;
         self.commits = ctx.commits;
+        self.rewinds = ctx.rewinds;
         self.settings = Some(Settings {
             extension: extension(config.format, config.compression),
             uploads: Arc::new(Semaphore::new(UPLOADS_IN_FLIGHT)),
@@ -612,10 +640,17 @@ impl SinkTask for S3SinkTask {
             return Err(ConnectorError::fatal("s3-sink task used before start"));
         };
         let config = &settings.config;
-        let part_size = config.part_size as usize;
         let now = now_ms();
-        for writer in self.partitions.values_mut() {
-            writer.reap().await.map_err(upload_failed)?;
+        let mut unavailable = None;
+        for (tp, writer) in &mut self.partitions {
+            if let Err((start, e)) = writer.reap().await {
+                let (error, _) =
+                    start_over(writer, settings, tp, Some(start), e, &self.rewinds).await?;
+                unavailable.get_or_insert(error);
+            }
+        }
+        if let Some(error) = unavailable {
+            return Err(error);
         }
         // Before anything of the batch is taken (a retry delivers it whole again, and the
         // runtime's flush meanwhile commits what the waiting sets need).
@@ -663,47 +698,10 @@ impl SinkTask for S3SinkTask {
                 }
             };
             // From here on a failure leaves written state behind that a retry of the batch would
-            // not restore: it fails the task, which restarts from the committed offsets.
-            writer.next = Some(record.offset + 1);
-            if writer.rotate_before(settings, &record, &encoded, now) {
-                writer
-                    .close_set(settings, &tp, &self.commits)
-                    .await
-                    .map_err(upload_failed)?;
-            }
-            if writer.start.is_none() {
-                writer.start = Some(record.offset);
-                writer.first_time = record.timestamp;
-                writer.deadline = (config.rotate_schedule_interval > 0)
-                    .then(|| next_boundary(now, config.rotate_schedule_interval, settings.zone));
-            }
-            let file = match writer.files.entry(encoded.clone()) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    let key = object_key(
-                        &config.connection.topics_dir,
-                        &record.topic,
-                        &encoded,
-                        record.partition,
-                        record.offset,
-                        settings.extension,
-                    );
-                    e.insert(FileWriter::new(key, settings, &record).map_err(upload_failed)?)
-                }
-            };
-            file.append(config.format, record).map_err(upload_failed)?;
-            if file.chunk_ready() {
-                file.encode(false).await.map_err(upload_failed)?;
-                file.upload_parts(settings, part_size)
-                    .await
-                    .map_err(upload_failed)?;
-            }
-            writer.records += 1;
-            if writer.rotate_after(settings, &encoded) {
-                writer
-                    .close_set(settings, &tp, &self.commits)
-                    .await
-                    .map_err(upload_failed)?;
+            // not restore: the partition starts over from what is durable, or the task fails.
+            if let Err(e) = take(writer, settings, &self.commits, &tp, encoded, record, now).await {
+                let (error, _) = start_over(writer, settings, &tp, None, e, &self.rewinds).await?;
+                return Err(error);
             }
         }
         Ok(())
@@ -729,8 +727,16 @@ impl SinkTask for S3SinkTask {
                     .await
                     .map_err(upload_failed)?;
             }
-            writer.reap().await.map_err(upload_failed)?;
-            durable.insert(tp.clone(), writer.pending_from().unwrap_or(*next));
+            let from = match writer.reap().await {
+                Ok(()) => writer.pending_from().unwrap_or(*next),
+                Err((start, e)) => {
+                    let (error, from) =
+                        start_over(writer, settings, tp, Some(start), e, &self.rewinds).await?;
+                    warn!(partition = %tp, %error, "archiving failed for now");
+                    from.unwrap_or(start)
+                }
+            };
+            durable.insert(tp.clone(), from);
         }
         Ok(durable)
     }
@@ -770,8 +776,83 @@ impl SinkTask for S3SinkTask {
     }
 }
 
-/// A failure after records were taken into files: retrying the batch would not bring those
-/// records back, so the task fails and resumes from the committed offsets when restarted.
+/// Writes one record into its partition's open set (closing sets as the rotation rules say).
+async fn take(
+    writer: &mut PartitionWriter,
+    settings: &Settings,
+    commits: &CommitRequest,
+    tp: &TopicPartition,
+    encoded: String,
+    record: SinkRecord,
+    now: i64,
+) -> Result<(), Error> {
+    let config = &settings.config;
+    writer.next = Some(record.offset + 1);
+    if writer.rotate_before(settings, &record, &encoded, now) {
+        writer.close_set(settings, tp, commits).await?;
+    }
+    if writer.start.is_none() {
+        writer.start = Some(record.offset);
+        writer.first_time = record.timestamp;
+        writer.deadline = (config.rotate_schedule_interval > 0)
+            .then(|| next_boundary(now, config.rotate_schedule_interval, settings.zone));
+    }
+    let file = match writer.files.entry(encoded.clone()) {
+        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::btree_map::Entry::Vacant(e) => {
+            let key = object_key(
+                &config.connection.topics_dir,
+                &record.topic,
+                &encoded,
+                record.partition,
+                record.offset,
+                settings.extension,
+            );
+            e.insert(FileWriter::new(key, settings, &record)?)
+        }
+    };
+    file.append(config.format, record)?;
+    if file.chunk_ready() {
+        file.encode(false).await?;
+        file.upload_parts(settings, config.part_size as usize)
+            .await?;
+    }
+    writer.records += 1;
+    if writer.rotate_after(settings, &encoded) {
+        writer.close_set(settings, tp, commits).await?;
+    }
+    Ok(())
+}
+
+/// After `error` while `tp` had records taken: S3 away for now (after the SDK's retries) makes
+/// the partition start over from what is durable, delivered again by the runtime, and comes
+/// back as the retriable error for `put`; anything else fails the task (which restarts from the
+/// committed offsets).
+async fn start_over(
+    writer: &mut PartitionWriter,
+    settings: &Settings,
+    tp: &TopicPartition,
+    failed_set: Option<i64>,
+    error: Error,
+    rewinds: &RewindRequest,
+) -> Result<(ConnectorError, Option<i64>)> {
+    if error.kind() != ErrorKind::Retriable {
+        return Err(upload_failed(error));
+    }
+    let from = writer.start_over(settings, tp, failed_set).await;
+    if let Some(from) = from {
+        rewinds.rewind(tp.clone(), from);
+    }
+    let again = from.map_or_else(String::new, |o| format!(" from offset {o}"));
+    let message = format!("{error}; {tp} is archived again{again} once S3 answers");
+    Ok((
+        ConnectorError::with_source(ErrorKind::Retriable, message, error),
+        from,
+    ))
+}
+
+/// A failure after records were taken into files that retrying will not fix: the task fails and
+/// resumes from the committed offsets when restarted.
 fn upload_failed(e: Error) -> ConnectorError {
     let message = format!(
         "{e}; the task stops, and on restart resumes from the last committed offset (nothing is lost)"

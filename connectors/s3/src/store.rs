@@ -1,8 +1,12 @@
-//! The bucket, through aws-sdk-s3, with one retry policy for every request.
+//! The bucket, through aws-sdk-s3.
 //!
-//! The SDK's own retries are off so that `max_retries`/`retry_backoff` mean exactly what they say:
-//! server errors, throttling, timeouts and refused connections are retried with doubling backoff;
-//! a missing bucket or denied access fails at once with an error that says what to check.
+//! Requests retry with the SDK's standard strategy (exponential backoff with full jitter, a
+//! client-side retry budget), `max_retries` times after the first attempt with waits from
+//! `retry_backoff` up to `retry_max_backoff`: server errors, throttling, timeouts and refused
+//! connections. What still fails is classified here: S3 away for now is
+//! [`Error::Unavailable`] (retriable: the sink goes back to what is durable and the runtime tries
+//! again later, without a task restart); a missing bucket or denied access fails at once with an
+//! error that says what to check.
 
 use std::future::Future;
 use std::time::Duration;
@@ -21,26 +25,28 @@ use tracing::warn;
 use crate::config::Connection;
 use crate::error::{Error, Result};
 
-/// A bucket and how to retry requests to it.
+/// A bucket and the client that talks to it.
 #[derive(Clone)]
 pub(crate) struct Store {
     client: Client,
     bucket: String,
-    max_retries: u32,
+    /// Attempts per request (the first and the SDK's retries), for messages.
+    attempts: u32,
+    /// Reads of an object's body after its headers came (the SDK does not retry those).
     backoff: Duration,
     max_backoff: Duration,
-}
-
-/// What a failed attempt means.
-enum Failure {
-    Retry(String),
-    Stop(Error),
 }
 
 impl Store {
     /// Builds the client and checks that the bucket exists and is reachable with these
     /// credentials.
     pub(crate) async fn connect(conn: &Connection) -> Result<Self> {
+        let store = Self::client(conn).await?;
+        store.check_bucket().await?;
+        Ok(store)
+    }
+
+    async fn client(conn: &Connection) -> Result<Self> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(conn.region.clone()));
         if let (Some(id), Some(secret)) = (&conn.access_key_id, &conn.secret_access_key) {
@@ -55,7 +61,12 @@ impl Store {
         let shared = loader.load().await;
         let mut builder = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(conn.path_style)
-            .retry_config(RetryConfig::disabled())
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(conn.max_retries.saturating_add(1))
+                    .with_initial_backoff(Duration::from_millis(conn.retry_backoff.max(1)))
+                    .with_max_backoff(Duration::from_millis(conn.retry_max_backoff.max(1))),
+            )
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
@@ -68,11 +79,25 @@ impl Store {
         let store = Self {
             client: Client::from_conf(builder.build()),
             bucket: conn.bucket.clone(),
-            max_retries: conn.max_retries,
+            attempts: conn.max_retries.saturating_add(1),
             backoff: Duration::from_millis(conn.retry_backoff.max(1)),
             max_backoff: Duration::from_millis(conn.retry_max_backoff.max(1)),
         };
-        store.check_bucket().await?;
+        Ok(store)
+    }
+
+    /// [`connect`](Self::connect) for a task that can wait for S3: a bucket that cannot be
+    /// reached now (S3 away) is not an error, only a missing bucket or refused credentials are;
+    /// the requests that follow retry as usual.
+    pub(crate) async fn connect_patiently(conn: &Connection) -> Result<Self> {
+        let store = Self::client(conn).await?;
+        match store.check_bucket().await {
+            Ok(()) => {}
+            Err(Error::Unavailable { detail, .. }) => {
+                warn!(bucket = %conn.bucket, error = %detail, "S3 cannot be reached now; starting anyway, uploads wait for it");
+            }
+            Err(e) => return Err(e),
+        }
         Ok(store)
     }
 
@@ -101,42 +126,20 @@ impl Store {
         }
     }
 
-    /// Runs `attempt` until it succeeds, fails for good, or the retries are spent.
+    /// Runs one request (the SDK retries it as configured) and says what a failure means.
     async fn retry<T, E, Fut>(
         &self,
         operation: &'static str,
         key: &str,
-        mut attempt: impl FnMut() -> Fut,
+        attempt: impl FnOnce() -> Fut,
     ) -> Result<T>
     where
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let mut wait = self.backoff;
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let error = match attempt().await {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
-            };
-            match self.classify(operation, key, &error) {
-                Failure::Stop(e) => return Err(e),
-                Failure::Retry(detail) if attempts > self.max_retries => {
-                    return Err(Error::Unavailable {
-                        operation,
-                        key: key.to_owned(),
-                        attempts,
-                        detail,
-                    });
-                }
-                Failure::Retry(detail) => {
-                    warn!(operation, key, attempt = attempts, wait_ms = wait.as_millis() as u64, error = %detail, "S3 request failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(self.max_backoff);
-                }
-            }
-        }
+        attempt()
+            .await
+            .map_err(|error| self.classify(operation, key, &error))
     }
 
     fn classify<E>(
@@ -144,10 +147,16 @@ impl Store {
         operation: &'static str,
         key: &str,
         error: &SdkError<E, HttpResponse>,
-    ) -> Failure
+    ) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
+        let unavailable = |detail| Error::Unavailable {
+            operation,
+            key: key.to_owned(),
+            attempts: self.attempts,
+            detail,
+        };
         match error {
             SdkError::ServiceError(service) => {
                 let status = service.raw().status().as_u16();
@@ -155,39 +164,39 @@ impl Store {
                 let message = service.err().message().unwrap_or_default();
                 let detail = format!("{code} {message} (HTTP {status})");
                 match code {
-                    "NoSuchBucket" => Failure::Stop(Error::NoSuchBucket {
+                    "NoSuchBucket" => Error::NoSuchBucket {
                         bucket: self.bucket.clone(),
-                    }),
+                    },
                     "AccessDenied"
                     | "InvalidAccessKeyId"
                     | "SignatureDoesNotMatch"
                     | "ExpiredToken"
-                    | "InvalidToken" => Failure::Stop(Error::AccessDenied {
+                    | "InvalidToken" => Error::AccessDenied {
                         operation,
                         bucket: self.bucket.clone(),
                         detail,
-                    }),
+                    },
                     "SlowDown"
                     | "InternalError"
                     | "ServiceUnavailable"
                     | "RequestTimeout"
                     | "RequestTimeTooSkewed"
-                    | "Throttling" => Failure::Retry(detail),
-                    _ if status >= 500 || status == 429 => Failure::Retry(detail),
-                    _ => Failure::Stop(Error::Request {
+                    | "Throttling" => unavailable(detail),
+                    _ if status >= 500 || status == 429 => unavailable(detail),
+                    _ => Error::Request {
                         operation,
                         key: key.to_owned(),
                         detail,
-                    }),
+                    },
                 }
             }
-            SdkError::ConstructionFailure(_) => Failure::Stop(Error::Request {
+            SdkError::ConstructionFailure(_) => Error::Request {
                 operation,
                 key: key.to_owned(),
                 detail: error_chain(error),
-            }),
+            },
             // Timeouts, refused or reset connections, unreadable responses: transient.
-            _ => Failure::Retry(error_chain(error)),
+            _ => unavailable(error_chain(error)),
         }
     }
 
@@ -339,7 +348,7 @@ impl Store {
             // The body streams after the headers: a broken connection here is retried too.
             match out.body.collect().await {
                 Ok(data) => return Ok(data.into_bytes()),
-                Err(e) if attempts <= self.max_retries => {
+                Err(e) if attempts < self.attempts => {
                     warn!(key, error = %e, "reading S3 object failed; retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(self.max_backoff);

@@ -160,6 +160,7 @@ pub(crate) fn task_run(
                 transforms: pipeline.transforms.clone(),
                 metrics,
                 commits: Default::default(),
+                rewinds: Default::default(),
             };
             Ok(Box::pin(runner.run(cancel)))
         }

@@ -41,6 +41,8 @@ pub(crate) struct SinkTaskRunner {
     pub(crate) metrics: Arc<crate::metrics::TaskMetrics>,
     /// The task's requests for an early commit (shared with its context).
     pub(crate) commits: sluice_connector_api::CommitRequest,
+    /// The task's requests to consume partitions again from an earlier offset.
+    pub(crate) rewinds: sluice_connector_api::RewindRequest,
 }
 
 /// First wait before a batch whose `put` failed for a transient reason is tried again.
@@ -65,6 +67,7 @@ impl SinkTaskRunner {
             })),
             cancel: cancel.child_token(),
             commits: self.commits.clone(),
+            rewinds: self.rewinds.clone(),
         };
         self.task
             .start(ctx, &self.config)
@@ -138,12 +141,12 @@ impl SinkTaskRunner {
                 }
                 // Periodic flush: with rebalances, the only place Kafka offsets advance.
                 _ = flush_tick.tick() => {
-                    self.flush_and_commit(positions).await?;
+                    self.commit_while_retrying(positions).await?;
                     continue;
                 }
                 // The task made something durable and wants it committed now.
                 _ = self.commits.requested() => {
-                    self.flush_and_commit(positions).await?;
+                    self.commit_while_retrying(positions).await?;
                     continue;
                 }
                 first = self.consumer.recv() => {
@@ -239,8 +242,11 @@ impl SinkTaskRunner {
                                 source: e,
                             });
                         }
-                        warn!(connector = %self.connector, task = self.task_id, error = %e, delay = ?self.retry_delay, "put failed; retrying the batch");
+                        let delay = jittered(self.retry_delay);
+                        warn!(connector = %self.connector, task = self.task_id, error = %e, ?delay, "put failed; retrying the batch");
                         rewind(self.consumer.clone(), &spans).await?;
+                        // Partitions the task dropped taken records of go back further.
+                        self.apply_rewinds(positions).await?;
                         // What is durable is committed meanwhile: a task that waits for
                         // commits (an S3 schedule) gets them, and a restart has less to redo.
                         self.commit_while_retrying(positions).await?;
@@ -251,7 +257,7 @@ impl SinkTaskRunner {
                             Some(event) = self.rebalances.recv() => {
                                 self.apply_rebalances(positions, Some(event)).await?;
                             }
-                            _ = tokio::time::sleep(self.retry_delay) => {}
+                            _ = tokio::time::sleep(delay) => {}
                         }
                         self.retry_delay = (self.retry_delay * 2).min(self.retry_delay_max());
                         continue;
@@ -267,6 +273,7 @@ impl SinkTaskRunner {
                     .filter(|(_, first, next)| next > first)
                     .map(|(tp, _, next)| (tp, next)),
             );
+            self.apply_rewinds(positions).await?;
             if let Some(e) = failure {
                 return Err(e);
             }
@@ -425,11 +432,9 @@ impl SinkTaskRunner {
         if positions.consumed.is_empty() {
             return Ok(());
         }
-        let durable = self
-            .task
-            .flush(&positions.consumed)
-            .await
-            .map_err(TaskError::connector("flush"))?;
+        let flushed = self.task.flush(&positions.consumed).await;
+        self.apply_rewinds(positions).await?;
+        let durable = flushed.map_err(TaskError::connector("flush"))?;
         let mut list = TopicPartitionList::new();
         let mut advanced = Vec::new();
         for (tp, offset) in durable {
@@ -463,8 +468,42 @@ impl SinkTaskRunner {
         Ok(())
     }
 
-    /// [`flush_and_commit`](Self::flush_and_commit) between retries of a batch: the destination
-    /// refusing for now fails nothing here.
+    /// Moves the consumer back to where the task asked partitions to be delivered again from
+    /// (Kafka Connect's `SinkTaskContext.offset`), for the partitions it still owns; what was
+    /// consumed after that offset no longer counts, so nothing past it is committed.
+    async fn apply_rewinds(&mut self, positions: &mut Positions) -> Result<(), TaskError> {
+        let requested = self.rewinds.take();
+        if requested.is_empty() {
+            return Ok(());
+        }
+        let consumer = self.consumer.clone();
+        let assigned = tokio::task::spawn_blocking(move || consumer.assignment()).await??;
+        let mut list = TopicPartitionList::new();
+        for (tp, offset) in requested {
+            if assigned.find_partition(&tp.topic, tp.partition).is_none() {
+                debug!(connector = %self.connector, task = self.task_id, partition = %tp, "rewind of a partition no longer owned ignored");
+                continue;
+            }
+            info!(connector = %self.connector, task = self.task_id, partition = %tp, offset, "partition consumed again from an earlier offset");
+            list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(offset))?;
+            if let Some(consumed) = positions.consumed.get_mut(&tp) {
+                *consumed = (*consumed).min(offset);
+            }
+        }
+        if list.count() == 0 {
+            return Ok(());
+        }
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || {
+            consumer.seek_partitions(list, Duration::from_secs(10))
+        })
+        .await??;
+        Ok(())
+    }
+
+    /// [`flush_and_commit`](Self::flush_and_commit) between retries of a batch and on the
+    /// flush interval: the destination refusing for now fails nothing here (what it holds is
+    /// committed at a later flush).
     async fn commit_while_retrying(&mut self, positions: &mut Positions) -> Result<(), TaskError> {
         match self.flush_and_commit(positions).await {
             Err(TaskError::Connector { source, .. }) if source.kind() == ErrorKind::Retriable => {
@@ -473,6 +512,13 @@ impl SinkTaskRunner {
             other => other,
         }
     }
+}
+
+/// `delay` shortened by a random part of up to half, so tasks that failed together do not
+/// retry in step.
+fn jittered(delay: Duration) -> Duration {
+    let random = getrandom::u32().unwrap_or(u32::MAX / 2);
+    delay.mul_f64(0.5 + 0.5 * f64::from(random) / f64::from(u32::MAX))
 }
 
 /// Moves the consumer back to the first offset of each partition's span so a batch is read again.
