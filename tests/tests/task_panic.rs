@@ -18,12 +18,21 @@ use tokio_util::sync::CancellationToken;
 
 const PANIC_MESSAGE: &str = "deliberate panic in poll (test connector)";
 const CONNECTOR_PANIC_MESSAGE: &str = "deliberate panic in start (test connector)";
+const BUILD_PANIC_MESSAGE: &str = "deliberate panic in task() (test connector)";
 
-struct PanickingSource;
+/// `panicking-source`, or with `in_task` `unbuildable-source`, whose plugin panics when asked
+/// for a task (before the task exists: while the worker builds it).
+struct PanickingSource {
+    in_task: bool,
+}
 
 impl SourcePlugin for PanickingSource {
     fn name(&self) -> &str {
-        "panicking-source"
+        if self.in_task {
+            "unbuildable-source"
+        } else {
+            "panicking-source"
+        }
     }
     fn doc(&self) -> &str {
         "Test only: a source whose task panics in its first poll."
@@ -42,6 +51,9 @@ impl SourcePlugin for PanickingSource {
         Box::new(PanickingConnector(ConnectorConfig::default()))
     }
     fn task(&self) -> Box<dyn SourceTask> {
+        if self.in_task {
+            panic!("{BUILD_PANIC_MESSAGE}");
+        }
         Box::new(PanickingTask)
     }
 }
@@ -98,7 +110,8 @@ async fn a_panicking_task_is_failed_with_its_message_and_restarted_by_policy() {
     )
     .expect("write pipelines");
     let mut registry: Registry = sluice::registry::builtin();
-    registry.add_source(PanickingSource);
+    registry.add_source(PanickingSource { in_task: false });
+    registry.add_source(PanickingSource { in_task: true });
     let pipelines = sluice::config::load_pipelines(&pipeline, &registry).expect("pipelines");
     let worker = sluice::config::load_worker(&worker).expect("worker file");
     let cancel = CancellationToken::new();
@@ -166,6 +179,49 @@ async fn a_panicking_task_is_failed_with_its_message_and_restarted_by_policy() {
             ))),
         "{connector}"
     );
+
+    // A plugin that panics while the worker builds the task fails that task with the message;
+    // the worker keeps serving and running the rest.
+    let unbuildable = unique("unbuildable");
+    let (code, body) = call(
+        Method::POST,
+        &format!("{url}/connectors"),
+        Some(json!({"name": unbuildable, "config": {
+            "connector.class": "unbuildable-source", "topic": unbuildable,
+        }})),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let task = wait_async(
+        "the task that cannot be built to fail",
+        Duration::from_secs(60),
+        || async {
+            let (_, status) = call(
+                Method::GET,
+                &format!("{url}/connectors/{unbuildable}/status"),
+                None,
+            )
+            .await;
+            let task = status["tasks"].get(0)?.clone();
+            (task["state"] == "FAILED").then_some(task)
+        },
+    )
+    .await;
+    assert!(
+        task["trace"].as_str().is_some_and(|t| t.contains(&format!(
+            "the task panicked while it was built: {BUILD_PANIC_MESSAGE}"
+        ))),
+        "{task}"
+    );
+    let (code, status) = call(
+        Method::GET,
+        &format!("{url}/connectors/{good}/status"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{status}");
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
+    assert!(!running.is_finished(), "the worker still runs");
 
     // With the healthy connector gone nothing runs: standalone stops with an error (the
     // `sluice run` command exits non-zero with it).

@@ -1099,20 +1099,30 @@ impl Reconciler {
             let (cluster, cancel, metrics) =
                 (self.cluster.clone(), cancel.clone(), metrics.clone());
             let task = id.task;
+            // A plugin that panics while its task is made (its `task()`, a WASM instantiation)
+            // fails this task with the panic's message, never the herder or the restart loop.
             move || {
-                task_run(
-                    &cluster.worker,
-                    &pipeline,
-                    task,
-                    ConnectorConfig(resolved.clone()),
-                    &cluster.offsets,
-                    TaskHooks {
-                        topics: Some(report.clone()),
-                        metrics: metrics.clone(),
-                    },
-                    cancel.clone(),
-                )
-                .map_err(|e| e.to_string())
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    task_run(
+                        &cluster.worker,
+                        &pipeline,
+                        task,
+                        ConnectorConfig(resolved.clone()),
+                        &cluster.offsets,
+                        TaskHooks {
+                            topics: Some(report.clone()),
+                            metrics: metrics.clone(),
+                        },
+                        cancel.clone(),
+                    )
+                    .map_err(|e| e.to_string())
+                }))
+                .unwrap_or_else(|panic| {
+                    Err(format!(
+                        "the task panicked while it was built: {}",
+                        panic_message(panic.as_ref())
+                    ))
+                })
             }
         };
         let first = build()?;
