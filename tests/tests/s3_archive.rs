@@ -613,17 +613,24 @@ async fn records_the_field_partitioner_cannot_place_go_to_the_dead_letter_topic(
             .expect("produce");
     }
     let name = unique("poison");
+    // A second sink archives the raw values (`bytes`): there the structs are what it cannot hold.
+    let raw = unique("poison-raw");
+    let raw_dlq = format!("{topic}-dlq-raw");
+    kafka::create_topic(&raw_dlq, 1).await;
     let pipeline = write_pipeline(
         dir.path(),
         "poison",
         &format!(
-            "name: {name}\nconnector: s3-sink\nconfig:\n{}  topics: [{topic}]\n  topics_dir: {name}\n  partitioner: field\n  partition_fields: [region]\n  flush_size: 6\n  rotate_schedule_interval: 2s\nkey_converter: {{type: string}}\nvalue_converter: {{type: json}}\nerrors: {{tolerance: all, dlq_topic: {dlq}}}\n",
+            "name: {name}\nconnector: s3-sink\nconfig:\n{}  topics: [{topic}]\n  topics_dir: {name}\n  partitioner: field\n  partition_fields: [region]\n  flush_size: 6\n  rotate_schedule_interval: 2s\nkey_converter: {{type: string}}\nvalue_converter: {{type: json}}\nerrors: {{tolerance: all, dlq_topic: {dlq}}}\n---\n\
+             name: {raw}\nconnector: s3-sink\nconfig:\n{}  topics: [{topic}]\n  topics_dir: {raw}\n  format: bytes\n  flush_size: 1\nkey_converter: {{type: string}}\nvalue_converter: {{type: json}}\nerrors: {{tolerance: all, dlq_topic: {raw_dlq}}}\n",
+            server.pipeline_config(BUCKET),
             server.pipeline_config(BUCKET)
         ),
     );
     let worker = write_worker(dir.path(), "");
     let mut sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
     caught_up(&name, &topic, Duration::from_secs(120)).await;
+    caught_up(&raw, &topic, Duration::from_secs(120)).await;
     assert!(sluice.is_running(), "sluice exited: {}", sluice.log_text());
     assert!(sluice.terminate(), "sluice did not stop cleanly");
 
@@ -677,4 +684,52 @@ async fn records_the_field_partitioner_cannot_place_go_to_the_dead_letter_topic(
             "{message}"
         );
     }
+
+    // The raw archive: the string value and the tombstone (an empty line), one object each;
+    // every struct went to its dead-letter topic instead of failing the task.
+    let mut raw_archived = BTreeMap::new();
+    for key in server.list(BUCKET, &format!("{raw}/{topic}/")).await {
+        let offset: i64 = key
+            .rsplit('+')
+            .next()
+            .and_then(|tail| tail.split('.').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no first offset in {key}"));
+        raw_archived.insert(offset, server.get(BUCKET, &key).await);
+    }
+    assert_eq!(
+        raw_archived,
+        BTreeMap::from([
+            (TOMBSTONE, b"\n".to_vec()),
+            (NOT_A_STRUCT, b"not a struct\n".to_vec()),
+        ])
+    );
+    let dead = tokio::task::spawn_blocking(move || kafka::read_all(&raw_dlq))
+        .await
+        .expect("read the raw sink's dead-letter topic");
+    let dead_offsets: Vec<String> = dead
+        .iter()
+        .map(|letter| {
+            let header = |key: &str| {
+                letter
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .and_then(|(_, v)| v.as_deref())
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_else(|| panic!("no header {key}: {letter:?}"))
+            };
+            let message = header("__connect.errors.exception.message");
+            assert!(
+                message.contains("format `bytes` needs byte or string values"),
+                "{message}"
+            );
+            header("__connect.errors.offset")
+        })
+        .collect();
+    let want: Vec<String> = (0..TOTAL)
+        .filter(|n| ![TOMBSTONE, NOT_A_STRUCT].contains(n))
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(dead_offsets, want);
 }

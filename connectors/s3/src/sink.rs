@@ -53,7 +53,9 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Format, SinkConfig, sink_spec};
 use crate::error::Error;
-use crate::format::{Compressor, ParquetEncoder, extension, write_bytes_line, write_json_line};
+use crate::format::{
+    Compressor, ParquetEncoder, check_record, extension, write_bytes_line, write_json_line,
+};
 use crate::partition::{Partitioner, object_key, parse_zone};
 use crate::store::Store;
 
@@ -269,14 +271,18 @@ impl FileWriter {
     }
 
     fn append(&mut self, format: Format, record: SinkRecord) -> Result<(), Error> {
-        self.records += 1;
         match format {
             Format::Json | Format::Bytes => {
                 let before = self.lines.len();
-                if format == Format::Json {
-                    write_json_line(&record, &mut self.lines)?;
+                let written = if format == Format::Json {
+                    write_json_line(&record, &mut self.lines)
                 } else {
-                    write_bytes_line(&record, &mut self.lines)?;
+                    write_bytes_line(&record, &mut self.lines)
+                };
+                if let Err(e) = written {
+                    // No half line stays behind.
+                    self.lines.truncate(before);
+                    return Err(e);
                 }
                 self.raw_bytes += (self.lines.len() - before) as u64;
             }
@@ -292,6 +298,7 @@ impl FileWriter {
                 self.rows.push(record);
             }
         }
+        self.records += 1;
         Ok(())
     }
 
@@ -680,12 +687,16 @@ impl SinkTask for S3SinkTask {
             {
                 writer.committed = Some(watch::channel(record.offset).0);
             }
-            let encoded = match settings.partitioner.encode(&record, now) {
+            let placed = settings
+                .partitioner
+                .encode(&record, now)
+                .and_then(|encoded| check_record(config.format, &record).map(|()| encoded));
+            let encoded = match placed {
                 Ok(encoded) => encoded,
                 // A record the partitioner cannot place (a tombstone or a value that is not a
                 // struct under the field partitioner, no timestamp under the time partitioner)
-                // is a bad record like any other: the pipeline's error policy decides, before
-                // anything of it is written. Once reported it is handled for good (dead-lettered
+                // or the format cannot hold (a struct as `bytes`) is a bad record like any
+                // other: the pipeline's error policy decides, before anything of it is written. Once reported it is handled for good (dead-lettered
                 // if so configured), so its offset may be committed with the records around it.
                 Err(e) => {
                     let error = ConnectorError::from(e);
