@@ -23,6 +23,27 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# Waits (up to 30 s) until nothing listens on loopback PORT any more, so a service restarted
+# after a kill can bind it again (SO_REUSEADDR, as servers bind: connections in TIME_WAIT do not
+# count).
+wait_port_free() {
+  python3 - "$1" <<'PY' || { log "port $1 is still taken"; return 1; }
+import socket, sys, time
+deadline = time.time() + 30
+while time.time() < deadline:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", int(sys.argv[1])))
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+    finally:
+        s.close()
+sys.exit(1)
+PY
+}
+
 ensure_python() {
   command -v python3 >/dev/null 2>&1 && return
   log "installing python3 (used to wait for services)"

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Starts or stops a throwaway PostgreSQL cluster with wal_level=logical on a free loopback port.
 #   scripts/postgres.sh start DIR     prints a connection URL once the server accepts connections
-#   scripts/postgres.sh stop DIR
+#   scripts/postgres.sh stop DIR [--kill]   a fast shutdown (--kill: immediate, as in a crash:
+#                                           no checkpoint, WAL recovery at the next start)
+#   scripts/postgres.sh restart DIR   starts the cluster again on the same port and data
+#                                     (stopping it first if it runs); prints the URL
 #   scripts/postgres.sh install X     only installs the Debian packages if missing
 # The cluster runs as the `postgres` OS user (initdb refuses root); trust auth on loopback only.
 source "$(dirname "$0")/lib.sh"
 
 cmd="${1:-}"; dir="${2:-}"
-[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+usage="usage: $0 start DIR | stop DIR [--kill] | restart DIR | install X"
+[ -n "$cmd" ] && [ -n "$dir" ] || { echo "$usage" >&2; exit 2; }
 
 pg_bin() {
   local bin
@@ -18,6 +22,25 @@ pg_bin() {
     bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
   fi
   echo "$bin"
+}
+
+# Stops the cluster in $dir: a fast shutdown, or an immediate one (a crash) with --kill.
+stop() {
+  local mode=fast
+  [ "${1:-}" = "--kill" ] && mode=immediate
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m "$mode" -w stop >&2 || true
+  fi
+}
+
+# Starts the cluster in $data (port $port) and waits until it accepts connections.
+launch() {
+  runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 start >&2
+  for _ in $(seq 100); do
+    "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" && break
+    sleep 0.1
+  done
+  echo "postgres://postgres@127.0.0.1:$port/postgres"
 }
 
 case "$cmd" in
@@ -48,17 +71,23 @@ local replication all trust
 host all all 127.0.0.1/32 trust
 host replication all 127.0.0.1/32 trust
 HBA
-    runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 start >&2
     echo "$port" >"$dir/port"
-    for _ in $(seq 100); do
-      "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" && break
-      sleep 0.1
-    done
-    echo "postgres://postgres@127.0.0.1:$port/postgres"
+    launch
+    ;;
+  restart)
+    ensure_python
+    bin="$(pg_bin)"
+    dir="$(cd "$dir" && pwd)"
+    [ -f "$dir/port" ] && [ -d "$dir/data" ] || { echo "no cluster was started in $dir" >&2; exit 2; }
+    port="$(cat "$dir/port")"
+    data="$dir/data"
+    stop
+    wait_port_free "$port"
+    launch
     ;;
   stop)
     bin="$(pg_bin)"
-    [ -d "$dir/data" ] && runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >&2 || true
+    stop "${3:-}"
     ;;
-  *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
+  *) echo "$usage" >&2; exit 2 ;;
 esac
