@@ -482,3 +482,155 @@ async fn refused_values_go_to_the_dead_letter_topic_and_the_rest_is_written() {
         "{log}"
     );
 }
+
+/// Issue #19: Postgres goes away for a while (a dedicated server, stopped and started again on
+/// the same port) while records keep arriving, and a second sink is created meanwhile. Neither
+/// task fails or restarts (the second starts without a connection and writes once Postgres is
+/// back), and afterwards both tables hold every key's last value.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_outage_restarts_nothing_and_loses_nothing() {
+    const KEYS: i64 = 300;
+    let pg = std::sync::Arc::new(Postgres::start("replica"));
+    let db = pg.database("sink_outage");
+    for table in ["early", "late"] {
+        pg.psql(
+            &db,
+            &format!("CREATE TABLE {table} (id bigint PRIMARY KEY, round int, note text)"),
+        );
+    }
+    let topic = unique("pg-outage");
+    kafka::create_topic(&topic, 2).await;
+    // Round `r` writes every key once more; the last round decides each row.
+    let produce_round = |r: i64| {
+        let topic = topic.clone();
+        async move {
+            let values: Vec<(String, String)> = (0..KEYS)
+                .map(|k| {
+                    (
+                        k.to_string(),
+                        format!(r#"{{"round": {r}, "note": "key {k} round {r}"}}"#),
+                    )
+                })
+                .collect();
+            let records: Vec<(&str, Option<&str>)> = values
+                .iter()
+                .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+                .collect();
+            produce_raw(&topic, &records).await;
+        }
+    };
+    produce_round(0).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = sluice_tests::free_port();
+    let worker = write_worker(dir.path(), &format!("rest:\n  listen: 127.0.0.1:{port}\n"));
+    let flat = "key_converter: {type: json, schemas: false}\nvalue_converter: {type: json, schemas: false}\nerrors: {retry_delay_max: 2s}\n";
+    let early = unique("pg_early").replace('-', "_");
+    let pipeline = sink_pipeline(
+        dir.path(),
+        &early,
+        &topic,
+        &pg.url(&db),
+        &format!(
+            "  table_name_format: early\n  primary_key_fields: [id]\n  batch_size: 50\ntasks: 2\n{flat}"
+        ),
+    );
+    let mut sluice = Sluice::run(dir.path(), &worker, &[&pipeline]);
+    let (check_pg, check_db) = (pg.clone(), db.clone());
+    tokio::task::spawn_blocking(move || {
+        wait_for("the first rows", Duration::from_secs(60), || {
+            (count(&check_pg, &check_db, "early") > 0).then_some(())
+        })
+    })
+    .await
+    .expect("first rows");
+
+    // Postgres away for 40 s: longer than the pool waits for a connection (30 s).
+    let pg_port: u16 = pg
+        .url(&db)
+        .rsplit_once(':')
+        .and_then(|(_, tail)| tail.split('/').next()?.parse().ok())
+        .expect("port in the URL");
+    let restarting = {
+        let pg = pg.clone();
+        tokio::task::spawn_blocking(move || pg.restart(Duration::from_secs(40)))
+    };
+    tokio::task::spawn_blocking(move || {
+        wait_for("Postgres to be down", Duration::from_secs(60), || {
+            std::net::TcpStream::connect(("127.0.0.1", pg_port))
+                .is_err()
+                .then_some(())
+        })
+    })
+    .await
+    .expect("down");
+    let url = format!("http://127.0.0.1:{port}");
+    let late = unique("pg_late").replace('-', "_");
+    let (code, body) = sluice_tests::cluster::call(
+        reqwest::Method::PUT,
+        &format!("{url}/connectors/{late}/config"),
+        Some(serde_json::json!({
+            "connector.class": "postgres-sink",
+            "tasks.max": "1",
+            "topics": topic,
+            "url": pg.url(&db),
+            "table_name_format": "late",
+            "primary_key_fields": "id",
+            "errors.retry.delay.max.ms": "2000",
+            "key.converter": "json",
+            "key.converter.schemas.enable": "false",
+            "value.converter": "json",
+            "value.converter.schemas.enable": "false",
+        })),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    for r in 1..=3 {
+        produce_round(r).await;
+    }
+    for name in [&early, &late] {
+        assert_never_restarted(&url, name).await;
+    }
+    restarting.await.expect("Postgres restarted");
+    for name in [&early, &late] {
+        let (group, t) = (format!("connect-{name}"), topic.clone());
+        tokio::task::spawn_blocking(move || {
+            wait_for(
+                "the sink to commit every record",
+                Duration::from_secs(180),
+                || kafka::caught_up(&group, &t).then_some(()),
+            )
+        })
+        .await
+        .expect("caught up");
+        assert_never_restarted(&url, name).await;
+    }
+    assert!(sluice.is_running(), "sluice exited: {}", sluice.log_text());
+    assert!(sluice.terminate(), "sluice did not stop cleanly");
+    let want: Vec<String> = (0..KEYS)
+        .map(|k| format!("{k}|3|key {k} round 3"))
+        .collect();
+    for table in ["early", "late"] {
+        let got = pg.psql(
+            &db,
+            &format!("SELECT id, round, note FROM {table} ORDER BY id"),
+        );
+        assert_eq!(got.lines().collect::<Vec<_>>(), want, "{table}");
+    }
+}
+
+/// Every task of `name` is RUNNING and was never restarted (`restarts` shows only then).
+async fn assert_never_restarted(url: &str, name: &str) {
+    let (code, status) = sluice_tests::cluster::call(
+        reqwest::Method::GET,
+        &format!("{url}/connectors/{name}/status"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{status}");
+    let tasks = status["tasks"].as_array().expect("tasks");
+    assert!(!tasks.is_empty(), "{status}");
+    for task in tasks {
+        assert_eq!(task["state"], "RUNNING", "{status}");
+        assert!(task["restarts"].is_null(), "{status}");
+    }
+}

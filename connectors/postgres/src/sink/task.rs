@@ -205,12 +205,24 @@ impl SinkTask for PostgresSinkTask {
     async fn start(&mut self, ctx: SinkTaskContext, config: &ConnectorConfig) -> Result<()> {
         let config = parse(config)?;
         let namer = TableNamer::new(&config).map_err(ConnectorError::config)?;
-        let pool = PgPoolOptions::new()
+        let options = connect_options(&config)?;
+        let pool_options = PgPoolOptions::new()
             .max_connections(1)
-            .acquire_timeout(std::time::Duration::from_secs(30))
-            .connect_with(connect_options(&config)?)
-            .await
-            .map_err(|e| Error::database("cannot connect to Postgres", e))?;
+            .acquire_timeout(std::time::Duration::from_secs(30));
+        let pool = match pool_options.clone().connect_with(options.clone()).await {
+            Ok(pool) => pool,
+            Err(e) => {
+                let error = Error::database("cannot connect to Postgres", e);
+                // Postgres away for now is no reason to fail the start (and burn a restart):
+                // the writes connect when it is back, retried like any transient failure.
+                // Refused credentials and bad settings still fail here, with the reason.
+                if error.kind() != ErrorKind::Retriable {
+                    return Err(error.into());
+                }
+                warn!(connector = %ctx.connector, task = ctx.task_id, %error, "Postgres cannot be reached now; starting anyway, writes wait for it");
+                pool_options.connect_lazy_with(options)
+            }
+        };
         info!(connector = %ctx.connector, task = ctx.task_id, mode = ?config.insert_mode, "postgres-sink task started");
         self.state = Some(State {
             ctx,
