@@ -41,7 +41,8 @@ pub(crate) fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
-/// Exponential backoff: `initial`, doubling up to `max`.
+/// Exponential backoff with jitter: `initial`, doubling up to `max`, each wait shortened by a
+/// random part of up to half so that lanes and tasks that failed together do not retry in step.
 #[derive(Debug, Clone)]
 pub(crate) struct Backoff {
     next: Duration,
@@ -60,7 +61,8 @@ impl Backoff {
     pub(crate) fn next_wait(&mut self) -> Duration {
         let wait = self.next;
         self.next = (self.next * 2).min(self.max);
-        wait
+        let random = getrandom::u32().unwrap_or(u32::MAX / 2);
+        wait.mul_f64(0.5 + 0.5 * f64::from(random) / f64::from(u32::MAX))
     }
 }
 
@@ -105,9 +107,15 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_up_to_the_max() {
+    fn backoff_doubles_up_to_the_max_with_jitter() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let waits: Vec<u128> = (0..5).map(|_| b.next_wait().as_millis()).collect();
-        assert_eq!(waits, [100, 200, 350, 350, 350]);
+        for ceiling in [100, 200, 350, 350, 350] {
+            let wait = b.next_wait().as_millis();
+            assert!(
+                (ceiling / 2..=ceiling).contains(&wait),
+                "{wait} ms outside {}..={ceiling}",
+                ceiling / 2
+            );
+        }
     }
 }
