@@ -602,7 +602,7 @@ def check_archive(args, reader, ends):
     return failures, stats
 
 
-def check_replica(args, source_raw, target_raw):
+def check_replica(args, source_raw, target_raw, source_json, target_json):
     failures, stats = [], {"rows": 0}
     for t in TABLES:
         src, dst = source_raw[t], target_raw[t]
@@ -613,7 +613,11 @@ def check_replica(args, source_raw, target_raw):
             elif key not in src:
                 failures.append(f"{t}: row {key} in the target was deleted in the source (target {short(dst[key])})")
             elif src[key] != dst[key]:
-                failures.append(f"{t}: row {key} differs: source {short(src[key])} target {short(dst[key])}")
+                a, b = source_json[t].get(key, {}), target_json[t].get(key, {})
+                cols = {c: (a.get(c), b.get(c)) for c in a if a.get(c) != b.get(c)}
+                what = f"in {short(cols)} (source, target)" if cols else \
+                    f": source {short(src[key])} target {short(dst[key])}"
+                failures.append(f"{t}: row {key} differs {what}")
     return failures, stats
 
 
@@ -777,6 +781,7 @@ def cmd_verify(args):
     source_json = {t: table_rows(args, args.source, t, True) for t in TABLES}
     source_raw = {t: table_rows(args, args.source, t, False) for t in TABLES}
     target_raw = {t: table_rows(args, args.target, t, False) for t in TABLES}
+    target_json = {t: table_rows(args, args.target, t, True) for t in TABLES}
     checks = {}
     f, s = check_topics(args, reader, source_json)
     if not complete:
@@ -784,7 +789,7 @@ def cmd_verify(args):
     checks["topics"] = {"ok": not f, "failures": f, **s}
     f, s = check_archive(args, reader, ends)
     checks["archive"] = {"ok": not f, "failures": f, **s}
-    f, s = check_replica(args, source_raw, target_raw)
+    f, s = check_replica(args, source_raw, target_raw, source_json, target_json)
     checks["replica"] = {"ok": not f, "failures": f, **s}
     states = connector_states(args)
     f = []
