@@ -358,7 +358,8 @@ async fn time_partitions_and_scheduled_rotation() {
 /// started again on the same port and data. Two sinks archive the topic meanwhile, one rotating on
 /// record counts and one on the wall clock (2 tasks, sets waiting for commits). Neither task
 /// fails or restarts: each drops what is not durable, the runtime delivers it again, and once S3
-/// is back the archive holds every record exactly once.
+/// is back the archive holds every record exactly once. A fourth sink with a 10 s
+/// `errors.retry_timeout` fails for it, with the reason.
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_outage_longer_than_the_retries_restarts_nothing_and_loses_and_duplicates_nothing() {
     // 14,000 per partition: whole sets of 1,000 for the count-rotated sink.
@@ -434,20 +435,63 @@ async fn s3_outage_longer_than_the_retries_restarts_nothing_and_loses_and_duplic
     .await;
     assert_eq!(code, 201, "{body}");
     let sinks = [&counted, &scheduled, &late];
+    // A fourth sink allows 10 s of failures (`errors.retry_timeout`): it must fail for that.
+    let limited = unique("outage-limited");
+    let (code, body) = sluice_tests::cluster::call(
+        reqwest::Method::PUT,
+        &format!("{url}/connectors/{limited}/config"),
+        Some(serde_json::json!({
+            "connector.class": "s3-sink",
+            "topics": topic,
+            "topics_dir": limited,
+            "bucket": BUCKET,
+            "endpoint": server.endpoint(),
+            "path_style": "true",
+            "access_key_id": sluice_tests::s3::ACCESS_KEY,
+            "secret_access_key": sluice_tests::s3::SECRET_KEY,
+            "flush_size": "1000",
+            "max_retries": "1",
+            "errors.retry.timeout": "10000",
+            "errors.retry.delay.max.ms": "1000",
+            "key.converter": "bytes",
+            "value.converter": "bytes",
+        })),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
     // More records arrive while S3 is away.
     produce(&topic, total / 2..total, value_len).await;
     let began = std::time::Instant::now();
+    let mut limited_failed = None;
     while began.elapsed() < outage {
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(sluice.is_running(), "sluice exited: {}", sluice.log_text());
         for name in sinks {
             assert_never_restarted(&url, name).await;
         }
+        if limited_failed.is_none() {
+            let (_, status) = sluice_tests::cluster::call(
+                reqwest::Method::GET,
+                &format!("{url}/connectors/{limited}/status"),
+                None,
+            )
+            .await;
+            let task = &status["tasks"][0];
+            if task["state"] == "FAILED" {
+                limited_failed = Some(task["trace"].as_str().unwrap_or_default().to_owned());
+            }
+        }
     }
-    // The outage outlasted the SDK's retries: the sinks went back to what is durable.
+    let trace = limited_failed.expect("the sink with errors.retry_timeout 10 s never failed");
+    assert!(
+        trace.contains("longer than errors.retry_timeout") && trace.contains("S3"),
+        "{trace}"
+    );
+    // The outage outlasted the SDK's retries: the sinks went back to what is durable, and then
+    // took nothing until S3 answered (no re-reading in a loop).
     let log = sluice.log_text();
     assert!(
-        log.contains("once S3 answers"),
+        log.contains("once S3 answers") && log.contains("S3 is still unavailable"),
         "the sinks never gave up on a request: the outage was too short to test anything"
     );
     server.restart();

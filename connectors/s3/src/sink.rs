@@ -149,6 +149,9 @@ struct S3SinkTask {
     commits: CommitRequest,
     /// Asks the runtime to deliver a partition again after its taken records were dropped.
     rewinds: RewindRequest,
+    /// S3 failed for a transient reason and has not answered since: `put` takes nothing until
+    /// a probe succeeds, so the runtime's backoff grows and `errors.retry_timeout` counts.
+    unavailable: bool,
 }
 
 /// The encoder of one file, taken out while it runs on a blocking thread.
@@ -624,7 +627,8 @@ impl SinkTask for S3SinkTask {
     async fn start(&mut self, ctx: SinkTaskContext, config: &ConnectorConfig) -> Result<()> {
         let config: SinkConfig = config.parse()?;
         config.check().map_err(ConnectorError::config)?;
-        let store = Store::connect_patiently(&config.connection).await?;
+        let (store, reachable) = Store::connect_patiently(&config.connection).await?;
+        self.unavailable = !reachable;
         let partitioner = Partitioner::from_config(&config)?;
         let zone = parse_zone(&config.timezone)?;
         info!(connector = %ctx.connector, task = ctx.task_id, bucket = %config.connection.bucket, format = ?config.format, "s3-sink task started");
@@ -648,6 +652,22 @@ impl SinkTask for S3SinkTask {
         };
         let config = &settings.config;
         let now = now_ms();
+        if self.unavailable {
+            match settings.store.probe().await {
+                Ok(()) => {
+                    info!("S3 answers again");
+                    self.unavailable = false;
+                }
+                Err(e) if e.kind() == ErrorKind::Retriable => {
+                    return Err(ConnectorError::with_source(
+                        ErrorKind::Retriable,
+                        format!("S3 is still unavailable: {e}"),
+                        e,
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let mut unavailable = None;
         for (tp, writer) in &mut self.partitions {
             if let Err((start, e)) = writer.reap().await {
@@ -657,6 +677,7 @@ impl SinkTask for S3SinkTask {
             }
         }
         if let Some(error) = unavailable {
+            self.unavailable = true;
             return Err(error);
         }
         // Before anything of the batch is taken (a retry delivers it whole again, and the
@@ -712,6 +733,7 @@ impl SinkTask for S3SinkTask {
             // not restore: the partition starts over from what is durable, or the task fails.
             if let Err(e) = take(writer, settings, &self.commits, &tp, encoded, record, now).await {
                 let (error, _) = start_over(writer, settings, &tp, None, e, &self.rewinds).await?;
+                self.unavailable = true;
                 return Err(error);
             }
         }
@@ -744,6 +766,7 @@ impl SinkTask for S3SinkTask {
                     let (error, from) =
                         start_over(writer, settings, tp, Some(start), e, &self.rewinds).await?;
                     warn!(partition = %tp, %error, "archiving failed for now");
+                    self.unavailable = true;
                     from.unwrap_or(start)
                 }
             };

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::retry::{RetryConfig, RetryPartition, TokenBucket};
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -24,6 +24,11 @@ use tracing::warn;
 
 use crate::config::Connection;
 use crate::error::{Error, Result};
+
+/// Tokens of the SDK's retry budget (a retry after a timeout or a refused connection costs 10).
+const RETRY_BUDGET: usize = 500;
+/// Tokens the budget regains per second.
+const RETRY_BUDGET_REFILL_PER_SECOND: f32 = 10.0;
 
 /// A bucket and the client that talks to it.
 #[derive(Clone)]
@@ -61,6 +66,19 @@ impl Store {
         let shared = loader.load().await;
         let mut builder = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(conn.path_style)
+            // The SDK's retry budget is per process by default and refills only on successes:
+            // one long outage would leave every S3 connector of the worker without retries for a
+            // while after it. Each task gets its own budget, which also refills with time.
+            .retry_partition(
+                RetryPartition::custom(format!("sluice-s3-{}", conn.bucket))
+                    .token_bucket(
+                        TokenBucket::builder()
+                            .capacity(RETRY_BUDGET)
+                            .refill_rate(RETRY_BUDGET_REFILL_PER_SECOND)
+                            .build(),
+                    )
+                    .build(),
+            )
             .retry_config(
                 RetryConfig::standard()
                     .with_max_attempts(conn.max_retries.saturating_add(1))
@@ -89,16 +107,23 @@ impl Store {
     /// [`connect`](Self::connect) for a task that can wait for S3: a bucket that cannot be
     /// reached now (S3 away) is not an error, only a missing bucket or refused credentials are;
     /// the requests that follow retry as usual.
-    pub(crate) async fn connect_patiently(conn: &Connection) -> Result<Self> {
+    /// Also says whether S3 answered.
+    pub(crate) async fn connect_patiently(conn: &Connection) -> Result<(Self, bool)> {
         let store = Self::client(conn).await?;
         match store.check_bucket().await {
-            Ok(()) => {}
+            Ok(()) => Ok((store, true)),
             Err(Error::Unavailable { detail, .. }) => {
-                warn!(bucket = %conn.bucket, error = %detail, "S3 cannot be reached now; starting anyway, uploads wait for it");
+                warn!(bucket = %conn.bucket, error = %detail, "S3 cannot be reached now; starting anyway, records wait for it");
+                Ok((store, false))
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
         }
-        Ok(store)
+    }
+
+    /// Whether S3 answers again after requests failed for a transient reason (one HeadBucket):
+    /// `Unavailable` while it does not.
+    pub(crate) async fn probe(&self) -> Result<()> {
+        self.check_bucket().await
     }
 
     async fn check_bucket(&self) -> Result<()> {
@@ -182,7 +207,8 @@ impl Store {
                     | "RequestTimeout"
                     | "RequestTimeTooSkewed"
                     | "Throttling" => unavailable(detail),
-                    _ if status >= 500 || status == 429 => unavailable(detail),
+                    // Server trouble that passes; 501 (not implemented) or 505 do not.
+                    _ if matches!(status, 429 | 500 | 502 | 503 | 504) => unavailable(detail),
                     _ => Error::Request {
                         operation,
                         key: key.to_owned(),

@@ -125,6 +125,9 @@ impl SinkTaskRunner {
         positions: &mut Positions,
     ) -> Result<(), TaskError> {
         let mut flush_tick = tokio::time::interval(self.flush_interval);
+        // A flush that waited on the destination longer than the interval is not followed by a
+        // burst of flushes: records (and the group's heartbeat of consumption) come in between.
+        flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         flush_tick.tick().await;
         // When the current run of transient `put` failures began.
         let mut failing_since: Option<tokio::time::Instant> = None;
@@ -480,25 +483,21 @@ impl SinkTaskRunner {
         let assigned = tokio::task::spawn_blocking(move || consumer.assignment()).await??;
         let mut list = TopicPartitionList::new();
         for (tp, offset) in requested {
+            // Whether or not the partition is still owned, nothing past `offset` counts.
+            if let Some(consumed) = positions.consumed.get_mut(&tp) {
+                *consumed = (*consumed).min(offset);
+            }
             if assigned.find_partition(&tp.topic, tp.partition).is_none() {
                 debug!(connector = %self.connector, task = self.task_id, partition = %tp, "rewind of a partition no longer owned ignored");
                 continue;
             }
             info!(connector = %self.connector, task = self.task_id, partition = %tp, offset, "partition consumed again from an earlier offset");
             list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(offset))?;
-            if let Some(consumed) = positions.consumed.get_mut(&tp) {
-                *consumed = (*consumed).min(offset);
-            }
         }
         if list.count() == 0 {
             return Ok(());
         }
-        let consumer = self.consumer.clone();
-        tokio::task::spawn_blocking(move || {
-            consumer.seek_partitions(list, Duration::from_secs(10))
-        })
-        .await??;
-        Ok(())
+        seek(self.consumer.clone(), list).await
     }
 
     /// [`flush_and_commit`](Self::flush_and_commit) between retries of a batch and on the
@@ -530,8 +529,20 @@ async fn rewind(
     for (tp, offset, _) in spans {
         list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))?;
     }
-    tokio::task::spawn_blocking(move || consumer.seek_partitions(list, Duration::from_secs(10)))
-        .await??;
+    seek(consumer, list).await
+}
+
+/// Moves the consumer to `list`'s offsets. A partition that could not be moved fails the task:
+/// consuming on past records that must be delivered again would let their offsets be committed
+/// unwritten (a restart resumes from the committed offsets instead).
+async fn seek(consumer: Arc<SinkConsumer>, list: TopicPartitionList) -> Result<(), TaskError> {
+    let moved = tokio::task::spawn_blocking(move || {
+        consumer.seek_partitions(list, Duration::from_secs(10))
+    })
+    .await??;
+    for element in moved.elements() {
+        element.error()?;
+    }
     Ok(())
 }
 
