@@ -207,7 +207,11 @@ while wants worker && [ "$t" -lt $((duration - 8)) ]; do plan+=("$t worker"); ra
 per_service=$(( duration / 150 )); [ "$per_service" -ge 1 ] || per_service=1
 for svc in broker postgres s3; do
   wants "$svc" || continue
-  for _ in $(seq "$per_service"); do rand $((duration / 10)) $((duration * 85 / 100)); plan+=("$R $svc"); done
+  # One fault in each of per_service equal slices of 10%-85% of the run, so they never overlap.
+  slice=$(( duration * 75 / 100 / per_service ))
+  for k in $(seq 0 $((per_service - 1))); do
+    rand 0 $(( slice > 10 ? slice - 10 : 0 )); plan+=("$(( duration / 10 + k * slice + R )) $svc")
+  done
 done
 mapfile -t plan < <(printf '%s\n' "${plan[@]}" | sort -n)
 say "fault plan: ${#plan[@]} faults (${plan[*]})"
