@@ -851,7 +851,13 @@ mod tests {
     #[test]
     fn doubles_survive_encode_and_decode_bit_for_bit() {
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut doubles = vec![95.333_333_333_333_33, 0.1, -0.0, f64::MIN_POSITIVE, f64::MAX];
+        let mut doubles = vec![
+            95.333_333_333_333_33,
+            0.1,
+            -0.0,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+        ];
         while doubles.len() < 20_000 {
             // xorshift64*: arbitrary bit patterns, so every exponent and mantissa shape shows up.
             state ^= state >> 12;
