@@ -208,6 +208,24 @@ where
     }
 }
 
+/// Every task of connector `name` at the REST API `url` is RUNNING and was never restarted
+/// (a task's status shows `restarts` only once it was).
+pub async fn assert_never_restarted(url: &str, name: &str) {
+    let (code, status) = call(
+        reqwest::Method::GET,
+        &format!("{url}/connectors/{name}/status"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{status}");
+    let tasks = status["tasks"].as_array().expect("tasks");
+    assert!(!tasks.is_empty(), "{status}");
+    for task in tasks {
+        assert_eq!(task["state"], "RUNNING", "{status}");
+        assert!(task["restarts"].is_null(), "{status}");
+    }
+}
+
 /// A REST call; returns the status code and the JSON body (Null when empty).
 pub async fn call(method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, Value) {
     let client = reqwest::Client::new();

@@ -588,7 +588,7 @@ async fn a_postgres_outage_restarts_nothing_and_loses_nothing() {
         produce_round(r).await;
     }
     for name in [&early, &late] {
-        assert_never_restarted(&url, name).await;
+        sluice_tests::cluster::assert_never_restarted(&url, name).await;
     }
     restarting.await.expect("Postgres restarted");
     for name in [&early, &late] {
@@ -602,7 +602,7 @@ async fn a_postgres_outage_restarts_nothing_and_loses_nothing() {
         })
         .await
         .expect("caught up");
-        assert_never_restarted(&url, name).await;
+        sluice_tests::cluster::assert_never_restarted(&url, name).await;
     }
     assert!(sluice.is_running(), "sluice exited: {}", sluice.log_text());
     assert!(sluice.terminate(), "sluice did not stop cleanly");
@@ -615,22 +615,5 @@ async fn a_postgres_outage_restarts_nothing_and_loses_nothing() {
             &format!("SELECT id, round, note FROM {table} ORDER BY id"),
         );
         assert_eq!(got.lines().collect::<Vec<_>>(), want, "{table}");
-    }
-}
-
-/// Every task of `name` is RUNNING and was never restarted (`restarts` shows only then).
-async fn assert_never_restarted(url: &str, name: &str) {
-    let (code, status) = sluice_tests::cluster::call(
-        reqwest::Method::GET,
-        &format!("{url}/connectors/{name}/status"),
-        None,
-    )
-    .await;
-    assert_eq!(code, 200, "{status}");
-    let tasks = status["tasks"].as_array().expect("tasks");
-    assert!(!tasks.is_empty(), "{status}");
-    for task in tasks {
-        assert_eq!(task["state"], "RUNNING", "{status}");
-        assert!(task["restarts"].is_null(), "{status}");
     }
 }

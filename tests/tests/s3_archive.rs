@@ -467,7 +467,7 @@ async fn s3_outage_longer_than_the_retries_restarts_nothing_and_loses_and_duplic
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(sluice.is_running(), "sluice exited: {}", sluice.log_text());
         for name in sinks {
-            assert_never_restarted(&url, name).await;
+            sluice_tests::cluster::assert_never_restarted(&url, name).await;
         }
         if limited_failed.is_none() {
             let (_, status) = sluice_tests::cluster::call(
@@ -499,7 +499,7 @@ async fn s3_outage_longer_than_the_retries_restarts_nothing_and_loses_and_duplic
     caught_up(&scheduled, &topic, Duration::from_secs(300)).await;
     caught_up(&late, &topic, Duration::from_secs(300)).await;
     for name in sinks {
-        assert_never_restarted(&url, name).await;
+        sluice_tests::cluster::assert_never_restarted(&url, name).await;
     }
     assert!(sluice.is_running(), "sluice exited: {}", sluice.log_text());
     assert!(sluice.terminate(), "sluice did not stop cleanly");
@@ -512,24 +512,6 @@ async fn s3_outage_longer_than_the_retries_restarts_nothing_and_loses_and_duplic
     let (keys, records) = read_topic_archive(&server, BUCKET, &late, &topic).await;
     assert_eq!(keys.len(), total / 1400, "{keys:?}");
     assert_exactly_once(&topic, &records, total, value_len);
-}
-
-/// Every task of `name` is RUNNING and was never restarted.
-async fn assert_never_restarted(url: &str, name: &str) {
-    let (code, status) = sluice_tests::cluster::call(
-        reqwest::Method::GET,
-        &format!("{url}/connectors/{name}/status"),
-        None,
-    )
-    .await;
-    assert_eq!(code, 200, "{status}");
-    let tasks = status["tasks"].as_array().expect("tasks");
-    assert!(!tasks.is_empty(), "{status}");
-    for task in tasks {
-        assert_eq!(task["state"], "RUNNING", "{status}");
-        // Shown only once a task was restarted.
-        assert!(task["restarts"].is_null(), "{status}");
-    }
 }
 
 /// Acceptance 5: `s3-source` restores archived topics (JSON lines and Parquet) into new topics
