@@ -482,7 +482,7 @@ async fn postgres_restart_mid_stream_reconnects_and_loses_nothing() {
     let sluice = cdc.run();
     wait_slot(&pg, &db, &cdc.slot);
     for chunk in 0..10 {
-        if chunk == 5 {
+        if [3, 5, 7].contains(&chunk) {
             pg.restart(Duration::from_secs(2));
         }
         pg.psql(
@@ -515,8 +515,11 @@ async fn postgres_restart_mid_stream_reconnects_and_loses_nothing() {
         .map(|(_, _, k, _)| k["payload"]["id"].as_i64().expect("id"))
         .collect();
     assert_eq!(ids.len(), 10_000);
+    // The reader's own reconnect (fresh connection, partial transaction dropped), not a
+    // recovery inside the replication library that the reader does not see.
     assert!(
-        log.contains("recover replication connection") || log.contains("reconnect"),
+        log.contains("replication connection lost; reconnecting")
+            && log.contains("replication reconnected"),
         "the log shows no reconnect:\n{log}"
     );
 }

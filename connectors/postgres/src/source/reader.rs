@@ -307,7 +307,12 @@ impl Streamer {
                     self.flush_with_feedback().await?;
                     linger_until = None;
                 }
-                event = stream.next_event_with_retry(&token) => {
+                // `next_event`, not the library's `next_event_with_retry`: a lost connection comes
+                // back here as an error, and `stream_failed` drops the partial transaction and
+                // reconnects on a fresh connection. The library's in-place recovery kept this
+                // reader's state across a reconnect it never saw and once stopped delivering
+                // after it while the walsender kept streaming (found by scripts/chaos.sh).
+                event = stream.next_event(&token) => {
                     // Events that already arrived are handled here, without a trip through the
                     // select for each (which re-arms its timers and notifications every time).
                     let mut next = Some(event);
@@ -325,7 +330,7 @@ impl Streamer {
                                     next = self
                                         .stream
                                         .as_mut()
-                                        .and_then(|s| s.next_event_with_retry(&token).now_or_never());
+                                        .and_then(|s| s.next_event(&token).now_or_never());
                                 }
                             }
                             Err(e) => {
@@ -347,7 +352,15 @@ impl Streamer {
         if e.is_cancelled() {
             return Ok(true);
         }
-        if !e.is_transient() {
+        // A connection the server closed (a restart) can also surface as a protocol error of
+        // the COPY stream; a reconnect checks the slot and the server again and gives up after
+        // MAX_RECONNECTS, so only what a new connection cannot fix ends the task here.
+        let connection_lost = e.is_transient()
+            || matches!(
+                e,
+                ReplicationError::Protocol(_) | ReplicationError::Buffer(_)
+            );
+        if !connection_lost {
             return Err(replication_error("replication stream failed", e));
         }
         warn!(error = %e, "replication connection lost; reconnecting");
@@ -423,6 +436,20 @@ impl Streamer {
                  changes since the last confirmed LSN cannot be guaranteed; take a new snapshot",
                 identity.0, identity.1, self.identity.0, self.identity.1
             )));
+        }
+        // The server replays from the slot's confirmed position, which may be older than what
+        // this reader had emitted (Postgres does not save a slot whose confirmed position alone
+        // moved when it shuts down): records of the replay resume from there, as at start.
+        match catalog::slot(&self.pool, &self.config.slot).await {
+            Ok(Some(Some(confirmed))) => {
+                self.last_end = confirmed;
+                self.emitted = confirmed;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %e, attempt, "cannot read the slot's position after reconnecting; trying again");
+                return Ok(());
+            }
         }
         match stream.start(None).await {
             Ok(()) => {
