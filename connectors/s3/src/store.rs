@@ -128,7 +128,7 @@ impl Store {
 
     async fn check_bucket(&self) -> Result<()> {
         let result = self
-            .retry("HeadBucket", "", || {
+            .send("HeadBucket", "", || {
                 self.client.head_bucket().bucket(&self.bucket).send()
             })
             .await;
@@ -152,7 +152,7 @@ impl Store {
     }
 
     /// Runs one request (the SDK retries it as configured) and says what a failure means.
-    async fn retry<T, E, Fut>(
+    async fn send<T, E, Fut>(
         &self,
         operation: &'static str,
         key: &str,
@@ -228,7 +228,7 @@ impl Store {
 
     /// Uploads a whole object in one request.
     pub(crate) async fn put(&self, key: &str, body: Bytes) -> Result<()> {
-        self.retry("PutObject", key, || {
+        self.send("PutObject", key, || {
             self.client
                 .put_object()
                 .bucket(&self.bucket)
@@ -246,7 +246,7 @@ impl Store {
 
     pub(crate) async fn create_multipart(&self, key: &str) -> Result<String> {
         let out = self
-            .retry("CreateMultipartUpload", key, || {
+            .send("CreateMultipartUpload", key, || {
                 self.client
                     .create_multipart_upload()
                     .bucket(&self.bucket)
@@ -272,7 +272,7 @@ impl Store {
         body: Bytes,
     ) -> Result<CompletedPart> {
         let out = self
-            .retry("UploadPart", key, || {
+            .send("UploadPart", key, || {
                 self.client
                     .upload_part()
                     .bucket(&self.bucket)
@@ -300,7 +300,7 @@ impl Store {
         let upload = CompletedMultipartUpload::builder()
             .set_parts(Some(parts))
             .build();
-        self.retry("CompleteMultipartUpload", key, || {
+        self.send("CompleteMultipartUpload", key, || {
             self.client
                 .complete_multipart_upload()
                 .bucket(&self.bucket)
@@ -334,7 +334,7 @@ impl Store {
         let mut token: Option<String> = None;
         loop {
             let page = self
-                .retry("ListObjectsV2", prefix, || {
+                .send("ListObjectsV2", prefix, || {
                     self.client
                         .list_objects_v2()
                         .bucket(&self.bucket)
@@ -363,7 +363,7 @@ impl Store {
         loop {
             attempts += 1;
             let out = self
-                .retry("GetObject", key, || {
+                .send("GetObject", key, || {
                     self.client
                         .get_object()
                         .bucket(&self.bucket)
