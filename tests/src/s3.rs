@@ -138,6 +138,15 @@ impl S3Server {
         )
     }
 
+    /// The same settings as a REST connector config's fields (all strings, as Kafka Connect's).
+    pub fn rest_config(&self, bucket: &str) -> serde_json::Map<String, serde_json::Value> {
+        self.pipeline_config(bucket)
+            .lines()
+            .filter_map(|l| l.trim().split_once(": "))
+            .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v)))
+            .collect()
+    }
+
     /// Every key under `prefix`.
     pub async fn list(&self, bucket: &str, prefix: &str) -> Vec<String> {
         let client = self.client();

@@ -20,15 +20,6 @@ const BUCKET: &str = "rebalance";
 const PARTITIONS: i32 = 6;
 
 /// The `pipeline_config` lines of the S3 server as connector config entries.
-fn s3_config(server: &S3Server) -> serde_json::Map<String, Value> {
-    server
-        .pipeline_config(BUCKET)
-        .lines()
-        .filter_map(|l| l.trim().split_once(": "))
-        .map(|(k, v)| (k.to_owned(), json!(v)))
-        .collect()
-}
-
 async fn put_config(cluster: &Cluster, not: Option<usize>, name: &str, config: &Value) {
     // A worker just killed may have led the group: writes fail until another leads.
     wait_async(
@@ -128,7 +119,7 @@ async fn sinks_commit_and_close_revoked_partitions_before_the_group_moves_them()
             "value.converter.schemas.enable": "false",
         })
     };
-    let s3 = s3_config(&server);
+    let s3 = server.rest_config(BUCKET);
     let s3_config = |tasks: u32| {
         let mut config = json!({
             "connector.class": "s3-sink",

@@ -409,56 +409,55 @@ async fn s3_outage_longer_than_the_retries_restarts_nothing_and_loses_and_duplic
         }
     }
     server.stop();
-    // A third sink starts while S3 is away: its task waits for S3 instead of failing its start.
+    // Two more sinks are created over REST while S3 is away.
+    let create = |name: String, settings: serde_json::Value| {
+        let mut config = server.rest_config(BUCKET);
+        config.extend([
+            ("connector.class".to_owned(), "s3-sink".into()),
+            ("topics".to_owned(), topic.clone().into()),
+            ("topics_dir".to_owned(), name.clone().into()),
+            ("max_retries".to_owned(), "1".into()),
+            ("key.converter".to_owned(), "bytes".into()),
+            ("value.converter".to_owned(), "bytes".into()),
+        ]);
+        if let serde_json::Value::Object(settings) = settings {
+            config.extend(settings);
+        }
+        let url = format!("{url}/connectors/{name}/config");
+        async move {
+            let (code, body) = sluice_tests::cluster::call(
+                reqwest::Method::PUT,
+                &url,
+                Some(serde_json::Value::Object(config)),
+            )
+            .await;
+            assert_eq!(code, 201, "{body}");
+        }
+    };
+    // The third starts while S3 is away: its task waits for S3 instead of failing its start.
     let late = unique("outage-late");
-    let (code, body) = sluice_tests::cluster::call(
-        reqwest::Method::PUT,
-        &format!("{url}/connectors/{late}/config"),
-        Some(serde_json::json!({
-            "connector.class": "s3-sink",
+    create(
+        late.clone(),
+        serde_json::json!({
             "tasks.max": "1",
-            "topics": topic,
-            "topics_dir": late,
-            "bucket": BUCKET,
-            "endpoint": server.endpoint(),
-            "path_style": "true",
-            "access_key_id": sluice_tests::s3::ACCESS_KEY,
-            "secret_access_key": sluice_tests::s3::SECRET_KEY,
             "flush_size": "1400",
-            "max_retries": "1",
             "retry_backoff": "50",
             "errors.retry.delay.max.ms": "2000",
-            "key.converter": "bytes",
-            "value.converter": "bytes",
-        })),
+        }),
     )
     .await;
-    assert_eq!(code, 201, "{body}");
     let sinks = [&counted, &scheduled, &late];
-    // A fourth sink allows 10 s of failures (`errors.retry_timeout`): it must fail for that.
+    // The fourth allows 10 s of failures (`errors.retry_timeout`): it must fail for that.
     let limited = unique("outage-limited");
-    let (code, body) = sluice_tests::cluster::call(
-        reqwest::Method::PUT,
-        &format!("{url}/connectors/{limited}/config"),
-        Some(serde_json::json!({
-            "connector.class": "s3-sink",
-            "topics": topic,
-            "topics_dir": limited,
-            "bucket": BUCKET,
-            "endpoint": server.endpoint(),
-            "path_style": "true",
-            "access_key_id": sluice_tests::s3::ACCESS_KEY,
-            "secret_access_key": sluice_tests::s3::SECRET_KEY,
+    create(
+        limited.clone(),
+        serde_json::json!({
             "flush_size": "1000",
-            "max_retries": "1",
             "errors.retry.timeout": "10000",
             "errors.retry.delay.max.ms": "1000",
-            "key.converter": "bytes",
-            "value.converter": "bytes",
-        })),
+        }),
     )
     .await;
-    assert_eq!(code, 201, "{body}");
     // More records arrive while S3 is away.
     produce(&topic, total / 2..total, value_len).await;
     let began = std::time::Instant::now();
